@@ -1,0 +1,164 @@
+//! Body types for both directions, as enums rather than boxed trait objects: no allocation per
+//! request, and upstream bodies stream through untouched.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the gateway sends back to its client.
+pub enum Body {
+    Empty,
+    Full(Option<Bytes>),
+    /// An upstream body streamed through; the permit holds the upstream's connection slot
+    /// until the body is done.
+    Upstream {
+        inner: Incoming,
+        _permit: Option<OwnedSemaphorePermit>,
+    },
+}
+
+impl Body {
+    pub fn empty() -> Self {
+        Body::Empty
+    }
+    pub fn full(bytes: Bytes) -> Self {
+        if bytes.is_empty() {
+            Body::Empty
+        } else {
+            Body::Full(Some(bytes))
+        }
+    }
+    pub fn upstream(inner: Incoming, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Body::Upstream {
+            inner,
+            _permit: permit,
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(bytes) => bytes.is_none(),
+            Body::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => SizeHint::with_exact(0),
+            Body::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// The request body sent upstream: the client's body streamed with a size cap, or bytes the
+/// gateway holds (a replayable buffered body, or nothing).
+pub enum UpstreamBody {
+    Empty,
+    Full(Option<Bytes>),
+    Stream(LimitedIncoming),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            UpstreamBody::Stream(s) => s.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Full(bytes) => bytes.is_none(),
+            UpstreamBody::Stream(s) => s.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            UpstreamBody::Full(None) => SizeHint::with_exact(0),
+            UpstreamBody::Stream(s) => s.inner.size_hint(),
+        }
+    }
+}
+
+/// The client's body with a byte cap. Going over the cap fails the upstream request and raises
+/// a flag the pipeline reads to answer 413 instead of a 502.
+pub struct LimitedIncoming {
+    inner: Incoming,
+    remaining: u64,
+    exceeded: Option<Arc<AtomicBool>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body over the configured limit")]
+pub struct BodyTooLarge;
+
+impl LimitedIncoming {
+    /// `exceeded` is only needed when the length is not declared up front (chunked, h2 without
+    /// content-length); a declared length over the cap is refused before forwarding.
+    pub fn new(inner: Incoming, limit: u64, exceeded: Option<Arc<AtomicBool>>) -> Self {
+        LimitedIncoming {
+            inner,
+            remaining: limit,
+            exceeded,
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > self.remaining {
+                        if let Some(flag) = &self.exceeded {
+                            flag.store(true, Ordering::Release);
+                        }
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                    self.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The validated, typed configuration the rest of the gateway reads.
+//!
+//! Everything here has passed validation: addresses parse, upstream names resolve to indices,
+//! secrets have been read, durations and sizes are typed. Nothing in this module does I/O.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use http::Method;
+
+/// The whole gateway configuration, as loaded from `gateway.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File the configuration came from (for messages and relative paths).
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: Option<AdminConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub limits: Limits,
+    /// Peers whose `X-Forwarded-For` is trusted and extended rather than replaced.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Tokio worker threads; `None` = one per core.
+    pub worker_threads: Option<usize>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain_timeout: Duration,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive, e.g. `"info"` or `"fxa_gateway=debug"`.
+    pub level: String,
+    /// One access event per request at `info`.
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// MozLog-style JSON, one object per line.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// `None` = plain HTTP/1.1 (sidecar use).
+    pub tls: Option<TlsSettings>,
+    /// The operator acknowledged a plain listener on a non-loopback address.
+    pub allow_plain_non_loopback: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// First entry is the default certificate (no SNI, or no match).
+    pub certificates: Vec<CertificateConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CertificateConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert_pem: Vec<u8>,
+    /// PEM private key (read from a file or an environment variable, never inline).
+    pub key_pem: Secret,
+    /// SNI names this certificate answers for; empty = taken from the certificate is not
+    /// attempted, so an empty list means "default only".
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `https://host[:port][/base/path]`, or `http://` on loopback only.
+    pub url: http::Uri,
+    /// Extra PEM CA bundle trusted for this upstream (in addition to, or instead of, webpki roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Trust only `ca_pem`, not the webpki roots.
+    pub ca_only: bool,
+    pub connect_timeout: Duration,
+    /// Time to the response head.
+    pub response_timeout: Duration,
+    /// Concurrent requests (≈ connections for HTTP/1.1) to this upstream.
+    pub max_connections: usize,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// Offer h2 by ALPN (TLS upstreams only).
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Exact `Host` (or `:authority`) match, lower-case, without port. `None` = any host.
+    pub host: Option<String>,
+    /// Path prefix, starts with `/`, no trailing `/` unless it is `/` itself.
+    pub path_prefix: String,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    /// Remove `path_prefix` before appending the path to the upstream's base path.
+    pub strip_prefix: bool,
+    /// `None` = any method.
+    pub methods: Option<Vec<Method>>,
+    /// Accepted API versions (the segment after the prefix); empty = no version policy.
+    pub versions: Vec<String>,
+    /// Versions that still work but are announced for removal.
+    pub deprecated_versions: Vec<DeprecatedVersion>,
+    /// Rewrite non-errno upstream error bodies into the errno shape.
+    pub rewrite_errors: bool,
+    pub auth: AuthPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeprecatedVersion {
+    pub version: String,
+    /// Sent as `Deprecation: @<unix seconds>` (RFC 9745).
+    pub deprecation: SystemTime,
+    /// Sent as `Sunset: <HTTP-date>` (RFC 8594); after it the version answers 410.
+    pub sunset: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthPolicy {
+    /// No check; the caller's `Authorization` goes upstream unchanged.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request head size (431 above it). hyper's floor is 8 KiB.
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// Request body size (413 above it).
+    pub max_body_bytes: u64,
+    /// Slowloris guard: a request head must arrive within this (408).
+    pub header_read_timeout: Duration,
+    /// Keep-alive connections with no traffic are closed after this.
+    pub idle_timeout: Duration,
+    /// TLS handshake must finish within this.
+    pub tls_handshake_timeout: Duration,
+    /// Client connections open at once, across all listeners.
+    pub max_connections: usize,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_header_list_size: u32,
+    /// Upstream error bodies are read up to this size for rewriting.
+    pub max_error_body_bytes: usize,
+}
+
+/// An IPv4 or IPv6 network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (canonical(self.addr), ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let bits = u32::from(self.prefix_len.min(32));
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let bits = u32::from(self.prefix_len.min(128));
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// A secret value read from an environment variable or a file. `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(bytes)
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}

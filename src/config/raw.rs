@@ -1,0 +1,394 @@
+//! The `gateway.toml` file as written: serde structs that mirror it section by section.
+//!
+//! Every struct rejects unknown keys. Durations, sizes and dates are parsed while
+//! deserializing (so a bad value is reported at its own key); cross-references, ranges and
+//! file contents are checked later by `validate`. Secrets are never accepted inline.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+use super::model::LogFormat;
+use super::units::{parse_duration, parse_rfc3339, parse_size};
+
+pub use super::secret::SecretRef;
+
+// Defaults live in one place so the docs in gateway.toml and the code cannot drift apart
+// silently: the tests load an empty-ish file and compare.
+const fn secs(n: u64) -> DurationValue {
+    DurationValue(Duration::from_secs(n))
+}
+const fn kib(n: u64) -> SizeValue {
+    SizeValue(n * 1024)
+}
+const fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub worker_threads: Option<u64>,
+    #[serde(default = "RawServer::drain_timeout")]
+    pub drain_timeout: DurationValue,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+impl RawServer {
+    fn drain_timeout() -> DurationValue {
+        secs(30)
+    }
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            worker_threads: None,
+            drain_timeout: RawServer::drain_timeout(),
+            log: RawLog::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    #[serde(default = "RawLog::format")]
+    pub format: RawLogFormat,
+    #[serde(default = "RawLog::level")]
+    pub level: String,
+    #[serde(default = "yes")]
+    pub access_log: bool,
+}
+
+impl RawLog {
+    fn format() -> RawLogFormat {
+        RawLogFormat::Text
+    }
+    fn level() -> String {
+        "info".to_owned()
+    }
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: RawLog::format(),
+            level: RawLog::level(),
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLogFormat {
+    Text,
+    Json,
+}
+
+impl From<RawLogFormat> for LogFormat {
+    fn from(f: RawLogFormat) -> Self {
+        match f {
+            RawLogFormat::Text => LogFormat::Text,
+            RawLogFormat::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: String,
+    pub addr: String,
+    #[serde(default)]
+    pub allow_plain_non_loopback: bool,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificates: Vec<RawCertificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: String,
+    pub key: SecretRef,
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub addr: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    pub url: String,
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub ca_only: bool,
+    #[serde(default = "RawUpstream::connect_timeout")]
+    pub connect_timeout: DurationValue,
+    #[serde(default = "RawUpstream::response_timeout")]
+    pub response_timeout: DurationValue,
+    #[serde(default = "RawUpstream::max_connections")]
+    pub max_connections: u64,
+    #[serde(default = "RawUpstream::pool_idle_timeout")]
+    pub pool_idle_timeout: DurationValue,
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+impl RawUpstream {
+    fn connect_timeout() -> DurationValue {
+        secs(5)
+    }
+    fn response_timeout() -> DurationValue {
+        secs(30)
+    }
+    fn max_connections() -> u64 {
+        256
+    }
+    fn pool_idle_timeout() -> DurationValue {
+        secs(90)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub upstream: String,
+    #[serde(default = "yes")]
+    pub strip_prefix: bool,
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub versions: Vec<String>,
+    #[serde(default)]
+    pub deprecated_versions: Vec<RawDeprecatedVersion>,
+    #[serde(default = "yes")]
+    pub rewrite_errors: bool,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeprecatedVersion {
+    pub version: String,
+    pub deprecation: DateValue,
+    pub sunset: Option<DateValue>,
+}
+
+/// `auth = "none"` or `auth = { policy = "none" }`. The table form is where later policies put
+/// their options (`auth = { policy = "bearer", scopes = [...] }`).
+#[derive(Debug)]
+pub struct RawAuth {
+    pub policy: String,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            policy: "none".to_owned(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthTable {
+    policy: String,
+}
+
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAuth;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"an auth policy name ("none") or a table { policy = "..." }"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
+                Ok(RawAuth {
+                    policy: v.to_owned(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
+                let t = RawAuthTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawAuth { policy: t.policy })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default = "RawLimits::max_header_bytes")]
+    pub max_header_bytes: SizeValue,
+    #[serde(default = "RawLimits::max_headers")]
+    pub max_headers: u64,
+    #[serde(default = "RawLimits::max_body_bytes")]
+    pub max_body_bytes: SizeValue,
+    #[serde(default = "RawLimits::header_read_timeout")]
+    pub header_read_timeout: DurationValue,
+    #[serde(default = "RawLimits::idle_timeout")]
+    pub idle_timeout: DurationValue,
+    #[serde(default = "RawLimits::tls_handshake_timeout")]
+    pub tls_handshake_timeout: DurationValue,
+    #[serde(default = "RawLimits::max_connections")]
+    pub max_connections: u64,
+    #[serde(default = "RawLimits::h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: u64,
+    #[serde(default = "RawLimits::h2_max_header_list_size")]
+    pub h2_max_header_list_size: SizeValue,
+    #[serde(default = "RawLimits::max_error_body_bytes")]
+    pub max_error_body_bytes: SizeValue,
+}
+
+impl RawLimits {
+    fn max_header_bytes() -> SizeValue {
+        kib(16)
+    }
+    fn max_headers() -> u64 {
+        100
+    }
+    fn max_body_bytes() -> SizeValue {
+        kib(1024)
+    }
+    fn header_read_timeout() -> DurationValue {
+        secs(10)
+    }
+    fn idle_timeout() -> DurationValue {
+        secs(60)
+    }
+    fn tls_handshake_timeout() -> DurationValue {
+        secs(10)
+    }
+    fn max_connections() -> u64 {
+        10_000
+    }
+    fn h2_max_concurrent_streams() -> u64 {
+        100
+    }
+    fn h2_max_header_list_size() -> SizeValue {
+        kib(16)
+    }
+    fn max_error_body_bytes() -> SizeValue {
+        kib(64)
+    }
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_header_bytes: RawLimits::max_header_bytes(),
+            max_headers: RawLimits::max_headers(),
+            max_body_bytes: RawLimits::max_body_bytes(),
+            header_read_timeout: RawLimits::header_read_timeout(),
+            idle_timeout: RawLimits::idle_timeout(),
+            tls_handshake_timeout: RawLimits::tls_handshake_timeout(),
+            max_connections: RawLimits::max_connections(),
+            h2_max_concurrent_streams: RawLimits::h2_max_concurrent_streams(),
+            h2_max_header_list_size: RawLimits::h2_max_header_list_size(),
+            max_error_body_bytes: RawLimits::max_error_body_bytes(),
+        }
+    }
+}
+
+/// A duration written with a unit (`"30s"`); a bare number is refused because its unit would
+/// be a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a duration string such as "30s""#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationValue, E> {
+                parse_duration(v).map(DurationValue).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationValue, E> {
+                Err(E::custom(format!(
+                    r#"a duration needs a unit: write "{v}s" or "{v}ms", not {v}"#
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationValue, E> {
+                Err(E::custom(format!(
+                    r#"a duration needs a unit: write "{v}s" or "{v}ms", not {v}"#
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A size in bytes: `"64KiB"`, `"1MB"`, or a bare integer meaning bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeValue(pub u64);
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a size such as "64KiB" or a number of bytes"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SizeValue, E> {
+                parse_size(v).map(SizeValue).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SizeValue, E> {
+                u64::try_from(v)
+                    .map(SizeValue)
+                    .map_err(|_| E::custom(format!("negative size {v}")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SizeValue, E> {
+                Ok(SizeValue(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An RFC 3339 date or date-time, quoted (`"2021-02-01"`) or as a TOML date literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateValue(pub SystemTime);
+
+impl<'de> Deserialize<'de> for DateValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A TOML date literal arrives as a `toml::value::Datetime`; its Display is RFC 3339.
+        let text = match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => s,
+            toml::Value::Datetime(dt) => dt.to_string(),
+            other => {
+                return Err(de::Error::custom(format!(
+                    r#"expected a date such as "2021-02-01", found {}"#,
+                    other.type_str()
+                )));
+            }
+        };
+        parse_rfc3339(&text)
+            .map(DateValue)
+            .map_err(de::Error::custom)
+    }
+}

@@ -1,0 +1,225 @@
+//! Validation: raw sections → the typed [`Config`], collecting every problem as a
+//! (key path, message) pair instead of stopping at the first.
+//!
+//! This is where files named in the config (certificates, CA bundles, secret files) are read;
+//! nothing here prints a secret's value.
+
+mod listeners;
+mod routes;
+mod upstreams;
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::Problems;
+use super::document::RawDocument;
+use super::model::{AdminConfig, Config, IpNet, Limits, LogSettings, ServerSettings};
+use super::net::parse_listen_addr;
+use super::raw::{DurationValue, RawLimits, RawServer, SizeValue};
+use super::secret::EnvLookup;
+
+/// What validation needs from the outside world.
+pub struct Context<'a> {
+    pub source: &'a Path,
+    /// Directory relative file paths are resolved against.
+    pub base_dir: &'a Path,
+    pub env: EnvLookup<'a>,
+}
+
+/// hyper refuses a smaller HTTP/1 read buffer.
+const MIN_HEADER_BYTES: u64 = 8 * 1024;
+
+pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option<Config> {
+    let server = server(raw.server.unwrap_or_default(), p);
+    let limits = limits(raw.limits.unwrap_or_default(), p);
+    if raw.listeners.is_empty() {
+        p.at("listeners", "at least one [[listeners]] is required");
+    }
+    let listeners = listeners::validate(&raw.listeners, ctx, p);
+    let admin = raw.admin.and_then(|a| match parse_listen_addr(&a.addr) {
+        Ok(addr) => Some(AdminConfig { addr }),
+        Err(e) => {
+            p.at("admin.addr", e);
+            None
+        }
+    });
+    if let Some(admin) = &admin {
+        let clash = listeners.iter().flatten().any(|l| l.addr == admin.addr);
+        if clash && admin.addr.port() != 0 {
+            p.at(
+                "admin.addr",
+                format!("{} is also a listener's address", admin.addr),
+            );
+        }
+    }
+    let upstreams = upstreams::validate(&raw.upstreams, ctx, p);
+    let routes = routes::validate(&raw.routes, &raw.upstream_names, p);
+    let trusted_proxies: Vec<IpNet> = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            s.parse()
+                .map_err(|e| p.at(format!("trusted_proxies[{i}]"), e))
+                .ok()
+        })
+        .collect();
+    if !p.is_empty() {
+        return None;
+    }
+    Some(Config {
+        source: ctx.source.to_path_buf(),
+        server,
+        listeners: listeners.into_iter().flatten().collect(),
+        admin,
+        upstreams: upstreams.into_iter().flatten().collect(),
+        routes: routes.into_iter().flatten().collect(),
+        limits,
+        trusted_proxies,
+    })
+}
+
+fn server(raw: RawServer, p: &mut Problems) -> ServerSettings {
+    let worker_threads = raw.worker_threads.and_then(|n| match usize::try_from(n) {
+        Ok(n) if (1..=1024).contains(&n) => Some(n),
+        _ => {
+            p.at(
+                "server.worker_threads",
+                "must be between 1 and 1024 (omit it for one per core)",
+            );
+            None
+        }
+    });
+    let level = raw.log.level.trim().to_owned();
+    if level.is_empty() {
+        p.at("server.log.level", r#"must not be empty (e.g. "info")"#);
+    } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+        p.at(
+            "server.log.level",
+            format!("invalid log filter {level:?}: {e}"),
+        );
+    }
+    ServerSettings {
+        worker_threads,
+        // Zero is meaningful: exit without waiting for in-flight requests.
+        drain_timeout: raw.drain_timeout.0,
+        log: LogSettings {
+            format: raw.log.format.into(),
+            level,
+            access_log: raw.log.access_log,
+        },
+    }
+}
+
+fn limits(raw: RawLimits, p: &mut Problems) -> Limits {
+    let k = |key: &str| format!("limits.{key}");
+    if raw.max_header_bytes.0 != 0 && raw.max_header_bytes.0 < MIN_HEADER_BYTES {
+        p.at(
+            k("max_header_bytes"),
+            r#"must be at least "8KiB" (hyper's minimum)"#,
+        );
+    }
+    Limits {
+        max_header_bytes: size_usize(raw.max_header_bytes, &k("max_header_bytes"), p),
+        max_headers: count(raw.max_headers, u64::MAX, &k("max_headers"), p) as usize,
+        max_body_bytes: nonzero_size(raw.max_body_bytes, &k("max_body_bytes"), p),
+        header_read_timeout: nonzero(raw.header_read_timeout, &k("header_read_timeout"), p),
+        idle_timeout: nonzero(raw.idle_timeout, &k("idle_timeout"), p),
+        tls_handshake_timeout: nonzero(raw.tls_handshake_timeout, &k("tls_handshake_timeout"), p),
+        max_connections: count(raw.max_connections, u64::MAX, &k("max_connections"), p) as usize,
+        h2_max_concurrent_streams: count(
+            raw.h2_max_concurrent_streams,
+            u32::MAX.into(),
+            &k("h2_max_concurrent_streams"),
+            p,
+        ) as u32,
+        h2_max_header_list_size: {
+            let key = k("h2_max_header_list_size");
+            count(
+                nonzero_size(raw.h2_max_header_list_size, &key, p),
+                u32::MAX.into(),
+                &key,
+                p,
+            ) as u32
+        },
+        max_error_body_bytes: size_usize(raw.max_error_body_bytes, &k("max_error_body_bytes"), p),
+    }
+}
+
+/// A duration that must not be zero.
+pub(super) fn nonzero(v: DurationValue, key: &str, p: &mut Problems) -> Duration {
+    if v.0.is_zero() {
+        p.at(key, "must be greater than zero");
+    }
+    v.0
+}
+
+fn nonzero_size(v: SizeValue, key: &str, p: &mut Problems) -> u64 {
+    if v.0 == 0 {
+        p.at(key, "must be greater than zero");
+    }
+    v.0
+}
+
+fn size_usize(v: SizeValue, key: &str, p: &mut Problems) -> usize {
+    match usize::try_from(nonzero_size(v, key, p)) {
+        Ok(n) => n,
+        Err(_) => {
+            p.at(key, "is too large for this platform");
+            0
+        }
+    }
+}
+
+/// A count in `1..=max`; out-of-range values are reported and returned clamped (the config is
+/// rejected anyway), so callers can cast without surprises.
+pub(super) fn count(v: u64, max: u64, key: &str, p: &mut Problems) -> u64 {
+    let max = max.min(usize::MAX as u64);
+    if v == 0 {
+        p.at(key, "must be at least 1");
+    } else if v > max {
+        p.at(key, format!("must be at most {max}"));
+    }
+    v.clamp(1, max)
+}
+
+/// A name used in logs, metric labels and cross-references: `[A-Za-z0-9_.-]`, 1–64 chars.
+pub(super) fn check_name(name: &str, key: &str, p: &mut Problems) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ok {
+        p.at(
+            key,
+            format!("{name:?} is not a valid name (use 1-64 of A-Z a-z 0-9 _ - .)"),
+        );
+    }
+}
+
+/// A DNS host name as matched against `Host` or SNI: lower-case labels of `[a-z0-9-]`,
+/// optionally a leading `*.` when `wildcard` is allowed. Returns the normalised name.
+pub(super) fn dns_name(name: &str, wildcard: bool) -> Result<String, String> {
+    let lower = name.trim_end_matches('.').to_ascii_lowercase();
+    let labels = match lower.strip_prefix("*.") {
+        Some(rest) if wildcard => rest,
+        _ => lower.as_str(),
+    };
+    let valid = !labels.is_empty()
+        && labels.len() <= 253
+        && labels.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(lower)
+    } else if name.contains(':') {
+        Err(format!("{name:?} must be a host name without a port"))
+    } else {
+        Err(format!("{name:?} is not a valid host name"))
+    }
+}

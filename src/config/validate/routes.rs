@@ -1,0 +1,241 @@
+//! `[[routes]]`: host and prefix matching, the upstream reference, methods, API versions with
+//! deprecation/sunset dates, and the auth policy.
+
+use std::collections::HashSet;
+
+use http::Method;
+
+use super::{check_name, dns_name};
+use crate::config::Problems;
+use crate::config::model::{AuthPolicy, DeprecatedVersion, RouteConfig};
+use crate::config::raw::{RawAuth, RawDeprecatedVersion, RawRoute};
+
+pub fn validate(
+    raw: &[Option<RawRoute>],
+    upstream_names: &[Option<String>],
+    p: &mut Problems,
+) -> Vec<Option<RouteConfig>> {
+    let mut names = HashSet::new();
+    let mut matches = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let r = r.as_ref()?;
+            let key = format!("routes[{i}]");
+            check_name(&r.name, &format!("{key}.name"), p);
+            if !names.insert(r.name.as_str()) {
+                p.at(
+                    format!("{key}.name"),
+                    format!("duplicate route name {:?}", r.name),
+                );
+            }
+            let route = route(r, &key, upstream_names, p)?;
+            if !matches.insert((route.host.clone(), route.path_prefix.clone())) {
+                p.at(
+                    format!("{key}.path_prefix"),
+                    format!(
+                        "another route already matches host {} and path prefix {:?}",
+                        route.host.as_deref().unwrap_or("(any)"),
+                        route.path_prefix
+                    ),
+                );
+            }
+            Some(route)
+        })
+        .collect()
+}
+
+fn route(
+    r: &RawRoute,
+    key: &str,
+    upstream_names: &[Option<String>],
+    p: &mut Problems,
+) -> Option<RouteConfig> {
+    let k = |field: &str| format!("{key}.{field}");
+    let host = match r.host.as_deref().map(|h| dns_name(h, false)) {
+        None => Some(None),
+        Some(Ok(h)) => Some(Some(h)),
+        Some(Err(e)) => {
+            p.at(k("host"), e);
+            None
+        }
+    };
+    let path_prefix = path_prefix(&r.path_prefix).map_err(|e| p.at(k("path_prefix"), e));
+    let position = upstream_names
+        .iter()
+        .position(|n| n.as_deref() == Some(r.upstream.as_str()));
+    // An upstream whose name could not be read may be the one meant: stay quiet then.
+    if position.is_none() && upstream_names.iter().all(Option::is_some) {
+        let known: Vec<&str> = upstream_names
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        p.at(
+            k("upstream"),
+            format!(
+                "unknown upstream {:?} (defined: {})",
+                r.upstream,
+                list(&known)
+            ),
+        );
+    }
+    let methods = r.methods.as_ref().map(|m| methods(m, &k("methods"), p));
+    let versions = versions(r, key, p);
+    let auth = auth(&r.auth).map_err(|e| p.at(k("auth"), e));
+    Some(RouteConfig {
+        name: r.name.clone(),
+        host: host?,
+        path_prefix: path_prefix.ok()?,
+        upstream: position?,
+        strip_prefix: r.strip_prefix,
+        methods,
+        versions: versions.0,
+        deprecated_versions: versions.1,
+        rewrite_errors: r.rewrite_errors,
+        auth: auth.ok()?,
+    })
+}
+
+/// Starts with `/`; trailing `/` removed (except for `/` itself); no query, fragment, empty
+/// or dot segments, whitespace or control characters.
+pub(crate) fn path_prefix(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!("{s:?} must start with \"/\""));
+    }
+    let trimmed = s.trim_end_matches('/');
+    let bad_char = trimmed
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "?#%".contains(*c));
+    if let Some(c) = bad_char {
+        return Err(format!("{s:?} contains {c:?}, which a path prefix cannot"));
+    }
+    if trimmed
+        .split('/')
+        .skip(1)
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!("{s:?} has an empty, \".\" or \"..\" segment"));
+    }
+    Ok(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+fn methods(raw: &[String], key: &str, p: &mut Problems) -> Vec<Method> {
+    if raw.is_empty() {
+        p.at(
+            key,
+            "an empty list allows nothing; omit methods to allow every method",
+        );
+    }
+    let mut out: Vec<Method> = Vec::with_capacity(raw.len());
+    for (i, m) in raw.iter().enumerate() {
+        let upper = m.to_ascii_uppercase();
+        match Method::from_bytes(upper.as_bytes()) {
+            Ok(method) if !out.contains(&method) => out.push(method),
+            Ok(_) => p.at(format!("{key}[{i}]"), format!("{upper} is listed twice")),
+            Err(_) => p.at(
+                format!("{key}[{i}]"),
+                format!("{m:?} is not an HTTP method"),
+            ),
+        }
+    }
+    out
+}
+
+/// Accepted versions plus deprecated ones. A deprecated version is accepted implicitly: the
+/// returned `versions` lists the configured ones, then each deprecated one not already there.
+fn versions(r: &RawRoute, key: &str, p: &mut Problems) -> (Vec<String>, Vec<DeprecatedVersion>) {
+    let mut versions: Vec<String> = Vec::with_capacity(r.versions.len());
+    for (i, v) in r.versions.iter().enumerate() {
+        let vkey = format!("{key}.versions[{i}]");
+        match check_version(v) {
+            Err(e) => p.at(vkey, e),
+            Ok(()) if versions.contains(v) => p.at(vkey, format!("version {v:?} is listed twice")),
+            Ok(()) => versions.push(v.clone()),
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut deprecated = Vec::with_capacity(r.deprecated_versions.len());
+    for (i, d) in r.deprecated_versions.iter().enumerate() {
+        let dkey = format!("{key}.deprecated_versions[{i}]");
+        if let Some(dv) = deprecated_version(d, &dkey, &mut seen, p) {
+            if !versions.contains(&dv.version) {
+                versions.push(dv.version.clone());
+            }
+            deprecated.push(dv);
+        }
+    }
+    (versions, deprecated)
+}
+
+fn deprecated_version(
+    d: &RawDeprecatedVersion,
+    key: &str,
+    seen: &mut HashSet<String>,
+    p: &mut Problems,
+) -> Option<DeprecatedVersion> {
+    let mut ok = true;
+    if let Err(e) = check_version(&d.version) {
+        p.at(format!("{key}.version"), e);
+        ok = false;
+    } else if !seen.insert(d.version.clone()) {
+        p.at(
+            format!("{key}.version"),
+            format!("version {:?} is deprecated twice", d.version),
+        );
+        ok = false;
+    }
+    if let Some(sunset) = d.sunset
+        && sunset.0 <= d.deprecation.0
+    {
+        p.at(
+            format!("{key}.sunset"),
+            "the sunset must come after the deprecation date",
+        );
+        ok = false;
+    }
+    ok.then(|| DeprecatedVersion {
+        version: d.version.clone(),
+        deprecation: d.deprecation.0,
+        sunset: d.sunset.map(|s| s.0),
+    })
+}
+
+/// A version is one path segment: `v1`, `1.0`, `v5`.
+fn check_version(v: &str) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v != "."
+        && v != ".."
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{v:?} is not a version path segment (e.g. \"v1\" or \"1.0\")"
+        ))
+    }
+}
+
+fn auth(raw: &RawAuth) -> Result<AuthPolicy, String> {
+    match raw.policy.as_str() {
+        "none" => Ok(AuthPolicy::None),
+        other => Err(format!("unknown auth policy {other:?} (known: \"none\")")),
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

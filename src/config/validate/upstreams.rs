@@ -1,0 +1,118 @@
+//! `[[upstreams]]`: base URLs (https, or http on loopback only), CA bundles, timeouts and
+//! pool sizes.
+
+use std::collections::HashSet;
+
+use http::Uri;
+use http::uri::{PathAndQuery, Scheme};
+
+use super::listeners::check_certificates;
+use super::{Context, check_name, count, nonzero};
+use crate::config::Problems;
+use crate::config::model::UpstreamConfig;
+use crate::config::net::is_loopback_host;
+use crate::config::raw::RawUpstream;
+use crate::config::secret::{read_file, resolve_path};
+
+pub fn validate(
+    raw: &[Option<RawUpstream>],
+    ctx: &Context<'_>,
+    p: &mut Problems,
+) -> Vec<Option<UpstreamConfig>> {
+    let mut names = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let u = u.as_ref()?;
+            let key = format!("upstreams[{i}]");
+            check_name(&u.name, &format!("{key}.name"), p);
+            if !names.insert(u.name.as_str()) {
+                p.at(
+                    format!("{key}.name"),
+                    format!("duplicate upstream name {:?}", u.name),
+                );
+            }
+            upstream(u, &key, ctx, p)
+        })
+        .collect()
+}
+
+fn upstream(
+    u: &RawUpstream,
+    key: &str,
+    ctx: &Context<'_>,
+    p: &mut Problems,
+) -> Option<UpstreamConfig> {
+    let url = parse_url(&u.url)
+        .map_err(|e| p.at(format!("{key}.url"), e))
+        .ok();
+    let ca_pem = u.ca_file.as_ref().and_then(|file| {
+        read_file(&resolve_path(ctx.base_dir, file))
+            .and_then(|pem| check_certificates(&pem).map(|()| pem))
+            .map_err(|e| p.at(format!("{key}.ca_file"), e))
+            .ok()
+    });
+    if u.ca_only && u.ca_file.is_none() {
+        p.at(format!("{key}.ca_only"), "ca_only = true needs ca_file");
+    }
+    let k = |field: &str| format!("{key}.{field}");
+    let max_connections = count(u.max_connections, u64::MAX, &k("max_connections"), p);
+    Some(UpstreamConfig {
+        name: u.name.clone(),
+        url: url?,
+        ca_pem,
+        ca_only: u.ca_only,
+        connect_timeout: nonzero(u.connect_timeout, &k("connect_timeout"), p),
+        response_timeout: nonzero(u.response_timeout, &k("response_timeout"), p),
+        max_connections: max_connections as usize,
+        pool_idle_timeout: nonzero(u.pool_idle_timeout, &k("pool_idle_timeout"), p),
+        http2: u.http2,
+    })
+}
+
+/// `https://host[:port][/base]`, or `http://` when the host is loopback. The base path loses
+/// its trailing `/`; its path is `/` when there is no base.
+pub(crate) fn parse_url(s: &str) -> Result<Uri, String> {
+    if s.contains('#') {
+        return Err(format!("{s:?}: an upstream URL has no fragment (#...)"));
+    }
+    let uri: Uri = s.parse().map_err(|e| {
+        format!("{s:?} is not a valid URL ({e}); expected https://host[:port][/base]")
+    })?;
+    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        return Err(format!(
+            "{s:?} must be an absolute URL such as https://host[:port][/base]"
+        ));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!("{s:?}: credentials in the URL are not allowed"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{s:?}: an upstream URL has no query (?...)"));
+    }
+    if authority.host().is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    if authority.port().is_some() && authority.port_u16().is_none_or(|port| port == 0) {
+        return Err(format!("{s:?}: the port must be 1-65535"));
+    }
+    if *scheme == Scheme::HTTP {
+        if !is_loopback_host(authority.host()) {
+            return Err(format!(
+                "{s:?}: plain http:// is only allowed to loopback (localhost, 127.0.0.0/8, ::1); \
+                 use https://"
+            ));
+        }
+    } else if *scheme != Scheme::HTTPS {
+        return Err(format!("{s:?}: scheme must be https (or http on loopback)"));
+    }
+    let base = uri.path().trim_end_matches('/');
+    let path = if base.is_empty() { "/" } else { base };
+    let path = PathAndQuery::try_from(path).map_err(|e| format!("{s:?}: bad path: {e}"))?;
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("{s:?} is not a valid URL: {e}"))
+}

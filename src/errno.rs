@@ -1,0 +1,383 @@
+//! The gateway's error contract: every error the gateway makes, mapped once to FxA's errno JSON.
+//!
+//! `GatewayError` variants are meanings, not library errors. `GatewayError::parts` is the one
+//! exhaustive mapping to (status, errno, public message); adding a variant does not compile
+//! until it has a number. Public messages never carry tokens, secrets or upstream internals:
+//! internal context goes to `Display`, which is only logged.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Method, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::body::Body;
+
+/// Where FxA documents the response format; sent as `info` like the auth server does.
+pub const INFO_URL: &str =
+    "https://mozilla.github.io/ecosystem-platform/api#section/Response-format";
+
+/// Header marking an error the gateway produced itself (value: a stable reason label).
+pub const GATEWAY_ERROR_HEADER: &str = "x-fxa-gateway-error";
+
+/// Errors the gateway itself answers with. Each variant is one row of the README's errno table.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route for this host and path")]
+    RouteNotFound,
+    #[error("API version {version:?} is not served on this route")]
+    VersionNotSupported { version: String },
+    #[error("API version {version:?} is past its sunset")]
+    VersionGone { version: String },
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: HeaderValue },
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("request head not received in time")]
+    HeaderTimeout,
+    #[error("request head too large")]
+    HeadersTooLarge,
+    #[error("request target too long")]
+    UriTooLong,
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("upstream {upstream} at its connection cap")]
+    UpstreamBusy { upstream: String },
+    #[error("upstream {upstream} unreachable: {cause}")]
+    UpstreamUnreachable { upstream: String, cause: String },
+    #[error("upstream {upstream} answered with something that is not HTTP: {cause}")]
+    UpstreamBadResponse { upstream: String, cause: String },
+    #[error("upstream {upstream} did not answer within {after:?}")]
+    UpstreamTimeout { upstream: String, after: Duration },
+    #[error("gateway misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+/// Who is at fault, so logging and metrics can tell a client mistake from an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+/// The public face of an error: what the client sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    pub status: StatusCode,
+    pub errno: u16,
+    pub message: &'static str,
+    /// Stable label for logs, metrics and the `X-FxA-Gateway-Error` header.
+    pub reason: &'static str,
+    pub fault: Fault,
+}
+
+impl GatewayError {
+    /// The one mapping from meaning to (status, errno, message). Numbers: `../shared/DESIGN.md`.
+    pub fn parts(&self) -> Parts {
+        use Fault::*;
+        use GatewayError::*;
+        let (status, errno, message, reason, fault) = match self {
+            RouteNotFound => (
+                StatusCode::NOT_FOUND,
+                999,
+                "Not Found",
+                "route-not-found",
+                Client,
+            ),
+            VersionNotSupported { .. } => (
+                StatusCode::NOT_FOUND,
+                999,
+                "Not Found: unsupported API version",
+                "version-not-supported",
+                Client,
+            ),
+            VersionGone { .. } => (
+                StatusCode::GONE,
+                116,
+                "This endpoint is no longer supported",
+                "version-gone",
+                Client,
+            ),
+            MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                999,
+                "Method Not Allowed",
+                "method-not-allowed",
+                Client,
+            ),
+            BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                999,
+                "Bad Request",
+                "bad-request",
+                Client,
+            ),
+            HeaderTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                999,
+                "Request header not received in time",
+                "header-timeout",
+                Client,
+            ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                999,
+                "Request header fields too large",
+                "headers-too-large",
+                Client,
+            ),
+            UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                999,
+                "URI Too Long",
+                "uri-too-long",
+                Client,
+            ),
+            BodyTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                113,
+                "Request body too large",
+                "body-too-large",
+                Client,
+            ),
+            UpstreamBusy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                201,
+                "Service unavailable",
+                "upstream-busy",
+                Gateway,
+            ),
+            UpstreamUnreachable { .. } => (
+                StatusCode::BAD_GATEWAY,
+                203,
+                "System unavailable, try again soon",
+                "upstream-unreachable",
+                Upstream,
+            ),
+            UpstreamBadResponse { .. } => (
+                StatusCode::BAD_GATEWAY,
+                203,
+                "System unavailable, try again soon",
+                "upstream-bad-response",
+                Upstream,
+            ),
+            UpstreamTimeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                203,
+                "System unavailable, try again soon",
+                "upstream-timeout",
+                Upstream,
+            ),
+            Misconfigured(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                999,
+                "Unspecified error",
+                "misconfigured",
+                Gateway,
+            ),
+        };
+        Parts {
+            status,
+            errno,
+            message,
+            reason,
+            fault,
+        }
+    }
+
+    /// Seconds the client should wait before retrying, when the error says so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::UpstreamBusy { .. } => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The JSON body, headers and status the client receives.
+    pub fn into_response(self, request_id: &HeaderValue, method: &Method) -> Response<Body> {
+        let parts = self.parts();
+        let mut body = errno_body(parts.status, parts.errno, parts.message);
+        match &self {
+            GatewayError::UpstreamUnreachable { upstream, .. }
+            | GatewayError::UpstreamBadResponse { upstream, .. }
+            | GatewayError::UpstreamTimeout { upstream, .. } => {
+                body.insert("service".into(), Value::String(upstream.clone()));
+            }
+            GatewayError::VersionNotSupported { version }
+            | GatewayError::VersionGone { version } => {
+                body.insert("version".into(), Value::String(version.clone()));
+            }
+            _ => {}
+        }
+        let retry_after = self.retry_after();
+        if let Some(secs) = retry_after {
+            insert_retry_after(&mut body, secs);
+        }
+        let mut response = json_response(parts.status, &body, method);
+        let headers = response.headers_mut();
+        headers.insert(GATEWAY_ERROR_HEADER, HeaderValue::from_static(parts.reason));
+        headers.insert(crate::request_id::HEADER, request_id.clone());
+        if let Some(secs) = retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let GatewayError::MethodNotAllowed { allow } = self {
+            headers.insert(ALLOW, allow);
+        }
+        response
+    }
+}
+
+/// `{code, errno, error, message, info}`: the fields every FxA error carries.
+pub fn errno_body(status: StatusCode, errno: u16, message: &str) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("code".into(), json!(status.as_u16()));
+    body.insert("errno".into(), json!(errno));
+    body.insert(
+        "error".into(),
+        json!(status.canonical_reason().unwrap_or("Error")),
+    );
+    body.insert("message".into(), json!(message));
+    body.insert("info".into(), json!(INFO_URL));
+    body
+}
+
+/// Adds `retryAfter` and `retryAfterLocalized` ("in 30 seconds") as FxA's 114/201 do.
+pub fn insert_retry_after(body: &mut Map<String, Value>, secs: u64) {
+    body.insert("retryAfter".into(), json!(secs));
+    body.insert("retryAfterLocalized".into(), json!(localized_delay(secs)));
+}
+
+/// English "in N seconds/minutes/hours" text for `retryAfterLocalized`.
+pub fn localized_delay(secs: u64) -> String {
+    fn unit(n: u64, one: &str, many: &str) -> String {
+        if n == 1 {
+            format!("in 1 {one}")
+        } else {
+            format!("in {n} {many}")
+        }
+    }
+    match secs {
+        0..=89 => unit(secs.max(1), "second", "seconds"),
+        90..=5399 => unit(secs.div_ceil(60), "minute", "minutes"),
+        _ => unit(secs.div_ceil(3600), "hour", "hours"),
+    }
+}
+
+/// Serialises an errno body as an `application/json` response; HEAD gets the headers only.
+pub fn json_response(
+    status: StatusCode,
+    body: &Map<String, Value>,
+    method: &Method,
+) -> Response<Body> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let len = bytes.len();
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::full(bytes)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(err: GatewayError) -> (Response<Body>, Value) {
+        let rid = HeaderValue::from_static("req-1");
+        let parts = err.parts();
+        let resp = err.into_response(&rid, &Method::GET);
+        let mut body = errno_body(parts.status, parts.errno, parts.message);
+        body.insert("x".into(), Value::Null);
+        (resp, Value::Object(body))
+    }
+
+    #[test]
+    fn every_variant_has_design_table_numbers() {
+        let cases: Vec<(GatewayError, u16, u16)> = vec![
+            (GatewayError::RouteNotFound, 404, 999),
+            (
+                GatewayError::VersionNotSupported {
+                    version: "v9".into(),
+                },
+                404,
+                999,
+            ),
+            (
+                GatewayError::VersionGone {
+                    version: "v3".into(),
+                },
+                410,
+                116,
+            ),
+            (
+                GatewayError::MethodNotAllowed {
+                    allow: HeaderValue::from_static("GET"),
+                },
+                405,
+                999,
+            ),
+            (GatewayError::BadRequest("x"), 400, 999),
+            (GatewayError::HeaderTimeout, 408, 999),
+            (GatewayError::HeadersTooLarge, 431, 999),
+            (GatewayError::UriTooLong, 414, 999),
+            (GatewayError::BodyTooLarge { limit: 1 }, 413, 113),
+            (
+                GatewayError::UpstreamBusy {
+                    upstream: "u".into(),
+                },
+                503,
+                201,
+            ),
+            (
+                GatewayError::UpstreamUnreachable {
+                    upstream: "u".into(),
+                    cause: "c".into(),
+                },
+                502,
+                203,
+            ),
+            (
+                GatewayError::UpstreamBadResponse {
+                    upstream: "u".into(),
+                    cause: "c".into(),
+                },
+                502,
+                203,
+            ),
+            (
+                GatewayError::UpstreamTimeout {
+                    upstream: "u".into(),
+                    after: Duration::from_secs(1),
+                },
+                504,
+                203,
+            ),
+            (GatewayError::Misconfigured("x".into()), 500, 999),
+        ];
+        for (err, status, errno) in cases {
+            let p = err.parts();
+            assert_eq!((p.status.as_u16(), p.errno), (status, errno), "{err:?}");
+            let (resp, _) = body_of(err);
+            assert_eq!(resp.status().as_u16(), status);
+            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+            assert!(resp.headers().contains_key(GATEWAY_ERROR_HEADER));
+        }
+    }
+
+    #[test]
+    fn localized_delay_reads_naturally() {
+        assert_eq!(localized_delay(0), "in 1 second");
+        assert_eq!(localized_delay(1), "in 1 second");
+        assert_eq!(localized_delay(30), "in 30 seconds");
+        assert_eq!(localized_delay(120), "in 2 minutes");
+        assert_eq!(localized_delay(7200), "in 2 hours");
+    }
+}

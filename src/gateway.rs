@@ -1,0 +1,125 @@
+//! Starting and stopping the whole gateway: bind every listener, serve, and on shutdown fail
+//! the load-balancer heartbeat, stop accepting, drain in-flight requests within the drain
+//! timeout, and return.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::admin::AdminServer;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::listener::{self, BoundListener};
+use crate::pipeline::{Snapshot, State};
+
+/// A gateway with its sockets bound (so tests can bind port 0 and read the address).
+pub struct Gateway {
+    state: Arc<State>,
+    listeners: Vec<BoundListener>,
+    admin: Option<AdminServer>,
+    max_connections: usize,
+    drain_timeout: Duration,
+}
+
+/// Triggers a graceful shutdown of a running gateway.
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<tokio::sync::Notify>);
+
+impl ShutdownHandle {
+    pub fn new() -> Self {
+        ShutdownHandle(Arc::new(tokio::sync::Notify::new()))
+    }
+    pub fn shutdown(&self) {
+        self.0.notify_one();
+    }
+    pub async fn wait(&self) {
+        self.0.notified().await
+    }
+}
+
+impl Default for ShutdownHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gateway {
+    /// Builds the upstream clients and binds every listener.
+    pub async fn bind(config: &Config, clock: SharedClock) -> anyhow::Result<Gateway> {
+        crate::install_crypto_provider();
+        let state = Arc::new(State::new(Snapshot::new(config)?, clock));
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            listeners.push(BoundListener::bind(l).await?);
+        }
+        let admin = match &config.admin {
+            Some(a) => Some(AdminServer::bind(a.addr).await?),
+            None => None,
+        };
+        Ok(Gateway {
+            state,
+            listeners,
+            admin,
+            max_connections: config.limits.max_connections,
+            drain_timeout: config.server.drain_timeout,
+        })
+    }
+
+    /// Addresses of the client listeners, in config order.
+    pub fn listener_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let connections = Arc::new(Semaphore::new(self.max_connections));
+        let mut accept_loops = Vec::new();
+        for l in self.listeners {
+            tracing::info!(listener = %l.name, addr = ?l.local_addr().ok(), tls = l.tls.is_some(), "listening");
+            accept_loops.push(tokio::spawn(listener::serve(
+                l,
+                self.state.clone(),
+                connections.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+        let admin = self.admin.map(|a| {
+            tracing::info!(addr = ?a.local_addr().ok(), "admin listening");
+            tokio::spawn(a.serve(self.state.clone(), admin_stop_rx))
+        });
+
+        shutdown.await;
+        tracing::info!("shutting down: failing the load-balancer heartbeat and draining");
+        self.state.draining.store(true, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        for task in accept_loops {
+            let _ = task.await;
+        }
+        // Every connection holds a slot: having them all back means every connection is done.
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        match tokio::time::timeout(self.drain_timeout, connections.acquire_many(all)).await {
+            Ok(_) => tracing::info!("drained"),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.drain_timeout, "drain timeout: closing remaining connections")
+            }
+        }
+        let _ = admin_stop_tx.send(true);
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,213 @@
+//! Header hygiene for both directions: hop-by-hop headers never cross the gateway, the
+//! gateway-only `X-FxA-*` namespace never leaks upstream or back out, and the forwarding
+//! headers say truthfully where the request came from.
+//!
+//! Never forwards a caller's `X-FxA-*` header: later features put identity and refresh tokens
+//! there, so a caller-supplied one would be a spoof or a leaked credential.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::IpNet;
+
+/// Headers defined as hop-by-hop by RFC 9110 §7.6.1 plus the legacy ones proxies still see.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Prefix of the gateway-only header namespace.
+const GATEWAY_PREFIX: &[u8] = b"x-fxa-";
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+/// `Transfer-Encoding` goes too: hyper frames bodies itself on each hop.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP.iter() {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Removes every `X-FxA-*` header.
+pub fn strip_gateway_namespace(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_gateway_header) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_gateway_header(n))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+fn is_gateway_header(name: &HeaderName) -> bool {
+    name.as_str().as_bytes().starts_with(GATEWAY_PREFIX)
+}
+
+/// Where the request came from, for the forwarding headers.
+pub struct Origin<'a> {
+    pub peer: IpAddr,
+    pub tls: bool,
+    /// Host the caller asked for (`Host` or `:authority`), if any.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and `Via`. A trusted proxy's `X-Forwarded-*` are kept and
+/// extended; anyone else's are replaced, so a caller cannot forge its address.
+pub fn set_forwarding(
+    headers: &mut HeaderMap,
+    origin: &Origin<'_>,
+    trusted: &[IpNet],
+    via: &HeaderValue,
+) {
+    let peer_trusted = trusted.iter().any(|net| net.contains(origin.peer));
+    let peer = HeaderValue::from_str(&origin.peer.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        Some(prior) if peer_trusted => join(prior, &peer),
+        _ => peer,
+    };
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = if origin.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match origin.host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(X_FORWARDED_HOST),
+        };
+    }
+    append_via(headers, via);
+}
+
+/// Appends our `Via` entry to any existing ones.
+pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
+    let value = match headers.get(header::VIA) {
+        Some(prior) => join(prior, via),
+        None => via.clone(),
+    };
+    headers.insert(header::VIA, value);
+}
+
+fn join(prior: &HeaderValue, next: &HeaderValue) -> HeaderValue {
+    let mut buf = Vec::with_capacity(prior.len() + 2 + next.len());
+    buf.extend_from_slice(prior.as_bytes());
+    buf.extend_from_slice(b", ");
+    buf.extend_from_slice(next.as_bytes());
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| next.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str, len: u8) -> IpNet {
+        IpNet {
+            addr: s.parse().unwrap(),
+            prefix_len: len,
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn gateway_namespace_is_removed_whatever_the_case() {
+        let mut h = HeaderMap::new();
+        h.insert("X-FxA-Uid", HeaderValue::from_static("spoof"));
+        h.insert("x-fxa-refresh-token", HeaderValue::from_static("secret"));
+        h.insert("x-fxaother", HeaderValue::from_static("kept"));
+        strip_gateway_namespace(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-fxaother"));
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_forge_forwarded_for() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let host = HeaderValue::from_static("gw.example");
+        let origin = Origin {
+            peer: "192.0.2.7".parse().unwrap(),
+            tls: false,
+            host: Some(&host),
+        };
+        set_forwarding(
+            &mut h,
+            &origin,
+            &[net("10.0.0.0", 8)],
+            &HeaderValue::from_static("1.1 fxa-gateway"),
+        );
+        assert_eq!(h[&X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "gw.example");
+        assert_eq!(h[header::VIA], "1.1 fxa-gateway");
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_extended() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        h.insert(header::VIA, HeaderValue::from_static("1.1 lb"));
+        let origin = Origin {
+            peer: "10.1.2.3".parse().unwrap(),
+            tls: false,
+            host: None,
+        };
+        set_forwarding(
+            &mut h,
+            &origin,
+            &[net("10.0.0.0", 8)],
+            &HeaderValue::from_static("1.1 fxa-gateway"),
+        );
+        assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 10.1.2.3");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h[header::VIA], "1.1 lb, 1.1 fxa-gateway");
+    }
+}

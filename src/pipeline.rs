@@ -1,0 +1,347 @@
+//! The request pipeline, top to bottom (DESIGN.md "Request pipeline"). This is the one place
+//! to read what happens to a request; each step is a call into the stage that owns it.
+//!
+//! Never forwards a gateway-only header, never re-serialises a successful upstream body, and
+//! never answers an error outside the errno shape.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::body::{Body, LimitedIncoming, UpstreamBody};
+use crate::clock::SharedClock;
+use crate::config::{Config, IpNet, Limits};
+use crate::errno::GatewayError;
+use crate::headers::{self, Origin};
+use crate::request_id::{self, IdGenerator};
+use crate::respond;
+use crate::routing::{RouteMatch, Router};
+use crate::upstream::{CallError, Upstream};
+
+/// Everything one configuration needs at request time, swapped atomically as a whole.
+pub struct Snapshot {
+    pub router: Router,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub limits: Limits,
+    pub trusted_proxies: Vec<IpNet>,
+    pub access_log: bool,
+}
+
+impl Snapshot {
+    pub fn new(config: &Config) -> anyhow::Result<Snapshot> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u).map(Arc::new))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Snapshot {
+            router: Router::new(&config.routes),
+            upstreams,
+            limits: config.limits.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            access_log: config.server.log.access_log,
+        })
+    }
+}
+
+/// Process-wide state shared by every connection.
+pub struct State {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub clock: SharedClock,
+    pub ids: Arc<IdGenerator>,
+    pub draining: AtomicBool,
+    via: HeaderValue,
+}
+
+impl State {
+    pub fn new(snapshot: Snapshot, clock: SharedClock) -> State {
+        State {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            clock,
+            ids: Arc::new(IdGenerator::new()),
+            draining: AtomicBool::new(false),
+            via: HeaderValue::from_static("1.1 fxa-gateway"),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.snapshot.load().limits.clone()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub tls: bool,
+    pub listener: Arc<str>,
+}
+
+/// The hyper service: one per connection.
+#[derive(Clone)]
+pub struct GatewayService {
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+}
+
+impl GatewayService {
+    pub fn new(state: Arc<State>, conn: Arc<ConnInfo>) -> Self {
+        GatewayService { state, conn }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for GatewayService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let state = self.state.clone();
+        let conn = self.conn.clone();
+        Box::pin(async move { Ok(handle(&state, &conn, req).await) })
+    }
+}
+
+/// What the access log records about one request.
+#[derive(Default)]
+pub struct Outcome {
+    pub route: Option<usize>,
+    pub upstream: Option<usize>,
+    pub errno: Option<u16>,
+    pub reason: Option<&'static str>,
+}
+
+/// Handles one request, always producing a response.
+pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let snapshot = state.snapshot.load();
+    let request_id = match req.headers().get(request_id::HEADER) {
+        Some(v) if request_id::is_well_formed(v) => v.clone(),
+        _ => state.ids.next(),
+    };
+    let method = req.method().clone();
+    let mut outcome = Outcome::default();
+    let mut response = match proxy(state, &snapshot, conn, req, &request_id, &mut outcome).await {
+        Ok(response) => response,
+        Err(err) => {
+            let parts = err.parts();
+            outcome.errno = Some(parts.errno);
+            outcome.reason = Some(parts.reason);
+            if parts.fault != crate::errno::Fault::Client {
+                tracing::warn!(request_id = ?request_id, error = %err, "request failed");
+            }
+            err.into_response(&request_id, &method)
+        }
+    };
+    response
+        .headers_mut()
+        .insert(request_id::HEADER, request_id.clone());
+    if snapshot.access_log {
+        crate::logging::access(
+            &snapshot,
+            &method,
+            &response,
+            &outcome,
+            &request_id,
+            started.elapsed(),
+        );
+    }
+    response
+}
+
+/// Steps 2, 6 and 8 of the pipeline; later features slot their gates in where marked.
+async fn proxy(
+    state: &State,
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    request_id: &HeaderValue,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, GatewayError> {
+    // Malformed targets are refused before routing, so no route sees an ambiguous path.
+    check_target(&req)?;
+    // Route first: everything after depends on the route's policy.
+    let path = req.uri().path();
+    let matched =
+        snapshot
+            .router
+            .select(request_host(&req), path, req.method(), state.clock.now())?;
+    outcome.route = Some(matched.route.index);
+    let route = &matched.route.config;
+    let upstream = &snapshot.upstreams[route.upstream];
+    outcome.upstream = Some(route.upstream);
+
+    // Body size before any upstream work: a declared length over the cap never leaves.
+    let limit = snapshot.limits.max_body_bytes;
+    let declared = declared_length(&req)?;
+    if declared.is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+
+    // (Later features: back-off gate, authentication, per-identity gates go here.)
+
+    let upstream_uri = {
+        let rest = if route.strip_prefix {
+            &path[matched.rest_start..]
+        } else {
+            path
+        };
+        upstream.uri_for(rest, req.uri().query())?
+    };
+    let origin_host = host_header_value(&req);
+    let headers = req.headers_mut();
+    headers::strip_hop_by_hop(headers);
+    headers::strip_gateway_namespace(headers);
+    headers.remove(header::HOST);
+    headers.insert(request_id::HEADER, request_id.clone());
+    let origin = Origin {
+        peer: conn.peer.ip(),
+        tls: conn.tls,
+        host: origin_host.as_ref(),
+    };
+    headers::set_forwarding(headers, &origin, &snapshot.trusted_proxies, &state.via);
+
+    let method = req.method().clone();
+    let exceeded = declared.is_none().then(|| Arc::new(AtomicBool::new(false)));
+    let (mut parts, incoming) = req.into_parts();
+    parts.uri = upstream_uri;
+    let body = if declared == Some(0)
+        || (declared.is_none() && hyper::body::Body::is_end_stream(&incoming))
+    {
+        UpstreamBody::Empty
+    } else {
+        UpstreamBody::Stream(LimitedIncoming::new(incoming, limit, exceeded.clone()))
+    };
+    let upstream_req = Request::from_parts(parts, body);
+
+    let permit = upstream.acquire().await?;
+    let response = match upstream.send(upstream_req).await {
+        Ok(r) => r,
+        Err(CallError::Gateway(e)) => {
+            return Err(over_limit(&exceeded, limit).unwrap_or(e));
+        }
+        Err(CallError::RequestBody) => {
+            return Err(over_limit(&exceeded, limit)
+                .unwrap_or(GatewayError::BadRequest("request body ended early")));
+        }
+    };
+    respond::finish(
+        response,
+        permit,
+        &matched_view(&matched),
+        upstream,
+        &snapshot.limits,
+        &method,
+        outcome,
+    )
+    .await
+}
+
+/// The parts of a route match the response stage needs.
+pub struct MatchView<'a> {
+    pub rewrite_errors: bool,
+    pub bearer_route: bool,
+    pub deprecation: Option<(&'a HeaderValue, Option<&'a HeaderValue>)>,
+}
+
+fn matched_view<'a>(m: &RouteMatch<'a>) -> MatchView<'a> {
+    MatchView {
+        rewrite_errors: m.route.config.rewrite_errors,
+        bearer_route: false,
+        deprecation: m.deprecation,
+    }
+}
+
+fn over_limit(flag: &Option<Arc<AtomicBool>>, limit: u64) -> Option<GatewayError> {
+    flag.as_ref()
+        .filter(|f| f.load(Ordering::Acquire))
+        .map(|_| GatewayError::BodyTooLarge { limit })
+}
+
+/// Refuses request targets that could mean different paths to the gateway and the upstream.
+fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> {
+    if req.method() == Method::CONNECT {
+        return Err(GatewayError::BadRequest("CONNECT is not supported"));
+    }
+    let path = req.uri().path();
+    if !path.starts_with('/') {
+        return Err(GatewayError::BadRequest("request target must be a path"));
+    }
+    for segment in path.split('/') {
+        let lower = segment.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
+        ) {
+            return Err(GatewayError::BadRequest(
+                "dot segments are not allowed in the path",
+            ));
+        }
+        if lower.contains("%2f")
+            || lower.contains("%5c")
+            || lower.contains("%00")
+            || lower.contains('\\')
+        {
+            return Err(GatewayError::BadRequest(
+                "encoded separators are not allowed in the path",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The declared body length, if any; an unparsable one is a malformed request.
+fn declared_length(req: &Request<Incoming>) -> Result<Option<u64>, GatewayError> {
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(hyper::body::Body::size_hint(req.body()).exact()),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or(GatewayError::BadRequest("invalid Content-Length")),
+    }
+}
+
+/// Host the client asked for, without port: `:authority` (h2) or `Host`. Any case.
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    let raw = match req.uri().host() {
+        Some(h) => h,
+        None => strip_port(req.headers().get(header::HOST)?.to_str().ok()?),
+    };
+    Some(raw.trim_end_matches('.'))
+}
+
+fn host_header_value(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.headers().get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}

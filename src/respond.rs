@@ -1,0 +1,174 @@
+//! Step 8, respond: successful upstream answers stream back untouched; error answers leave in
+//! the errno shape (passed through when already in it, rewritten otherwise, unless the route
+//! turned rewriting off).
+//!
+//! Never re-serialises a success body, and never buffers more of an error body than the cap.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::body::Body;
+use crate::config::Limits;
+use crate::errno::GatewayError;
+use crate::headers;
+use crate::pipeline::{MatchView, Outcome};
+use crate::rewrite::{self, UpstreamError, Verdict};
+use crate::upstream::Upstream;
+
+const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
+const SUNSET: HeaderName = HeaderName::from_static("sunset");
+
+/// Upstream headers a rewritten error keeps: what clients need to retry or re-authenticate.
+const KEPT_ON_REWRITE: [HeaderName; 5] = [
+    header::RETRY_AFTER,
+    header::WWW_AUTHENTICATE,
+    HeaderName::from_static("backoff"),
+    HeaderName::from_static("x-backoff"),
+    header::CACHE_CONTROL,
+];
+
+pub async fn finish(
+    response: Response<Incoming>,
+    permit: OwnedSemaphorePermit,
+    view: &MatchView<'_>,
+    upstream: &Upstream,
+    limits: &Limits,
+    method: &Method,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, GatewayError> {
+    let (mut parts, incoming) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::strip_gateway_namespace(&mut parts.headers);
+    if let Some((deprecation, sunset)) = view.deprecation {
+        parts.headers.insert(DEPRECATION, deprecation.clone());
+        if let Some(sunset) = sunset {
+            parts.headers.insert(SUNSET, sunset.clone());
+        }
+    }
+    if !parts.status.is_client_error() && !parts.status.is_server_error() || !view.rewrite_errors {
+        return Ok(Response::from_parts(
+            parts,
+            Body::upstream(incoming, Some(permit)),
+        ));
+    }
+    let body = if method == Method::HEAD {
+        Some(Bytes::new())
+    } else {
+        read_capped(
+            incoming,
+            &parts.headers,
+            limits.max_error_body_bytes,
+            upstream,
+        )
+        .await?
+    };
+    drop(permit);
+    let retry_after = parts
+        .headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let error = UpstreamError {
+        status: parts.status,
+        content_type: str_header(&parts.headers, header::CONTENT_TYPE),
+        content_encoding: str_header(&parts.headers, header::CONTENT_ENCODING),
+        body: body.as_deref(),
+        bearer_route: view.bearer_route,
+        upstream: &upstream.name,
+        retry_after,
+    };
+    match rewrite::rewrite(&error, limits.max_error_body_bytes) {
+        Verdict::PassThrough => {
+            let bytes = body.unwrap_or_default();
+            outcome.errno = errno_of(&bytes);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let body = if method == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::full(bytes)
+            };
+            Ok(Response::from_parts(parts, body))
+        }
+        Verdict::Rewritten(json) => {
+            outcome.errno = errno_of(&json);
+            let mut out = Response::new(if method == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::full(json.clone())
+            });
+            *out.status_mut() = parts.status;
+            let headers = out.headers_mut();
+            for name in KEPT_ON_REWRITE.iter().chain([DEPRECATION, SUNSET].iter()) {
+                for value in parts.headers.get_all(name) {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(json.len()));
+            Ok(out)
+        }
+    }
+}
+
+/// Reads an error body up to `cap` bytes (None when larger: the rest is dropped, not
+/// buffered), within the upstream's response timeout.
+async fn read_capped(
+    mut incoming: Incoming,
+    headers: &HeaderMap,
+    cap: usize,
+    upstream: &Upstream,
+) -> Result<Option<Bytes>, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Ok(None);
+    }
+    let read = async {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > cap {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, String>(Some(buf.freeze()))
+    };
+    match tokio::time::timeout(upstream.response_timeout(), read).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(cause)) => Err(GatewayError::UpstreamBadResponse {
+            upstream: upstream.name.clone(),
+            cause,
+        }),
+        Err(_) => Err(GatewayError::UpstreamTimeout {
+            upstream: upstream.name.clone(),
+            after: upstream.response_timeout(),
+        }),
+    }
+}
+
+fn str_header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The errno of an errno-shaped body, for the access log.
+fn errno_of(body: &[u8]) -> Option<u16> {
+    #[derive(serde::Deserialize)]
+    struct Errno {
+        errno: u16,
+    }
+    serde_json::from_slice::<Errno>(body).ok().map(|e| e.errno)
+}
