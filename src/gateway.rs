@@ -87,7 +87,8 @@ impl Gateway {
         let connections = Arc::new(Semaphore::new(self.max_connections));
         let mut accept_loops = Vec::new();
         for l in self.listeners {
-            tracing::info!(listener = %l.name, addr = ?l.local_addr().ok(), tls = l.tls.is_some(), "listening");
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(listener = %l.name, addr = %addr, tls = l.tls.is_some(), "listening");
             accept_loops.push(tokio::spawn(listener::serve(
                 l,
                 self.state.clone(),
@@ -97,7 +98,8 @@ impl Gateway {
         }
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin = self.admin.map(|a| {
-            tracing::info!(addr = ?a.local_addr().ok(), "admin listening");
+            let addr = a.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(listener = "admin", addr = %addr, "listening");
             tokio::spawn(a.serve(self.state.clone(), admin_stop_rx))
         });
 
