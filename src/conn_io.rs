@@ -43,8 +43,10 @@ enum State {
     /// Between requests: `matched` counts the bytes of "\r\n\r\n" seen so far; `started` is set
     /// once any byte of the next head has arrived.
     AwaitingHead { matched: u8, started: bool },
-    /// A head was read; the message is being handled.
+    /// A head was read; the message is being handled and no response head is out yet.
     InMessage,
+    /// The response head is out: writes are body bytes until the client sends again.
+    Responding,
 }
 
 pub struct GuardedIo<T> {
@@ -133,16 +135,8 @@ impl<T> GuardedIo<T> {
         }
         let status = &buf[9..12];
         match self.state {
-            State::InMessage if status[0] != b'1' => {
-                self.state = State::AwaitingHead {
-                    matched: 0,
-                    started: false,
-                };
-                self.header_deadline = false;
-                None
-            }
-            State::InMessage => None,
-            State::AwaitingHead { .. } if is_hyper_auto_answer(buf) => {
+            State::Responding => None,
+            State::AwaitingHead { .. } | State::InMessage if is_hyper_auto_answer(buf) => {
                 let err = match status {
                     b"431" => GatewayError::HeadersTooLarge,
                     b"414" => GatewayError::UriTooLong,
@@ -150,7 +144,12 @@ impl<T> GuardedIo<T> {
                 };
                 Some(self.render(err))
             }
-            State::AwaitingHead { .. } => None,
+            _ if status[0] == b'1' => None,
+            _ => {
+                self.state = State::Responding;
+                self.header_deadline = false;
+                None
+            }
         }
     }
 

@@ -31,13 +31,23 @@ impl TestGateway {
         let config = fxa_gateway::config::parse_str(toml, Path::new("test.toml"), base_dir)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{toml}"));
         let clock = ManualClock::new(SystemTime::now());
-        let gateway = Gateway::bind(&config, clock.clone()).await.expect("gateway binds");
+        let gateway = Gateway::bind(&config, clock.clone())
+            .await
+            .expect("gateway binds");
         let addrs = gateway.listener_addrs();
         let admin = gateway.admin_addr();
         let shutdown = ShutdownHandle::new();
         let waiter = shutdown.clone();
-        let task = tokio::spawn(async move { gateway.run(async move { waiter.wait().await }).await });
-        TestGateway { addr: addrs[0], addrs, admin, clock, shutdown, task: Some(task) }
+        let task =
+            tokio::spawn(async move { gateway.run(async move { waiter.wait().await }).await });
+        TestGateway {
+            addr: addrs[0],
+            addrs,
+            admin,
+            clock,
+            shutdown,
+            task: Some(task),
+        }
     }
 
     pub async fn start(toml: &str) -> TestGateway {
@@ -50,7 +60,11 @@ impl TestGateway {
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.admin.expect("admin listener configured"), path)
+        format!(
+            "http://{}{}",
+            self.admin.expect("admin listener configured"),
+            path
+        )
     }
 
     /// Starts the graceful shutdown without waiting for it.
