@@ -1,0 +1,26 @@
+# fxa-gateway container image (sidecar or edge proxy).
+# Build: docker build --build-arg FXA_GATEWAY_COMMIT=$(git rev-parse HEAD) -t fxa-gateway .
+# Run:   docker run -p 8080:8080 -p 8081:8081 -v $PWD/gateway.toml:/app/gateway.toml fxa-gateway
+# (Inside a container the listeners must bind 0.0.0.0 to be reachable from outside: set
+#  allow_plain_non_loopback = true for a plain listener, or use TLS.)
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+ARG FXA_GATEWAY_COMMIT=unknown
+ENV FXA_GATEWAY_COMMIT=${FXA_GATEWAY_COMMIT}
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin fxa-gateway
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home /app app
+WORKDIR /app
+COPY --from=build /src/target/release/fxa-gateway /usr/local/bin/fxa-gateway
+COPY gateway.toml ./gateway.toml
+USER app
+EXPOSE 8080 8081
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["fxa-gateway"]
+CMD ["--config", "/app/gateway.toml"]
