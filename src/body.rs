@@ -77,6 +77,55 @@ impl http_body::Body for Body {
     }
 }
 
+/// Counts the requests of one connection whose response is not fully written yet, so the idle
+/// deadline never cuts a connection that is still answering.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::atomic::AtomicUsize);
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.clone())
+    }
+    pub fn is_idle(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// Held by a response body until hyper drops it (fully written, or the stream was reset).
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its connection counted as busy while it exists.
+pub struct TrackedBody {
+    pub inner: Body,
+    pub _guard: InFlightGuard,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The request body sent upstream: the client's body streamed with a size cap, or bytes the
 /// gateway holds (a replayable buffered body, or nothing).
 pub enum UpstreamBody {

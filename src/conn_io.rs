@@ -22,6 +22,7 @@ use http::{HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::body::InFlight;
 use crate::errno::GatewayError;
 use crate::request_id::IdGenerator;
 
@@ -63,10 +64,18 @@ pub struct GuardedIo<T> {
     /// After a 408, reads report the timeout once the answer is out.
     timed_out: bool,
     ids: Arc<IdGenerator>,
+    /// Requests still being answered: the idle deadline waits for them.
+    in_flight: Arc<InFlight>,
 }
 
 impl<T> GuardedIo<T> {
-    pub fn new(inner: T, protocol: Protocol, timeouts: Timeouts, ids: Arc<IdGenerator>) -> Self {
+    pub fn new(
+        inner: T,
+        protocol: Protocol,
+        timeouts: Timeouts,
+        ids: Arc<IdGenerator>,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
         let now = Instant::now();
         GuardedIo {
             inner,
@@ -82,6 +91,7 @@ impl<T> GuardedIo<T> {
             pending: None,
             timed_out: false,
             ids,
+            in_flight,
         }
     }
 
@@ -114,6 +124,9 @@ impl<T> GuardedIo<T> {
                 (3, b'\n') => {
                     self.state = State::InMessage;
                     self.header_deadline = false;
+                    // Back to the idle deadline (pushed back lazily by later activity).
+                    let idle_at = self.last_activity + self.timeouts.idle;
+                    self.timer.as_mut().reset(idle_at);
                     return;
                 }
                 (_, b'\r') => 1,
@@ -224,7 +237,11 @@ impl<T: AsyncWrite + Unpin> GuardedIo<T> {
             self.pending = Some((answer, 0));
             return Poll::Ready(true);
         }
-        let idle_until = self.last_activity + self.timeouts.idle;
+        let mut idle_until = self.last_activity + self.timeouts.idle;
+        if !self.in_flight.is_idle() {
+            // Busy answering (a slow upstream, a long download): not idle, look again later.
+            idle_until = Instant::now() + self.timeouts.idle;
+        }
         if idle_until > Instant::now() {
             self.timer.as_mut().reset(idle_until);
             // Register the new deadline with this task.

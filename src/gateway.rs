@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::admin::AdminServer;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::listener::{self, BoundListener};
+use crate::listener::{self, BoundListener, Phase};
 use crate::pipeline::{Snapshot, State};
 
 /// A gateway with its sockets bound (so tests can bind port 0 and read the address).
@@ -83,7 +83,7 @@ impl Gateway {
 
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(Phase::Serving);
         let connections = Arc::new(Semaphore::new(self.max_connections));
         let mut accept_loops = Vec::new();
         for l in self.listeners {
@@ -106,7 +106,7 @@ impl Gateway {
         shutdown.await;
         tracing::info!("shutting down: failing the load-balancer heartbeat and draining");
         self.state.draining.store(true, Ordering::SeqCst);
-        let _ = stop_tx.send(true);
+        let _ = stop_tx.send(Phase::Draining);
         for task in accept_loops {
             let _ = task.await;
         }

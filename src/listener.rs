@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::InFlight;
 use crate::config::{Limits, ListenerConfig};
 use crate::conn_io::{GuardedIo, Protocol, Timeouts};
 use crate::pipeline::{ConnInfo, GatewayService, State};
@@ -48,12 +49,21 @@ impl BoundListener {
     }
 }
 
-/// Accepts until `shutdown` flips, handing each connection to its own task.
+/// Where the gateway is in its life: serving, draining in-flight requests, or closing whatever
+/// is left after the drain timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Serving,
+    Draining,
+    Closing,
+}
+
+/// Accepts until `shutdown` leaves `Serving`, handing each connection to its own task.
 pub async fn serve(
     listener: BoundListener,
     state: Arc<State>,
     connections: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Phase>,
 ) {
     let local = listener.local_addr().ok();
     loop {
@@ -79,6 +89,7 @@ pub async fn serve(
             local,
             tls: listener.tls.is_some(),
             listener: listener.name.clone(),
+            in_flight: Arc::new(InFlight::default()),
         });
         let tls = listener.tls.clone();
         let state = state.clone();
@@ -95,7 +106,7 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
     conn: Arc<ConnInfo>,
     state: Arc<State>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<Phase>,
 ) {
     let limits = state.limits();
     let timeouts = Timeouts {
@@ -104,7 +115,13 @@ async fn serve_connection(
     };
     match tls {
         None => {
-            let io = GuardedIo::new(stream, Protocol::Http1, timeouts, state.ids.clone());
+            let io = GuardedIo::new(
+                stream,
+                Protocol::Http1,
+                timeouts,
+                state.ids.clone(),
+                conn.in_flight.clone(),
+            );
             drive(io, Protocol::Http1, &limits, conn, state, shutdown).await
         }
         Some(acceptor) => {
@@ -125,7 +142,13 @@ async fn serve_connection(
                 Some(b"h2") => Protocol::Http2,
                 _ => Protocol::Http1,
             };
-            let io = GuardedIo::new(tls_stream, protocol, timeouts, state.ids.clone());
+            let io = GuardedIo::new(
+                tls_stream,
+                protocol,
+                timeouts,
+                state.ids.clone(),
+                conn.in_flight.clone(),
+            );
             drive(io, protocol, &limits, conn, state, shutdown).await
         }
     }
@@ -137,7 +160,7 @@ async fn drive<T>(
     limits: &Limits,
     conn: Arc<ConnInfo>,
     state: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Phase>,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -174,25 +197,24 @@ async fn drive<T>(
     }
 }
 
-/// Runs a connection; when shutdown starts, asks it to finish in-flight requests and close.
+/// Runs a connection; when shutdown starts, asks it to finish in-flight requests and close, and
+/// drops it if it is still open when the drain time is up.
 async fn run_until_drained<C, E>(
     conn: C,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut watch::Receiver<Phase>,
     graceful: impl FnOnce(std::pin::Pin<&mut C>),
 ) -> Result<(), E>
 where
     C: std::future::Future<Output = Result<(), E>>,
 {
     let mut conn = std::pin::pin!(conn);
-    if *shutdown.borrow() {
-        graceful(conn.as_mut());
-        return conn.await;
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = shutdown.wait_for(|p| *p >= Phase::Draining) => {}
     }
+    graceful(conn.as_mut());
     tokio::select! {
         r = conn.as_mut() => r,
-        _ = shutdown.changed() => {
-            graceful(conn.as_mut());
-            conn.await
-        }
+        _ = shutdown.wait_for(|p| *p == Phase::Closing) => Ok(()),
     }
 }

@@ -17,7 +17,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::body::{Body, LimitedIncoming, UpstreamBody};
+use crate::body::{Body, InFlight, LimitedIncoming, TrackedBody, UpstreamBody};
 use crate::clock::SharedClock;
 use crate::config::{Config, IpNet, Limits};
 use crate::errno::GatewayError;
@@ -89,6 +89,8 @@ pub struct ConnInfo {
     pub local: Option<SocketAddr>,
     pub tls: bool,
     pub listener: Arc<str>,
+    /// Requests on this connection still being answered.
+    pub in_flight: Arc<InFlight>,
 }
 
 /// The hyper service: one per connection.
@@ -105,14 +107,21 @@ impl GatewayService {
 }
 
 impl hyper::service::Service<Request<Incoming>> for GatewayService {
-    type Response = Response<Body>;
+    type Response = Response<TrackedBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<TrackedBody>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let state = self.state.clone();
         let conn = self.conn.clone();
-        Box::pin(async move { Ok(handle(&state, &conn, req).await) })
+        let guard = conn.in_flight.enter();
+        Box::pin(async move {
+            let response = handle(&state, &conn, req).await;
+            Ok(response.map(|inner| TrackedBody {
+                inner,
+                _guard: guard,
+            }))
+        })
     }
 }
 

@@ -88,6 +88,19 @@ pub async fn finish(
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            // The body is errno JSON whatever the upstream labelled it; FxA clients check the type.
+            let labelled_json =
+                str_header(&parts.headers, header::CONTENT_TYPE).is_some_and(|ct| {
+                    ct.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("application/json")
+                });
+            if !labelled_json {
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
             let body = if method == Method::HEAD {
                 Body::empty()
             } else {
