@@ -3,6 +3,8 @@
 //! and benches drive the same code.
 
 pub mod admin;
+pub mod auth;
+pub mod backoff;
 pub mod body;
 pub mod certs;
 pub mod clock;
@@ -14,6 +16,7 @@ pub mod headers;
 pub mod listener;
 pub mod logging;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod request_id;
 pub mod respond;
 pub mod rewrite;

@@ -1,0 +1,6 @@
+//! Route auth policies: who a request is from, and what credential goes upstream.
+//!
+//! Each policy is pure logic over header bytes and an injected time; the pipeline decides when
+//! to call it. Nothing here logs or echoes a token, a JWT or a secret.
+
+pub mod amo_jwt;
