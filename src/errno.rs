@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{
+    ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Method, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
@@ -52,7 +54,16 @@ pub enum GatewayError {
     UpstreamTimeout { upstream: String, after: Duration },
     #[error("gateway misconfigured: {0}")]
     Misconfigured(String),
+    #[error("AMO JWT refused: {0}")]
+    AmoJwtRejected(crate::auth::amo_jwt::JwtRejection),
+    #[error("AMO credential selection refused: {0}")]
+    CredentialSelectionRefused(&'static str),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
+
+/// Realm of the `WWW-Authenticate: JWT` challenge on `amo-jwt-verify` routes.
+pub const JWT_REALM: &str = "JWT realm=\"fxa-gateway\"";
 
 /// Who is at fault, so logging and metrics can tell a client mistake from an outage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +188,27 @@ impl GatewayError {
                 "misconfigured",
                 Gateway,
             ),
+            AmoJwtRejected(rejection) => (
+                StatusCode::UNAUTHORIZED,
+                110,
+                rejection.message(),
+                rejection.reason(),
+                Client,
+            ),
+            CredentialSelectionRefused(_) => (
+                StatusCode::BAD_REQUEST,
+                999,
+                "Bad Request: this caller may not select that AMO credential",
+                "credential-selection-refused",
+                Client,
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                999,
+                "Unspecified error",
+                "internal",
+                Gateway,
+            ),
         };
         Parts {
             status,
@@ -222,8 +254,14 @@ impl GatewayError {
         if let Some(secs) = retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let GatewayError::MethodNotAllowed { allow } = self {
-            headers.insert(ALLOW, allow);
+        match self {
+            GatewayError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, allow);
+            }
+            GatewayError::AmoJwtRejected(_) => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(JWT_REALM));
+            }
+            _ => {}
         }
         response
     }
@@ -361,6 +399,13 @@ mod tests {
                 203,
             ),
             (GatewayError::Misconfigured("x".into()), 500, 999),
+            (
+                GatewayError::AmoJwtRejected(crate::auth::amo_jwt::JwtRejection::Expired),
+                401,
+                110,
+            ),
+            (GatewayError::CredentialSelectionRefused("x"), 400, 999),
+            (GatewayError::Internal("x"), 500, 999),
         ];
         for (err, status, errno) in cases {
             let p = err.parts();

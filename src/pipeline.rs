@@ -17,6 +17,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::auth::policy::{self, AuthRuntime, Caller};
 use crate::body::{Body, InFlight, LimitedIncoming, TrackedBody, UpstreamBody};
 use crate::clock::SharedClock;
 use crate::config::{Config, IpNet, Limits};
@@ -34,6 +35,7 @@ pub struct Snapshot {
     pub limits: Limits,
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
+    pub auth: AuthRuntime,
 }
 
 impl Snapshot {
@@ -49,6 +51,7 @@ impl Snapshot {
             limits: config.limits.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             access_log: config.server.log.access_log,
+            auth: AuthRuntime::new(config)?,
         })
     }
 }
@@ -201,7 +204,20 @@ async fn proxy(
         return Err(GatewayError::BodyTooLarge { limit });
     }
 
-    // (Later features: back-off gate, authentication, per-identity gates go here.)
+    // (Later: the upstream back-off gate goes here, before authentication wastes a call.)
+
+    // Authenticate before any upstream traffic: a refused caller costs the upstream nothing.
+    // Reads the caller's headers before hygiene strips the `X-FxA-*` selection header.
+    let caller = Caller {
+        listener: &conn.listener,
+        peer: conn.peer.ip(),
+    };
+    let auth = snapshot
+        .auth
+        .authenticate(&route.auth, req.headers(), &caller, state.clock.now())
+        .await?;
+
+    // (Later: per-identity back-off and quotas, now that the caller is known.)
 
     let upstream_uri = {
         let rest = if route.strip_prefix {
@@ -223,6 +239,8 @@ async fn proxy(
         host: origin_host.as_ref(),
     };
     headers::set_forwarding(headers, &origin, &snapshot.trusted_proxies, &state.via);
+    // The policy's credential goes on last, after the caller's `X-FxA-*` headers are gone.
+    policy::apply(auth, &route.auth, headers);
 
     let method = req.method().clone();
     let exceeded = declared.is_none().then(|| Arc::new(AtomicBool::new(false)));

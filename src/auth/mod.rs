@@ -4,3 +4,4 @@
 //! to call it. Nothing here logs or echoes a token, a JWT or a secret.
 
 pub mod amo_jwt;
+pub mod policy;

@@ -9,7 +9,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::Problems;
-use super::raw::{RawAdmin, RawLimits, RawListener, RawRoute, RawServer, RawUpstream};
+use super::raw::{
+    RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawLimits, RawListener, RawRoute,
+    RawServer, RawUpstream,
+};
 
 /// The sections of a file after deserialization; `None` entries failed (and were reported).
 #[derive(Debug, Default)]
@@ -24,9 +27,13 @@ pub struct RawDocument {
     pub routes: Vec<Option<RawRoute>>,
     pub limits: Option<RawLimits>,
     pub trusted_proxies: Vec<String>,
+    pub amo_credentials: Vec<Option<RawAmoCredential>>,
+    pub amo_issuers: Vec<Option<RawAmoIssuer>>,
+    pub amo_verify: Option<RawAmoVerify>,
 }
 
-const SECTIONS: &str = "server, listeners, admin, upstreams, routes, limits, trusted_proxies";
+const SECTIONS: &str = "server, listeners, admin, upstreams, routes, limits, trusted_proxies, \
+                        amo_credentials, amo_issuers, amo_verify";
 
 pub struct Document<'i> {
     table: Spanned<DeTable<'i>>,
@@ -58,6 +65,9 @@ impl<'i> Document<'i> {
                 }
                 "listeners" => raw.listeners = de_each(value, name, p),
                 "routes" => raw.routes = de_each(value, name, p),
+                "amo_credentials" => raw.amo_credentials = de_each(value, name, p),
+                "amo_issuers" => raw.amo_issuers = de_each(value, name, p),
+                "amo_verify" => raw.amo_verify = de(value, name, p),
                 "upstreams" => {
                     raw.upstreams = de_each(value, name, p);
                     raw.upstream_names = elements(value)

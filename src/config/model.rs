@@ -22,6 +22,42 @@ pub struct Config {
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` is trusted and extended rather than replaced.
     pub trusted_proxies: Vec<IpNet>,
+    /// AMO API credentials the gateway signs with (`amo-jwt` routes).
+    pub amo_credentials: Vec<AmoCredentialConfig>,
+    /// AMO API keys whose JWTs `amo-jwt-verify` routes accept.
+    pub amo_issuers: Vec<AmoIssuerConfig>,
+    pub amo_verify: AmoVerifySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmoCredentialConfig {
+    pub name: String,
+    /// JWT `iss` (AMO's "JWT issuer"; not a secret).
+    pub api_key: String,
+    pub secret: Secret,
+    /// `exp - iat`, whole seconds, at most 300.
+    pub lifetime: Duration,
+    pub clock_offset_seconds: i64,
+    /// Listener names whose callers may select this credential with `X-FxA-Amo-Credential`.
+    pub selectable_from_listeners: Vec<String>,
+    /// Peer networks whose callers may select it.
+    pub selectable_from_peers: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmoIssuerConfig {
+    pub api_key: String,
+    pub secret: Secret,
+    /// `false` accepts tokens without `jti` (replayable until `exp`).
+    pub require_jti: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AmoVerifySettings {
+    /// Clock leeway for `iat` and `exp`.
+    pub leeway: Duration,
+    /// Seen `jti`s remembered (per process) until their `exp`.
+    pub replay_cache_size: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +172,18 @@ pub struct DeprecatedVersion {
 pub enum AuthPolicy {
     /// No check; the caller's `Authorization` goes upstream unchanged.
     None,
+    /// Replace the caller's credentials with a fresh HS256 JWT per request (AMO's API).
+    AmoJwt {
+        /// Index into `Config::amo_credentials` used when the caller selects none.
+        credential: Option<usize>,
+        /// Callers may pick a credential with `X-FxA-Amo-Credential` (where the credential allows).
+        header_selection: bool,
+    },
+    /// Verify the caller's `Authorization: JWT <token>` and pass the issuer upstream.
+    AmoJwtVerify {
+        /// Indices into `Config::amo_issuers` accepted on this route.
+        issuers: Vec<usize>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -193,18 +193,33 @@ pub struct RawDeprecatedVersion {
     pub sunset: Option<DateValue>,
 }
 
-/// `auth = "none"` or `auth = { policy = "none" }`. The table form is where later policies put
-/// their options (`auth = { policy = "bearer", scopes = [...] }`).
+/// `auth = "none"` or `auth = { policy = "...", ...options }`. Options belong to one policy
+/// each; validation refuses an option the chosen policy does not take.
 #[derive(Debug)]
 pub struct RawAuth {
     pub policy: String,
+    /// `amo-jwt`: the credential used when the caller does not select one.
+    pub credential: Option<String>,
+    /// `amo-jwt`: callers may select a credential with `X-FxA-Amo-Credential`.
+    pub header_selection: Option<bool>,
+    /// `amo-jwt-verify`: API keys (issuers) accepted on this route; default all.
+    pub issuers: Option<Vec<String>>,
+}
+
+impl RawAuth {
+    fn named(policy: &str) -> RawAuth {
+        RawAuth {
+            policy: policy.to_owned(),
+            credential: None,
+            header_selection: None,
+            issuers: None,
+        }
+    }
 }
 
 impl Default for RawAuth {
     fn default() -> Self {
-        RawAuth {
-            policy: "none".to_owned(),
-        }
+        RawAuth::named("none")
     }
 }
 
@@ -212,6 +227,9 @@ impl Default for RawAuth {
 #[serde(deny_unknown_fields)]
 struct RawAuthTable {
     policy: String,
+    credential: Option<String>,
+    header_selection: Option<bool>,
+    issuers: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for RawAuth {
@@ -223,16 +241,85 @@ impl<'de> Deserialize<'de> for RawAuth {
                 f.write_str(r#"an auth policy name ("none") or a table { policy = "..." }"#)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
-                Ok(RawAuth {
-                    policy: v.to_owned(),
-                })
+                Ok(RawAuth::named(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
                 let t = RawAuthTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawAuth { policy: t.policy })
+                Ok(RawAuth {
+                    policy: t.policy,
+                    credential: t.credential,
+                    header_selection: t.header_selection,
+                    issuers: t.issuers,
+                })
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// `[[amo_credentials]]`: an AMO API key the gateway signs with (`amo-jwt` routes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmoCredential {
+    pub name: String,
+    /// The JWT `iss`: AMO's "JWT issuer" (e.g. `user:12345:67`). Not a secret.
+    pub api_key: String,
+    pub secret: SecretRef,
+    #[serde(default = "RawAmoCredential::lifetime")]
+    pub lifetime: DurationValue,
+    /// Seconds added to the clock when minting (negative for a fast local clock).
+    #[serde(default)]
+    pub clock_offset_seconds: i64,
+    /// Listeners whose callers may select this credential by header.
+    #[serde(default)]
+    pub selectable_from_listeners: Vec<String>,
+    /// Peer networks whose callers may select this credential by header.
+    #[serde(default)]
+    pub selectable_from_peers: Vec<String>,
+}
+
+impl RawAmoCredential {
+    fn lifetime() -> DurationValue {
+        secs(60)
+    }
+}
+
+/// `[[amo_issuers]]`: an API key whose JWTs `amo-jwt-verify` routes accept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmoIssuer {
+    pub api_key: String,
+    pub secret: SecretRef,
+    /// Refuse tokens without `jti` (default). `false` accepts them: replays possible until `exp`.
+    #[serde(default = "yes")]
+    pub require_jti: bool,
+}
+
+/// `[amo_verify]`: settings shared by every `amo-jwt-verify` route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmoVerify {
+    #[serde(default = "RawAmoVerify::leeway")]
+    pub leeway: DurationValue,
+    #[serde(default = "RawAmoVerify::replay_cache_size")]
+    pub replay_cache_size: u64,
+}
+
+impl RawAmoVerify {
+    fn leeway() -> DurationValue {
+        secs(5)
+    }
+    fn replay_cache_size() -> u64 {
+        100_000
+    }
+}
+
+impl Default for RawAmoVerify {
+    fn default() -> Self {
+        RawAmoVerify {
+            leeway: RawAmoVerify::leeway(),
+            replay_cache_size: RawAmoVerify::replay_cache_size(),
+        }
     }
 }
 

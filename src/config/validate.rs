@@ -4,6 +4,7 @@
 //! This is where files named in the config (certificates, CA bundles, secret files) are read;
 //! nothing here prints a secret's value.
 
+mod amo;
 mod listeners;
 mod routes;
 mod upstreams;
@@ -53,7 +54,27 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         }
     }
     let upstreams = upstreams::validate(&raw.upstreams, ctx, p);
-    let routes = routes::validate(&raw.routes, &raw.upstream_names, p);
+    let listener_names: Vec<Option<String>> = raw
+        .listeners
+        .iter()
+        .map(|l| l.as_ref().map(|l| l.name.clone()))
+        .collect();
+    let amo_credentials = amo::credentials(&raw.amo_credentials, &listener_names, ctx, p);
+    let amo_issuers = amo::issuers(&raw.amo_issuers, ctx, p);
+    let amo_verify = amo::verify_settings(raw.amo_verify.as_ref(), p);
+    let auth_names = routes::AuthNames {
+        credentials: raw
+            .amo_credentials
+            .iter()
+            .map(|c| c.as_ref().map(|c| c.name.clone()))
+            .collect(),
+        issuers: raw
+            .amo_issuers
+            .iter()
+            .map(|c| c.as_ref().map(|c| c.api_key.clone()))
+            .collect(),
+    };
+    let routes = routes::validate(&raw.routes, &raw.upstream_names, &auth_names, p);
     let trusted_proxies: Vec<IpNet> = raw
         .trusted_proxies
         .iter()
@@ -76,6 +97,9 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         routes: routes.into_iter().flatten().collect(),
         limits,
         trusted_proxies,
+        amo_credentials: amo_credentials.into_iter().flatten().collect(),
+        amo_issuers: amo_issuers.into_iter().flatten().collect(),
+        amo_verify,
     })
 }
 

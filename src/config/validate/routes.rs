@@ -10,9 +10,17 @@ use crate::config::Problems;
 use crate::config::model::{AuthPolicy, DeprecatedVersion, RouteConfig};
 use crate::config::raw::{RawAuth, RawDeprecatedVersion, RawRoute};
 
+/// Names auth policies refer to: `[[amo_credentials]]` names and `[[amo_issuers]]` API keys
+/// (`None` where an element could not be read).
+pub struct AuthNames {
+    pub credentials: Vec<Option<String>>,
+    pub issuers: Vec<Option<String>>,
+}
+
 pub fn validate(
     raw: &[Option<RawRoute>],
     upstream_names: &[Option<String>],
+    auth_names: &AuthNames,
     p: &mut Problems,
 ) -> Vec<Option<RouteConfig>> {
     let mut names = HashSet::new();
@@ -29,7 +37,7 @@ pub fn validate(
                     format!("duplicate route name {:?}", r.name),
                 );
             }
-            let route = route(r, &key, upstream_names, p)?;
+            let route = route(r, &key, upstream_names, auth_names, p)?;
             if !matches.insert((route.host.clone(), route.path_prefix.clone())) {
                 p.at(
                     format!("{key}.path_prefix"),
@@ -49,6 +57,7 @@ fn route(
     r: &RawRoute,
     key: &str,
     upstream_names: &[Option<String>],
+    auth_names: &AuthNames,
     p: &mut Problems,
 ) -> Option<RouteConfig> {
     let k = |field: &str| format!("{key}.{field}");
@@ -82,7 +91,7 @@ fn route(
     }
     let methods = r.methods.as_ref().map(|m| methods(m, &k("methods"), p));
     let versions = versions(r, key, p);
-    let auth = auth(&r.auth).map_err(|e| p.at(k("auth"), e));
+    let auth = auth(&r.auth, auth_names).map_err(|(field, e)| p.at(k(field), e));
     Some(RouteConfig {
         name: r.name.clone(),
         host: host?,
@@ -221,11 +230,86 @@ fn check_version(v: &str) -> Result<(), String> {
     }
 }
 
-fn auth(raw: &RawAuth) -> Result<AuthPolicy, String> {
+/// The auth policy and its options; errors name the offending key under `auth`.
+fn auth(raw: &RawAuth, names: &AuthNames) -> Result<AuthPolicy, (&'static str, String)> {
+    let refuse = |field: &'static str, policy: &str| {
+        Err((field, format!("not an option of auth policy {policy:?}")))
+    };
     match raw.policy.as_str() {
-        "none" => Ok(AuthPolicy::None),
-        other => Err(format!("unknown auth policy {other:?} (known: \"none\")")),
+        "none" => {
+            if raw.credential.is_some() || raw.header_selection.is_some() {
+                return refuse("auth.credential", "none");
+            }
+            if raw.issuers.is_some() {
+                return refuse("auth.issuers", "none");
+            }
+            Ok(AuthPolicy::None)
+        }
+        "amo-jwt" => {
+            if raw.issuers.is_some() {
+                return refuse("auth.issuers", "amo-jwt");
+            }
+            let header_selection = raw.header_selection.unwrap_or(false);
+            let credential = match &raw.credential {
+                Some(name) => Some(lookup(&names.credentials, name).ok_or_else(|| {
+                    (
+                        "auth.credential",
+                        format!(
+                            "unknown AMO credential {name:?} (defined: {})",
+                            list(&flat(&names.credentials))
+                        ),
+                    )
+                })?),
+                None if header_selection => None,
+                None => {
+                    return Err((
+                        "auth",
+                        "amo-jwt needs a credential, or header_selection = true".to_owned(),
+                    ));
+                }
+            };
+            Ok(AuthPolicy::AmoJwt {
+                credential,
+                header_selection,
+            })
+        }
+        "amo-jwt-verify" => {
+            if raw.credential.is_some() || raw.header_selection.is_some() {
+                return refuse("auth.credential", "amo-jwt-verify");
+            }
+            let issuers = match &raw.issuers {
+                None => (0..names.issuers.len()).collect(),
+                Some(keys) => keys
+                    .iter()
+                    .map(|k| {
+                        lookup(&names.issuers, k)
+                            .ok_or_else(|| ("auth.issuers", format!("unknown AMO issuer {k:?}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            if issuers.is_empty() {
+                return Err((
+                    "auth",
+                    "amo-jwt-verify needs at least one [[amo_issuers]]".to_owned(),
+                ));
+            }
+            Ok(AuthPolicy::AmoJwtVerify { issuers })
+        }
+        other => Err((
+            "auth",
+            format!(
+                "unknown auth policy {other:?} (known: \"none\", \"amo-jwt\", \"amo-jwt-verify\")"
+            ),
+        )),
     }
+}
+
+fn lookup(names: &[Option<String>], name: &str) -> Option<usize> {
+    names.iter().position(|n| n.as_deref() == Some(name))
+}
+
+fn flat(names: &[Option<String>]) -> Vec<&str> {
+    names.iter().flatten().map(String::as_str).collect()
 }
 
 fn list(names: &[&str]) -> String {

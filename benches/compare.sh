@@ -1,0 +1,538 @@
+#!/usr/bin/env bash
+# fxa-gateway vs nginx, side by side, on one machine (see benches/README.md).
+#
+#   benches/compare.sh                 # full run: 5 rounds x 8 cases x 3 runs of 10 s (~25 min)
+#   QUICK=1 benches/compare.sh         # smoke test: 1 round, 1 run of 3 s per case (~1 min)
+#
+# Cases (50 keep-alive connections, small JSON GET):
+#   (a) straight to the upstream (nginx server block, ~100-byte JSON body)
+#   (b) nginx reverse proxy, plain HTTP/1.1        (c) fxa-gateway, plain HTTP/1.1
+#   (d) nginx, TLS, HTTP/1.1 (wrk)                 (e) fxa-gateway, TLS, HTTP/1.1 (wrk)
+#   (f) nginx, TLS, HTTP/2 (h2load -m 10)          (g) fxa-gateway, TLS, HTTP/2 (h2load -m 10)
+#   (h) fxa-gateway, plain HTTP/1.1, access log on (JSON lines to a file)
+#
+# The proxy under test (nginx: 1 worker; gateway: worker_threads = 1) and the upstream share
+# core SERVER_CPU; the single-threaded load generator runs on CLIENT_CPU.
+#
+# Environment knobs (defaults in brackets):
+#   DURATION [10] s per measured run   WARMUP [2] s warm-up per case and round
+#   ROUNDS [5]   RUNS [3] per case and round   CONNS [50]   STREAMS [10] (h2load -m)
+#   QUICK=1      DURATION=3 ROUNDS=1 RUNS=1 WARMUP=1 unless set explicitly
+#   MIN_BUSY [95] % of the server core that a run must keep busy, else it is discarded
+#   RETRIES [RUNS] extra attempts per case and round to replace discarded runs
+#   SERVER_CPU [0]  CLIENT_CPU [1]   BASE_PORT [18400] (uses BASE_PORT .. BASE_PORT+21)
+#   NGINX_HEADERS [1] nginx sets X-Forwarded-For/-Proto/-Host and X-Request-Id like the
+#                 gateway does; 0 = bare proxy_pass
+#   GATEWAY_BIN   use this binary instead of building (cargo build --release)
+#   OUT_DIR [target/bench-compare] where the raw runs (TSV) and the report are kept
+#   KEEP_TMP=1    keep the temp dir (configs, logs, raw tool output)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE="$ROOT/benches/compare"
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+    DURATION=${DURATION:-3}
+    ROUNDS=${ROUNDS:-1}
+    RUNS=${RUNS:-1}
+    WARMUP=${WARMUP:-1}
+fi
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-5}
+RUNS=${RUNS:-3}
+CONNS=${CONNS:-50}
+STREAMS=${STREAMS:-10}
+MIN_BUSY=${MIN_BUSY:-95}
+RETRIES=${RETRIES:-$RUNS}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+BASE_PORT=${BASE_PORT:-18400}
+NGINX_HEADERS=${NGINX_HEADERS:-1}
+OUT_DIR=${OUT_DIR:-$ROOT/target/bench-compare}
+KEEP_TMP=${KEEP_TMP:-0}
+
+for v in DURATION WARMUP ROUNDS RUNS CONNS STREAMS MIN_BUSY RETRIES SERVER_CPU CLIENT_CPU BASE_PORT; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "compare.sh: $v must be a whole number (got '${!v}')" >&2; exit 2; }
+done
+((DURATION > 0 && ROUNDS > 0 && RUNS > 0 && CONNS > 0 && STREAMS > 0)) ||
+    { echo "compare.sh: DURATION, ROUNDS, RUNS, CONNS and STREAMS must be > 0" >&2; exit 2; }
+
+UPSTREAM_PORT=$BASE_PORT
+NGINX_PLAIN_PORT=$((BASE_PORT + 1))
+NGINX_TLS_PORT=$((BASE_PORT + 2))
+GW_PLAIN_PORT=$((BASE_PORT + 11))
+GW_TLS_PORT=$((BASE_PORT + 12))
+GWLOG_PLAIN_PORT=$((BASE_PORT + 21))
+GWLOG_TLS_PORT=$((BASE_PORT + 22))
+ALL_PORTS=("$UPSTREAM_PORT" "$NGINX_PLAIN_PORT" "$NGINX_TLS_PORT" "$GW_PLAIN_PORT" "$GW_TLS_PORT"
+    "$GWLOG_PLAIN_PORT" "$GWLOG_TLS_PORT")
+REQ_PATH=/api/v1/item
+# ~100 bytes of JSON (no single quotes: it sits in an nginx '...' string).
+BODY='{"uid":"4c352927cd4f4a4aa03d7d1893d950b8","email":"bench@example.com","locale":"en-US","verified":true}'
+# Upstream pools above the requests in flight: CONNS for HTTP/1.1, CONNS x STREAMS for HTTP/2.
+KEEPALIVE=$((CONNS * STREAMS * 2))
+((KEEPALIVE >= 256)) || KEEPALIVE=256
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+SUDO=
+if [[ $EUID -ne 0 ]]; then
+    command -v sudo >/dev/null && SUDO=sudo
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+need=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v curl >/dev/null || need+=(curl)
+command -v taskset >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+    log "installing ${need[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null
+    # RUNLEVEL=1: do not start the system nginx service; we run our own instances.
+    RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x $NGINX ]] || die "nginx not found after install"
+
+ncpu=$(nproc --all)
+((SERVER_CPU < ncpu && CLIENT_CPU < ncpu && SERVER_CPU != CLIENT_CPU)) ||
+    die "need two distinct cores (SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU, $ncpu cores)"
+
+# ---------------------------------------------------------------------------------------------
+# Temp dir, processes, cleanup
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/fxa-gw-compare.XXXXXX")
+PIDS=()
+CLIENT_PID=
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [[ -n $CLIENT_PID ]] && kill "$CLIENT_PID" 2>/dev/null || true
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    if [[ $KEEP_TMP == 1 ]]; then
+        log "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "${ALL_PORTS[@]}"; do
+    port_busy "$p" && die "port $p is in use (set BASE_PORT to move all ports)"
+done
+
+wait_port() { # port pid name
+    local i
+    for i in $(seq 100); do
+        port_busy "$1" && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited at start-up (see logs in $TMP; KEEP_TMP=1 keeps them)"
+        sleep 0.1
+    done
+    die "$3 did not listen on port $1 within 10 s"
+}
+
+fill() { # template output, then NAME=VALUE pairs
+    local in=$1 out=$2 kv content
+    shift 2
+    content=$(<"$in")
+    for kv in "$@"; do
+        content=${content//"@${kv%%=*}@"/"${kv#*=}"}
+    done
+    [[ $content != *@[A-Z_]*@* ]] || die "unfilled placeholder in $in: $(grep -o '@[A-Z_]*@' <<<"$content" | head -1)"
+    printf '%s\n' "$content" >"$out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Build the gateway; certificates
+if [[ -n ${GATEWAY_BIN:-} ]]; then
+    [[ -x $GATEWAY_BIN ]] || die "GATEWAY_BIN=$GATEWAY_BIN is not executable"
+else
+    log "building fxa-gateway (cargo build --release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin fxa-gateway) || die "cargo build failed"
+    GATEWAY_BIN=$ROOT/target/release/fxa-gateway
+fi
+# Run a private copy: a concurrent cargo build may replace target/release/fxa-gateway.
+cp "$GATEWAY_BIN" "$TMP/fxa-gateway"
+GW=$TMP/fxa-gateway
+GW_VERSION=$("$GW" --version 2>/dev/null || echo "fxa-gateway ?")
+
+"$GW" gen-cert --out "$TMP/certs" --name localhost --name 127.0.0.1 >/dev/null ||
+    die "fxa-gateway gen-cert failed"
+[[ -s $TMP/certs/gateway.pem && -s $TMP/certs/gateway-key.pem ]] || die "gen-cert wrote no certificate"
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+USER_LINE=
+[[ $EUID -eq 0 ]] && USER_LINE="user root;"
+if [[ $NGINX_HEADERS == 1 ]]; then
+    PROXY_HEADERS='            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Request-Id $request_id;
+            add_header X-Request-Id $request_id always;'
+else
+    PROXY_HEADERS='            # NGINX_HEADERS=0: bare proxy_pass'
+fi
+mkdir -p "$TMP/upstream-tmp" "$TMP/proxy-tmp"
+fill "$HERE/upstream.conf.in" "$TMP/upstream.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
+    "UPSTREAM_PORT=$UPSTREAM_PORT" "BODY=$BODY"
+fill "$HERE/nginx-proxy.conf.in" "$TMP/nginx-proxy.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
+    "UPSTREAM_PORT=$UPSTREAM_PORT" "NGINX_PLAIN_PORT=$NGINX_PLAIN_PORT" \
+    "NGINX_TLS_PORT=$NGINX_TLS_PORT" "KEEPALIVE=$KEEPALIVE" "PROXY_HEADERS=$PROXY_HEADERS"
+fill "$HERE/gateway.toml.in" "$TMP/gateway.toml" "ACCESS_LOG=false" "PLAIN_PORT=$GW_PLAIN_PORT" \
+    "TLS_PORT=$GW_TLS_PORT" "UPSTREAM_PORT=$UPSTREAM_PORT" "KEEPALIVE=$KEEPALIVE"
+fill "$HERE/gateway.toml.in" "$TMP/gateway-log.toml" "ACCESS_LOG=true" "PLAIN_PORT=$GWLOG_PLAIN_PORT" \
+    "TLS_PORT=$GWLOG_TLS_PORT" "UPSTREAM_PORT=$UPSTREAM_PORT" "KEEPALIVE=$KEEPALIVE"
+
+"$NGINX" -t -q -p "$TMP" -e "$TMP/nginx-t.log" -c "$TMP/upstream.conf" 2>"$TMP/nginx-t.err" ||
+    die "upstream nginx config: $(cat "$TMP/nginx-t.err")"
+"$NGINX" -t -q -p "$TMP" -e "$TMP/nginx-t.log" -c "$TMP/nginx-proxy.conf" 2>"$TMP/nginx-t.err" ||
+    die "proxy nginx config: $(cat "$TMP/nginx-t.err")"
+"$GW" --check --config "$TMP/gateway.toml" >"$TMP/gw-check.log" 2>&1 ||
+    die "gateway config: $(cat "$TMP/gw-check.log")"
+
+# ---------------------------------------------------------------------------------------------
+# Servers, all on the server core
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+taskset -c "$SERVER_CPU" "$NGINX" -p "$TMP" -e "$TMP/upstream-error.log" -c "$TMP/upstream.conf" \
+    >"$TMP/upstream.out" 2>&1 &
+UPSTREAM_PID=$!
+PIDS+=("$UPSTREAM_PID")
+taskset -c "$SERVER_CPU" "$NGINX" -p "$TMP" -e "$TMP/proxy-error.log" -c "$TMP/nginx-proxy.conf" \
+    >"$TMP/proxy.out" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+taskset -c "$SERVER_CPU" "$GW" --config "$TMP/gateway.toml" >"$TMP/gateway.out" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+# Access log: JSON lines on stderr into a file, opened for append so that it can be truncated
+# between runs (10 s at ~80k rps is ~250 MB of log).
+ACCESS_LOG_FILE=$TMP/gateway-access.log
+taskset -c "$SERVER_CPU" "$GW" --config "$TMP/gateway-log.toml" >>"$ACCESS_LOG_FILE" 2>&1 &
+GWLOG_PID=$!
+PIDS+=("$GWLOG_PID")
+
+wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID" "upstream nginx"
+wait_port "$NGINX_PLAIN_PORT" "$NGINX_PID" "proxy nginx"
+wait_port "$NGINX_TLS_PORT" "$NGINX_PID" "proxy nginx"
+wait_port "$GW_PLAIN_PORT" "$GW_PID" "fxa-gateway"
+wait_port "$GW_TLS_PORT" "$GW_PID" "fxa-gateway"
+wait_port "$GWLOG_PLAIN_PORT" "$GWLOG_PID" "fxa-gateway (access log)"
+
+worker_of() { # nginx master pid -> its (single) worker pid
+    local w
+    for _ in $(seq 50); do
+        w=$(cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{print $1}')
+        [[ -n $w ]] && { echo "$w"; return 0; }
+        sleep 0.1
+    done
+    die "no worker process under nginx $1"
+}
+UPSTREAM_WORKER=$(worker_of "$UPSTREAM_PID")
+NGINX_WORKER=$(worker_of "$NGINX_PID")
+
+# Sanity: every URL answers 200 with the body; HTTP/2 is negotiated on both TLS listeners.
+URL_DIRECT=http://127.0.0.1:$UPSTREAM_PORT$REQ_PATH
+URL_NGINX_PLAIN=http://127.0.0.1:$NGINX_PLAIN_PORT$REQ_PATH
+URL_NGINX_TLS=https://127.0.0.1:$NGINX_TLS_PORT$REQ_PATH
+URL_GW_PLAIN=http://127.0.0.1:$GW_PLAIN_PORT$REQ_PATH
+URL_GW_TLS=https://127.0.0.1:$GW_TLS_PORT$REQ_PATH
+URL_GWLOG_PLAIN=http://127.0.0.1:$GWLOG_PLAIN_PORT$REQ_PATH
+for u in "$URL_DIRECT" "$URL_NGINX_PLAIN" "$URL_NGINX_TLS" "$URL_GW_PLAIN" "$URL_GW_TLS" "$URL_GWLOG_PLAIN"; do
+    out=$(curl -sS --max-time 5 --cacert "$TMP/certs/ca.pem" -o "$TMP/sanity.body" -w '%{http_code} %{http_version}' "$u") ||
+        die "$u: curl failed"
+    [[ ${out%% *} == 200 ]] || die "$u answered ${out%% *}: $(head -c 300 "$TMP/sanity.body")"
+    [[ $(<"$TMP/sanity.body") == "$BODY" ]] || die "$u: unexpected body: $(head -c 300 "$TMP/sanity.body")"
+    if [[ $u == https://* ]]; then
+        out=$(curl -sS --max-time 5 --http2 --cacert "$TMP/certs/ca.pem" -o /dev/null -w '%{http_version}' "$u")
+        [[ $out == 2 ]] || die "$u: HTTP/2 not negotiated (got HTTP/$out)"
+    fi
+done
+tls_params() { # port -> "TLSv1.3 TLS_AES_256_GCM_SHA384" as OpenSSL clients (wrk, h2load) get it
+    command -v openssl >/dev/null || { echo "?"; return; }
+    openssl s_client -connect "127.0.0.1:$1" -alpn http/1.1 </dev/null 2>/dev/null |
+        awk '/^New,/ {v=$2; sub(/,$/, "", v); c=$NF} /Server Temp Key/ {sub(/.*Temp Key: /, ""); k=$0}
+             END {print v, c, "(" k ")"}'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+cpu_ticks() { # core -> "busy total" jiffies since boot
+    awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
+proc_ticks() { # pid -> utime+stime jiffies (all threads)
+    local s
+    s=$(<"/proc/$1/stat")
+    s=${s##*) }
+    awk '{print $12 + $13}' <<<"$s"
+}
+HZ=$(getconf CLK_TCK)
+
+# Case table: id|label|tool|url|proxy pid (whose CPU is "proxy µs/req")
+declare -A C_LABEL C_TOOL C_URL C_PID
+defcase() { C_LABEL[$1]=$2; C_TOOL[$1]=$3; C_URL[$1]=$4; C_PID[$1]=$5; }
+defcase a "(a) upstream direct, plain" wrk "$URL_DIRECT" "$UPSTREAM_WORKER"
+defcase b "(b) nginx, plain h1" wrk "$URL_NGINX_PLAIN" "$NGINX_WORKER"
+defcase c "(c) fxa-gateway, plain h1" wrk "$URL_GW_PLAIN" "$GW_PID"
+defcase d "(d) nginx, TLS h1" wrk "$URL_NGINX_TLS" "$NGINX_WORKER"
+defcase e "(e) fxa-gateway, TLS h1" wrk "$URL_GW_TLS" "$GW_PID"
+defcase f "(f) nginx, TLS h2" h2load "$URL_NGINX_TLS" "$NGINX_WORKER"
+defcase g "(g) fxa-gateway, TLS h2" h2load "$URL_GW_TLS" "$GW_PID"
+defcase h "(h) fxa-gateway, plain h1, access log on" wrk "$URL_GWLOG_PLAIN" "$GWLOG_PID"
+CASES="a b c d e f g h"
+
+# Run the load generator on the client core in the background (so a signal reaches the trap at
+# once) and wait for it.
+client() { # out-file, command...
+    local out=$1 rc=0
+    shift
+    taskset -c "$CLIENT_CPU" "$@" >"$out" 2>&1 &
+    CLIENT_PID=$!
+    wait "$CLIENT_PID" || rc=$?
+    CLIENT_PID=
+    return "$rc"
+}
+
+load_cmd() { # case seconds logfile -> the command line in LOAD[]
+    local url=${C_URL[$1]}
+    if [[ ${C_TOOL[$1]} == wrk ]]; then
+        LOAD=(wrk -t1 -c"$CONNS" -d"$2"s --timeout 5s --latency -s "$HERE/report.lua" "$url")
+    else
+        LOAD=(h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$2" --log-file="$3" "$url")
+    fi
+}
+
+# wrk's text output as a fallback for the report.lua line: a latency like 812.00us, 1.20ms, 2.00s.
+to_us() {
+    awk -v x="$1" 'BEGIN {
+        n = x + 0; u = x; sub(/^[0-9.]+/, "", u)
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000;
+        else if (u == "m") m = 60000000; else { print "nan"; exit }
+        printf "%d\n", n * m }'
+}
+
+# Parse one run's output into globals: REQS RPS P50 P99 ERRS NON2XX (latencies in µs).
+parse_wrk() {
+    local f=$1 line
+    line=$(grep '^BENCH ' "$f" || true)
+    if [[ -n $line ]]; then
+        local kv
+        declare -A m=()
+        for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
+        REQS=${m[requests]}
+        RPS=$(awk -v r="$REQS" -v d="${m[duration_us]}" 'BEGIN {printf "%.1f", d > 0 ? r * 1e6 / d : 0}')
+        P50=${m[p50_us]}
+        P99=${m[p99_us]}
+        ERRS=$((m[connect] + m[read] + m[write] + m[timeout]))
+        NON2XX=${m[status]}
+    else
+        REQS=$(awk '/requests in/ {print $1; exit}' "$f")
+        RPS=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+        P50=$(to_us "$(awk '$1 == "50%" {print $2}' "$f")")
+        P99=$(to_us "$(awk '$1 == "99%" {print $2}' "$f")")
+        ERRS=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$f")
+        NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$f")
+    fi
+    REQS=${REQS:-0} RPS=${RPS:-0} ERRS=${ERRS:-0} NON2XX=${NON2XX:-0} P50=${P50:-nan} P99=${P99:-nan}
+}
+parse_h2load() {
+    local f=$1 lf=$2
+    grep -q '^Application protocol: h2' "$f" || { REQS=0 RPS=0 ERRS=1 NON2XX=0 P50=nan P99=nan; return; }
+    RPS=$(awk '/^finished in/ {print $4}' "$f")
+    # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
+    REQS=$(awk '/^requests:/ {print $6}' "$f")
+    ERRS=$(awk '/^requests:/ {print $10 + $12 + $14}' "$f")
+    # status codes: N 2xx, N 3xx, N 4xx, N 5xx; anything done that is not 2xx counts.
+    NON2XX=$(awk -v done="$REQS" '/^status codes:/ {print done - $3}' "$f")
+    # h2load prints no percentiles: take them from the per-request log (3rd column: µs).
+    read -r P50 P99 < <(cut -f3 "$lf" | sort -n | awk '{v[NR] = $1}
+        END {if (NR == 0) {print "nan nan"; exit}
+             i = int(NR * 0.50 + 0.999999); j = int(NR * 0.99 + 0.999999); print v[i], v[j]}')
+    REQS=${REQS:-0} RPS=${RPS:-0} ERRS=${ERRS:-0} NON2XX=${NON2XX:-0}
+}
+
+RESULTS=$TMP/runs.tsv
+printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\n' >"$RESULTS"
+
+run_case() { # round case
+    local r=$1 k=$2 kept=0 attempt=0 max=$((RUNS + RETRIES)) raw lf
+    raw=$TMP/raw
+    mkdir -p "$raw"
+    # Warm-up: same load, not measured.
+    load_cmd "$k" "$WARMUP" "$raw/warmup.log"
+    client "$raw/warmup.out" "${LOAD[@]}" || log "warm-up of ${C_LABEL[$k]} exited $?"
+    [[ $k != h ]] || : >"$ACCESS_LOG_FILE"
+    while ((kept < RUNS && attempt < max)); do
+        attempt=$((attempt + 1))
+        local base=$raw/r$r-$k-$attempt
+        load_cmd "$k" "$DURATION" "$base.h2log"
+        local s0 c0 p0 u0 s1 c1 p1 u1 rc=0
+        s0=$(cpu_ticks "$SERVER_CPU"); c0=$(cpu_ticks "$CLIENT_CPU")
+        p0=$(proc_ticks "${C_PID[$k]}"); u0=$(proc_ticks "$UPSTREAM_WORKER")
+        client "$base.out" "${LOAD[@]}" || rc=$?
+        s1=$(cpu_ticks "$SERVER_CPU"); c1=$(cpu_ticks "$CLIENT_CPU")
+        p1=$(proc_ticks "${C_PID[$k]}"); u1=$(proc_ticks "$UPSTREAM_WORKER")
+        if [[ ${C_TOOL[$k]} == wrk ]]; then parse_wrk "$base.out"; else parse_h2load "$base.out" "$base.h2log"; fi
+        rm -f "$base.h2log"
+        if [[ $k == h ]]; then
+            # The access log must really have been written: about one line per request.
+            local lines
+            lines=$(wc -l <"$ACCESS_LOG_FILE")
+            if ((REQS > 0 && lines < REQS)); then
+                log "  WARNING: access log has $lines lines for $REQS requests"
+            fi
+            : >"$ACCESS_LOG_FILE"
+        fi
+        local busy cbusy core_us proxy_us up_us reason=
+        read -r busy cbusy core_us proxy_us up_us < <(awk -v s0="$s0" -v s1="$s1" -v c0="$c0" -v c1="$c1" \
+            -v p="$((p1 - p0))" -v u="$((u1 - u0))" -v n="$REQS" -v hz="$HZ" 'BEGIN {
+            split(s0, a, " "); split(s1, b, " "); split(c0, x, " "); split(c1, y, " ")
+            bt = b[2] - a[2]; bb = b[1] - a[1]; ct = y[2] - x[2]; cb = y[1] - x[1]
+            us = 1e6 / hz
+            printf "%.1f %.1f %.2f %.2f %.2f\n", bt > 0 ? 100 * bb / bt : 0, ct > 0 ? 100 * cb / ct : 0,
+                n > 0 ? bb * us / n : 0, n > 0 ? p * us / n : 0, n > 0 ? u * us / n : 0}')
+        if ((rc != 0)); then
+            reason="load generator exited $rc"
+        elif ((REQS == 0)); then
+            reason="no requests"
+        elif ((ERRS > 0)); then
+            reason="$ERRS socket/request errors"
+        elif ((NON2XX > 0)); then
+            reason="$NON2XX non-2xx answers"
+        elif awk -v b="$busy" -v m="$MIN_BUSY" 'BEGIN {exit !(b < m)}'; then
+            reason="server core ${busy}% busy < ${MIN_BUSY}% (client core ${cbusy}%)"
+        fi
+        local keep=1
+        if [[ -n $reason ]]; then
+            keep=0
+            log "  discarded ${C_LABEL[$k]} round $r attempt $attempt: $reason"
+        else
+            kept=$((kept + 1))
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$attempt" "$keep" \
+            "${reason:--}" "$RPS" "$P50" "$P99" "$REQS" "$busy" "$core_us" "$proxy_us" "$up_us" "$cbusy" >>"$RESULTS"
+        log "  ${C_LABEL[$k]}: $(printf '%.0f' "$RPS") rps, p50 ${P50}us, p99 ${P99}us, core ${busy}%, ${core_us} us/req$([[ $keep == 1 ]] || echo ' [discarded]')"
+    done
+    ((kept == RUNS)) || log "  ${C_LABEL[$k]} round $r: only $kept of $RUNS runs kept"
+}
+
+# Is the server core quiet before we start? (Other work on it skews every figure.)
+idle0=$(cpu_ticks "$SERVER_CPU"); sleep 1; idle1=$(cpu_ticks "$SERVER_CPU")
+quiet=$(awk -v a="$idle0" -v b="$idle1" 'BEGIN {split(a, x, " "); split(b, y, " ");
+    t = y[2] - x[2]; printf "%.0f", t > 0 ? 100 * (y[1] - x[1]) / t : 0}')
+((quiet <= 10)) || log "WARNING: core $SERVER_CPU is ${quiet}% busy before the benchmark: figures will be noisy"
+
+per_case=$((WARMUP + RUNS * DURATION))
+total=$((ROUNDS * 8 * per_case))
+log "$ROUNDS round(s) x 8 cases x ($WARMUP s warm-up + $RUNS x $DURATION s): about $((total / 60)) min $((total % 60)) s"
+for ((r = 1; r <= ROUNDS; r++)); do
+    if ((r % 2 == 1)); then order="a b c d e f g h"; first=nginx; else order="a c b e d g f h"; first=fxa-gateway; fi
+    log "round $r/$ROUNDS ($first first)"
+    for k in $order; do
+        run_case "$r" "$k"
+    done
+done
+
+# ---------------------------------------------------------------------------------------------
+# Report
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+GW_HWM=$(hwm_kb "$GW_PID")
+GWLOG_HWM=$(hwm_kb "$GWLOG_PID")
+NGINX_HWM=$(hwm_kb "$NGINX_WORKER")
+kill -0 "$GW_PID" 2>/dev/null || die "fxa-gateway died during the benchmark"
+kill -0 "$NGINX_PID" 2>/dev/null || die "proxy nginx died during the benchmark"
+
+mkdir -p "$OUT_DIR"
+stamp=$(date +%Y%m%d-%H%M%S)
+REPORT=$OUT_DIR/report-$stamp.txt
+cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
+
+{
+    echo "fxa-gateway vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $ncpu cores"
+    echo "$GW_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(h2load --version 2>&1 | head -1 | sed 's/^h2load //')"
+    echo "$CONNS connections (h2: x $STREAMS streams), ${DURATION} s per run after ${WARMUP} s warm-up, $RUNS run(s) x $ROUNDS round(s);"
+    echo "server core $SERVER_CPU (proxy + upstream), load generator on core $CLIENT_CPU; runs with errors, non-2xx or core $SERVER_CPU < ${MIN_BUSY}% busy discarded."
+    echo "TLS as wrk/h2load get it — nginx: $(tls_params "$NGINX_TLS_PORT"); fxa-gateway: $(tls_params "$GW_TLS_PORT")"
+    echo
+    awk -F'\t' -v labels="$(for k in $CASES; do printf '%s=%s;' "$k" "${C_LABEL[$k]}"; done)" '
+    function median(list,    n, a, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        if (n == 0) return "nan"
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function lat(us) { if (us == "nan") return "-"; return us < 1000 ? sprintf("%dus", us) : sprintf("%.2fms", us / 1000) }
+    function add(arr, key, v) { arr[key] = (key in arr) ? arr[key] " " v : v }
+    NR == 1 { next }
+    {
+        total[$2]++
+        if ($4 != 1) next
+        kept[$2]++
+        add(rps, $2, $6); add(p50, $2, $7); add(p99, $2, $8); add(busy, $2, $10)
+        add(core, $2, $11); add(prox, $2, $12)
+        add(rrps, $2 SUBSEP $1, $6); add(rp99, $2 SUBSEP $1, $8)
+        rounds[$1] = 1
+    }
+    END {
+        n = split(labels, L, ";")
+        for (i = 1; i <= n; i++) if (L[i] != "") { split(L[i], kv, "="); label[kv[1]] = kv[2]; order[++m] = kv[1] }
+        printf "%-42s %9s %9s %9s %6s %10s %10s %6s\n", "case (medians of kept runs)", "req/s", "p50", "p99", "busy%", "core us/rq", "proc us/rq", "kept"
+        for (i = 1; i <= m; i++) {
+            k = order[i]
+            if (!(k in kept)) { printf "%-42s %9s %9s %9s %6s %10s %10s %3d/%-2d\n", label[k], "-", "-", "-", "-", "-", "-", 0, total[k]; continue }
+            printf "%-42s %9.0f %9s %9s %6.1f %10.2f %10.2f %3d/%-2d\n", label[k], median(rps[k]), lat(median(p50[k])), lat(median(p99[k])),
+                median(busy[k]), median(core[k]), median(prox[k]), kept[k], total[k]
+        }
+        print ""
+        print "core us/rq: busy time of the server core (proxy + upstream + kernel) per request;"
+        print "proc us/rq: CPU time of the process under test alone (nginx worker, gateway, or the upstream for (a))."
+        print ""
+        print "fxa-gateway / nginx, per round (round medians), then median and min..max over rounds:"
+        printf "%-30s %-34s %-34s %s\n", "", "throughput (>= 1.00 is the target)", "p99 (<= 1.00 is the target)", "rounds"
+        pairs[1] = "b c plain HTTP/1.1"; pairs[2] = "d e TLS HTTP/1.1"; pairs[3] = "f g TLS HTTP/2"; pairs[4] = "c h gateway: access log on / off"
+        for (q = 1; q <= 4; q++) {
+            split(pairs[q], w, " "); base = w[1]; cand = w[2]; name = pairs[q]; sub(/^[a-z] [a-z] /, "", name)
+            tr = ""; pr = ""; cnt = 0; tmin = 1e18; tmax = 0; pmin = 1e18; pmax = 0
+            for (r in rounds) {
+                if (!((base SUBSEP r) in rrps) || !((cand SUBSEP r) in rrps)) continue
+                t = median(rrps[cand SUBSEP r]) / median(rrps[base SUBSEP r])
+                p = median(rp99[cand SUBSEP r]) / median(rp99[base SUBSEP r])
+                tr = tr " " t; pr = pr " " p; cnt++
+                if (t < tmin) tmin = t; if (t > tmax) tmax = t; if (p < pmin) pmin = p; if (p > pmax) pmax = p
+            }
+            if (cnt == 0) { printf "%-30s %-34s %-34s %d\n", name, "-", "-", 0; continue }
+            printf "%-30s %-34s %-34s %d\n", name, sprintf("%.2f (%.2f..%.2f)", median(tr), tmin, tmax),
+                sprintf("%.2f (%.2f..%.2f)", median(pr), pmin, pmax), cnt
+        }
+    }' "$RESULTS"
+    echo
+    awk -v g="$GW_HWM" -v l="$GWLOG_HWM" -v n="$NGINX_HWM" 'BEGIN {
+        printf "peak RSS (VmHWM): fxa-gateway %.1f MB (target < 50 MB: %s), with access log %.1f MB; nginx worker %.1f MB\n",
+            g / 1024, g / 1024 < 50 ? "met" : "MISSED", l / 1024, n / 1024 }'
+    discarded=$(awk -F'\t' 'NR > 1 && $4 != 1' "$RESULTS" | wc -l)
+    echo "discarded runs: $discarded (reasons in $OUT_DIR/runs-$stamp.tsv)"
+    echo "Changes under ~5% in throughput or ~10% in p99 are noise here; compare ratios within one run only."
+} | tee "$REPORT"
+log "report: $REPORT"
