@@ -23,6 +23,7 @@
 #   SERVER_CPU [0]  CLIENT_CPU [1]   BASE_PORT [18400] (uses BASE_PORT .. BASE_PORT+21)
 #   NGINX_HEADERS [1] nginx sets X-Forwarded-For/-Proto/-Host and X-Request-Id like the
 #                 gateway does; 0 = bare proxy_pass
+#   H2LOAD_TLS13_CIPHERS [TLS_AES_256_GCM_SHA384] the one suite h2load offers (same for both)
 #   GATEWAY_BIN   use this binary instead of building (cargo build --release)
 #   OUT_DIR [target/bench-compare] where the raw runs (TSV) and the report are kept
 #   KEEP_TMP=1    keep the temp dir (configs, logs, raw tool output)
@@ -50,6 +51,10 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BASE_PORT=${BASE_PORT:-18400}
 NGINX_HEADERS=${NGINX_HEADERS:-1}
+# The TLS 1.3 suite h2load offers. wrk (OpenSSL's default order) gets TLS_AES_256_GCM_SHA384 from
+# both servers; h2load prefers AES-128, which nginx honours and the gateway (server order) does
+# not. Offering one suite keeps the two servers on the same cipher. Empty = h2load's default.
+H2LOAD_TLS13_CIPHERS=${H2LOAD_TLS13_CIPHERS-TLS_AES_256_GCM_SHA384}
 OUT_DIR=${OUT_DIR:-$ROOT/target/bench-compare}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -84,7 +89,8 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Tools
+# Tools (awk below is whatever /usr/bin/awk is: mawk on Debian, so no gawk-only features and
+# no %d or bare print for numbers that may pass 2^31)
 need=()
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
@@ -108,12 +114,19 @@ ncpu=$(nproc --all)
 # ---------------------------------------------------------------------------------------------
 # Temp dir, processes, cleanup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fxa-gw-compare.XXXXXX")
+# h2load's per-request log (for p50/p99) costs the load generator ~7% of its throughput when
+# written to disk and nothing measurable on tmpfs: /dev/shm when there is one.
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+    SHM=$(mktemp -d /dev/shm/fxa-gw-compare.XXXXXX)
+else
+    SHM=$TMP
+fi
 PIDS=()
 CLIENT_PID=
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    [[ -n $CLIENT_PID ]] && kill "$CLIENT_PID" 2>/dev/null || true
+    if [[ -n $CLIENT_PID ]]; then kill "$CLIENT_PID" 2>/dev/null || true; fi
     local p
     for p in "${PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null || true
@@ -131,6 +144,7 @@ cleanup() {
     else
         rm -rf "$TMP"
     fi
+    [[ $SHM == "$TMP" ]] || rm -rf "$SHM"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -143,8 +157,7 @@ for p in "${ALL_PORTS[@]}"; do
 done
 
 wait_port() { # port pid name
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         port_busy "$1" && return 0
         kill -0 "$2" 2>/dev/null || die "$3 exited at start-up (see logs in $TMP; KEEP_TMP=1 keeps them)"
         sleep 0.1
@@ -159,7 +172,7 @@ fill() { # template output, then NAME=VALUE pairs
     for kv in "$@"; do
         content=${content//"@${kv%%=*}@"/"${kv#*=}"}
     done
-    [[ $content != *@[A-Z_]*@* ]] || die "unfilled placeholder in $in: $(grep -o '@[A-Z_]*@' <<<"$content" | head -1)"
+    if [[ $content =~ @[A-Z_]+@ ]]; then die "unfilled placeholder ${BASH_REMATCH[0]} in $in"; fi
     printf '%s\n' "$content" >"$out"
 }
 
@@ -186,6 +199,7 @@ GW_VERSION=$("$GW" --version 2>/dev/null || echo "fxa-gateway ?")
 USER_LINE=
 [[ $EUID -eq 0 ]] && USER_LINE="user root;"
 if [[ $NGINX_HEADERS == 1 ]]; then
+    # shellcheck disable=SC2016 # nginx variables, not shell ones
     PROXY_HEADERS='            proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
@@ -244,7 +258,8 @@ wait_port "$GWLOG_PLAIN_PORT" "$GWLOG_PID" "fxa-gateway (access log)"
 worker_of() { # nginx master pid -> its (single) worker pid
     local w
     for _ in $(seq 50); do
-        w=$(cat "/proc/$1/task/$1/children" 2>/dev/null | awk '{print $1}')
+        # The first process whose parent is $1 (nginx process names have no spaces).
+        w=$(awk -v p="$1" '$4 == p {print $1; exit}' /proc/[0-9]*/stat 2>/dev/null || true)
         [[ -n $w ]] && { echo "$w"; return 0; }
         sleep 0.1
     done
@@ -256,9 +271,13 @@ NGINX_WORKER=$(worker_of "$NGINX_PID")
 # Sanity: every URL answers 200 with the body; HTTP/2 is negotiated on both TLS listeners.
 URL_DIRECT=http://127.0.0.1:$UPSTREAM_PORT$REQ_PATH
 URL_NGINX_PLAIN=http://127.0.0.1:$NGINX_PLAIN_PORT$REQ_PATH
-URL_NGINX_TLS=https://127.0.0.1:$NGINX_TLS_PORT$REQ_PATH
+# TLS by name, so that the clients send SNI as real ones do (wrk would send "127.0.0.1", which
+# is not a valid SNI host name, and rustls warns about it on every handshake).
+TLS_HOST=localhost
+getent ahosts "$TLS_HOST" 2>/dev/null | grep -q '^127\.0\.0\.1 ' || die "$TLS_HOST does not resolve to 127.0.0.1"
+URL_NGINX_TLS=https://$TLS_HOST:$NGINX_TLS_PORT$REQ_PATH
 URL_GW_PLAIN=http://127.0.0.1:$GW_PLAIN_PORT$REQ_PATH
-URL_GW_TLS=https://127.0.0.1:$GW_TLS_PORT$REQ_PATH
+URL_GW_TLS=https://$TLS_HOST:$GW_TLS_PORT$REQ_PATH
 URL_GWLOG_PLAIN=http://127.0.0.1:$GWLOG_PLAIN_PORT$REQ_PATH
 for u in "$URL_DIRECT" "$URL_NGINX_PLAIN" "$URL_NGINX_TLS" "$URL_GW_PLAIN" "$URL_GW_TLS" "$URL_GWLOG_PLAIN"; do
     out=$(curl -sS --max-time 5 --cacert "$TMP/certs/ca.pem" -o "$TMP/sanity.body" -w '%{http_code} %{http_version}' "$u") ||
@@ -272,7 +291,7 @@ for u in "$URL_DIRECT" "$URL_NGINX_PLAIN" "$URL_NGINX_TLS" "$URL_GW_PLAIN" "$URL
 done
 tls_params() { # port -> "TLSv1.3 TLS_AES_256_GCM_SHA384" as OpenSSL clients (wrk, h2load) get it
     command -v openssl >/dev/null || { echo "?"; return; }
-    openssl s_client -connect "127.0.0.1:$1" -alpn http/1.1 </dev/null 2>/dev/null |
+    openssl s_client -connect "127.0.0.1:$1" -servername "$TLS_HOST" -alpn http/1.1 </dev/null 2>/dev/null |
         awk '/^New,/ {v=$2; sub(/,$/, "", v); c=$NF} /Server Temp Key/ {sub(/.*Temp Key: /, ""); k=$0}
              END {print v, c, "(" k ")"}'
 }
@@ -280,13 +299,15 @@ tls_params() { # port -> "TLSv1.3 TLS_AES_256_GCM_SHA384" as OpenSSL clients (wr
 # ---------------------------------------------------------------------------------------------
 # Measurement
 cpu_ticks() { # core -> "busy total" jiffies since boot
-    awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+    # user nice system idle iowait irq softirq steal (guest time is already in user/nice):
+    # busy = user + nice + system + irq + softirq; total includes idle, iowait and steal.
+    awk -v c="cpu$1" '$1 == c {printf "%.0f %.0f\n", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
 proc_ticks() { # pid -> utime+stime jiffies (all threads)
     local s
     s=$(<"/proc/$1/stat")
     s=${s##*) }
-    awk '{print $12 + $13}' <<<"$s"
+    awk '{printf "%.0f\n", $12 + $13}' <<<"$s"
 }
 HZ=$(getconf CLK_TCK)
 
@@ -320,7 +341,8 @@ load_cmd() { # case seconds logfile -> the command line in LOAD[]
     if [[ ${C_TOOL[$1]} == wrk ]]; then
         LOAD=(wrk -t1 -c"$CONNS" -d"$2"s --timeout 5s --latency -s "$HERE/report.lua" "$url")
     else
-        LOAD=(h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$2" --log-file="$3" "$url")
+        LOAD=(h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$2" ${3:+--log-file="$3"}
+            ${H2LOAD_TLS13_CIPHERS:+--tls13-ciphers="$H2LOAD_TLS13_CIPHERS"} "$url")
     fi
 }
 
@@ -342,7 +364,7 @@ parse_wrk() {
         declare -A m=()
         for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
         REQS=${m[requests]}
-        RPS=$(awk -v r="$REQS" -v d="${m[duration_us]}" 'BEGIN {printf "%.1f", d > 0 ? r * 1e6 / d : 0}')
+        RPS=$(awk -v r="$REQS" -v d="${m[duration_us]}" 'BEGIN {printf "%.1f", (d > 0 ? r * 1e6 / d : 0)}')
         P50=${m[p50_us]}
         P99=${m[p99_us]}
         ERRS=$((m[connect] + m[read] + m[write] + m[timeout]))
@@ -377,25 +399,26 @@ RESULTS=$TMP/runs.tsv
 printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\n' >"$RESULTS"
 
 run_case() { # round case
-    local r=$1 k=$2 kept=0 attempt=0 max=$((RUNS + RETRIES)) raw lf
+    local r=$1 k=$2 kept=0 attempt=0 max=$((RUNS + RETRIES)) raw
     raw=$TMP/raw
     mkdir -p "$raw"
     # Warm-up: same load, not measured.
-    load_cmd "$k" "$WARMUP" "$raw/warmup.log"
+    load_cmd "$k" "$WARMUP" ""
     client "$raw/warmup.out" "${LOAD[@]}" || log "warm-up of ${C_LABEL[$k]} exited $?"
     [[ $k != h ]] || : >"$ACCESS_LOG_FILE"
     while ((kept < RUNS && attempt < max)); do
         attempt=$((attempt + 1))
-        local base=$raw/r$r-$k-$attempt
-        load_cmd "$k" "$DURATION" "$base.h2log"
+        local base=$raw/r$r-$k-$attempt h2log=$SHM/r$r-$k-$attempt.h2log
+        rm -f "$h2log" # h2load appends
+        load_cmd "$k" "$DURATION" "$h2log"
         local s0 c0 p0 u0 s1 c1 p1 u1 rc=0
         s0=$(cpu_ticks "$SERVER_CPU"); c0=$(cpu_ticks "$CLIENT_CPU")
         p0=$(proc_ticks "${C_PID[$k]}"); u0=$(proc_ticks "$UPSTREAM_WORKER")
         client "$base.out" "${LOAD[@]}" || rc=$?
         s1=$(cpu_ticks "$SERVER_CPU"); c1=$(cpu_ticks "$CLIENT_CPU")
         p1=$(proc_ticks "${C_PID[$k]}"); u1=$(proc_ticks "$UPSTREAM_WORKER")
-        if [[ ${C_TOOL[$k]} == wrk ]]; then parse_wrk "$base.out"; else parse_h2load "$base.out" "$base.h2log"; fi
-        rm -f "$base.h2log"
+        if [[ ${C_TOOL[$k]} == wrk ]]; then parse_wrk "$base.out"; else parse_h2load "$base.out" "$h2log"; fi
+        rm -f "$h2log"
         if [[ $k == h ]]; then
             # The access log must really have been written: about one line per request.
             local lines
@@ -411,8 +434,8 @@ run_case() { # round case
             split(s0, a, " "); split(s1, b, " "); split(c0, x, " "); split(c1, y, " ")
             bt = b[2] - a[2]; bb = b[1] - a[1]; ct = y[2] - x[2]; cb = y[1] - x[1]
             us = 1e6 / hz
-            printf "%.1f %.1f %.2f %.2f %.2f\n", bt > 0 ? 100 * bb / bt : 0, ct > 0 ? 100 * cb / ct : 0,
-                n > 0 ? bb * us / n : 0, n > 0 ? p * us / n : 0, n > 0 ? u * us / n : 0}')
+            printf "%.1f %.1f %.2f %.2f %.2f\n", (bt > 0 ? 100 * bb / bt : 0), (ct > 0 ? 100 * cb / ct : 0),
+                (n > 0 ? bb * us / n : 0), (n > 0 ? p * us / n : 0), (n > 0 ? u * us / n : 0)}')
         if ((rc != 0)); then
             reason="load generator exited $rc"
         elif ((REQS == 0)); then
@@ -441,7 +464,7 @@ run_case() { # round case
 # Is the server core quiet before we start? (Other work on it skews every figure.)
 idle0=$(cpu_ticks "$SERVER_CPU"); sleep 1; idle1=$(cpu_ticks "$SERVER_CPU")
 quiet=$(awk -v a="$idle0" -v b="$idle1" 'BEGIN {split(a, x, " "); split(b, y, " ");
-    t = y[2] - x[2]; printf "%.0f", t > 0 ? 100 * (y[1] - x[1]) / t : 0}')
+    t = y[2] - x[2]; printf "%.0f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0)}')
 ((quiet <= 10)) || log "WARNING: core $SERVER_CPU is ${quiet}% busy before the benchmark: figures will be noisy"
 
 per_case=$((WARMUP + RUNS * DURATION))
@@ -457,6 +480,13 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # Report
+h2_tls() { # case -> what h2load printed about TLS in its last run of that case
+    local f
+    f=$(find "$TMP/raw" -name "r*-$1-*.out" 2>/dev/null | sort | tail -1)
+    [[ -n $f ]] || { echo "?"; return; }
+    awk -F': ' '/^TLS Protocol:/ {v = $2} /^Cipher:/ {c = $2} /^Server Temp Key:/ {k = $2}
+        END {print v, c, "(" k ")"}' "$f"
+}
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 GW_HWM=$(hwm_kb "$GW_PID")
 GWLOG_HWM=$(hwm_kb "$GWLOG_PID")
@@ -474,63 +504,15 @@ cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
     echo "$GW_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(h2load --version 2>&1 | head -1 | sed 's/^h2load //')"
     echo "$CONNS connections (h2: x $STREAMS streams), ${DURATION} s per run after ${WARMUP} s warm-up, $RUNS run(s) x $ROUNDS round(s);"
     echo "server core $SERVER_CPU (proxy + upstream), load generator on core $CLIENT_CPU; runs with errors, non-2xx or core $SERVER_CPU < ${MIN_BUSY}% busy discarded."
-    echo "TLS as wrk/h2load get it — nginx: $(tls_params "$NGINX_TLS_PORT"); fxa-gateway: $(tls_params "$GW_TLS_PORT")"
+    echo "TLS, h1 (openssl s_client, as wrk gets it) — nginx: $(tls_params "$NGINX_TLS_PORT"); fxa-gateway: $(tls_params "$GW_TLS_PORT")"
+    echo "TLS, h2 (h2load) — nginx: $(h2_tls f); fxa-gateway: $(h2_tls g)"
     echo
-    awk -F'\t' -v labels="$(for k in $CASES; do printf '%s=%s;' "$k" "${C_LABEL[$k]}"; done)" '
-    function median(list,    n, a, i, j, t) {
-        n = split(list, a, " ")
-        for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-        if (n == 0) return "nan"
-        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    function lat(us) { if (us == "nan") return "-"; return us < 1000 ? sprintf("%dus", us) : sprintf("%.2fms", us / 1000) }
-    function add(arr, key, v) { arr[key] = (key in arr) ? arr[key] " " v : v }
-    NR == 1 { next }
-    {
-        total[$2]++
-        if ($4 != 1) next
-        kept[$2]++
-        add(rps, $2, $6); add(p50, $2, $7); add(p99, $2, $8); add(busy, $2, $10)
-        add(core, $2, $11); add(prox, $2, $12)
-        add(rrps, $2 SUBSEP $1, $6); add(rp99, $2 SUBSEP $1, $8)
-        rounds[$1] = 1
-    }
-    END {
-        n = split(labels, L, ";")
-        for (i = 1; i <= n; i++) if (L[i] != "") { split(L[i], kv, "="); label[kv[1]] = kv[2]; order[++m] = kv[1] }
-        printf "%-42s %9s %9s %9s %6s %10s %10s %6s\n", "case (medians of kept runs)", "req/s", "p50", "p99", "busy%", "core us/rq", "proc us/rq", "kept"
-        for (i = 1; i <= m; i++) {
-            k = order[i]
-            if (!(k in kept)) { printf "%-42s %9s %9s %9s %6s %10s %10s %3d/%-2d\n", label[k], "-", "-", "-", "-", "-", "-", 0, total[k]; continue }
-            printf "%-42s %9.0f %9s %9s %6.1f %10.2f %10.2f %3d/%-2d\n", label[k], median(rps[k]), lat(median(p50[k])), lat(median(p99[k])),
-                median(busy[k]), median(core[k]), median(prox[k]), kept[k], total[k]
-        }
-        print ""
-        print "core us/rq: busy time of the server core (proxy + upstream + kernel) per request;"
-        print "proc us/rq: CPU time of the process under test alone (nginx worker, gateway, or the upstream for (a))."
-        print ""
-        print "fxa-gateway / nginx, per round (round medians), then median and min..max over rounds:"
-        printf "%-30s %-34s %-34s %s\n", "", "throughput (>= 1.00 is the target)", "p99 (<= 1.00 is the target)", "rounds"
-        pairs[1] = "b c plain HTTP/1.1"; pairs[2] = "d e TLS HTTP/1.1"; pairs[3] = "f g TLS HTTP/2"; pairs[4] = "c h gateway: access log on / off"
-        for (q = 1; q <= 4; q++) {
-            split(pairs[q], w, " "); base = w[1]; cand = w[2]; name = pairs[q]; sub(/^[a-z] [a-z] /, "", name)
-            tr = ""; pr = ""; cnt = 0; tmin = 1e18; tmax = 0; pmin = 1e18; pmax = 0
-            for (r in rounds) {
-                if (!((base SUBSEP r) in rrps) || !((cand SUBSEP r) in rrps)) continue
-                t = median(rrps[cand SUBSEP r]) / median(rrps[base SUBSEP r])
-                p = median(rp99[cand SUBSEP r]) / median(rp99[base SUBSEP r])
-                tr = tr " " t; pr = pr " " p; cnt++
-                if (t < tmin) tmin = t; if (t > tmax) tmax = t; if (p < pmin) pmin = p; if (p > pmax) pmax = p
-            }
-            if (cnt == 0) { printf "%-30s %-34s %-34s %d\n", name, "-", "-", 0; continue }
-            printf "%-30s %-34s %-34s %d\n", name, sprintf("%.2f (%.2f..%.2f)", median(tr), tmin, tmax),
-                sprintf("%.2f (%.2f..%.2f)", median(pr), pmin, pmax), cnt
-        }
-    }' "$RESULTS"
+    awk -F'\t' -v labels="$(for k in $CASES; do printf '%s=%s;' "$k" "${C_LABEL[$k]}"; done)" \
+        -f "$HERE/report.awk" "$RESULTS"
     echo
     awk -v g="$GW_HWM" -v l="$GWLOG_HWM" -v n="$NGINX_HWM" 'BEGIN {
         printf "peak RSS (VmHWM): fxa-gateway %.1f MB (target < 50 MB: %s), with access log %.1f MB; nginx worker %.1f MB\n",
-            g / 1024, g / 1024 < 50 ? "met" : "MISSED", l / 1024, n / 1024 }'
+            g / 1024, (g / 1024 < 50 ? "met" : "MISSED"), l / 1024, n / 1024 }'
     discarded=$(awk -F'\t' 'NR > 1 && $4 != 1' "$RESULTS" | wc -l)
     echo "discarded runs: $discarded (reasons in $OUT_DIR/runs-$stamp.tsv)"
     echo "Changes under ~5% in throughput or ~10% in p99 are noise here; compare ratios within one run only."

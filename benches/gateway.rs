@@ -24,6 +24,8 @@ fn route(name: &str, prefix: &str, versions: &[&str]) -> RouteConfig {
         deprecated_versions: vec![],
         rewrite_errors: true,
         auth: AuthPolicy::None,
+        quota: None,
+        backoff_scope: Default::default(),
     }
 }
 

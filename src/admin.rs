@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::backoff::Gate as _;
 use crate::body::{Body, UpstreamBody};
 use crate::errno::GatewayError;
 use crate::pipeline::State;
@@ -93,13 +94,31 @@ pub fn version() -> Value {
 async fn heartbeat(state: &State) -> Response<Body> {
     let snapshot = state.snapshot.load_full();
     let mut checks = JoinSet::new();
-    for upstream in snapshot.upstreams.iter().cloned() {
+    let mut detail = Map::new();
+    let mut warning = false;
+    let now = state.clock.now();
+    for (index, upstream) in snapshot.upstreams.iter().cloned().enumerate() {
+        // An upstream in a back-off window is not probed: report the window instead.
+        if let Some(window) = snapshot.gates.backoff.upstream_window(index, now) {
+            warning = true;
+            detail.insert(
+                upstream.name.clone(),
+                json!({
+                    "status": "backoff",
+                    "httpStatus": window.status.as_u16(),
+                    "errno": window.errno,
+                    "retryAfter": crate::backoff::whole_seconds_up(window.remaining),
+                    "halfOpen": window.half_open,
+                    "rampPercent": window.ramp_percent,
+                }),
+            );
+            continue;
+        }
         checks.spawn(async move {
             let result = probe(&upstream).await;
             (upstream.name.clone(), result)
         });
     }
-    let mut detail = Map::new();
     let mut healthy = !state.is_draining();
     while let Some(Ok((name, result))) = checks.join_next().await {
         let entry = match result {
@@ -116,7 +135,11 @@ async fn heartbeat(state: &State) -> Response<Body> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let overall = if healthy { "ok" } else { "error" };
+    let overall = match (healthy, warning) {
+        (false, _) => "error",
+        (true, true) => "warning",
+        (true, false) => "ok",
+    };
     json(
         status,
         json!({"status": overall, "draining": state.is_draining(), "upstreams": detail}),

@@ -60,6 +60,19 @@ pub enum GatewayError {
     CredentialSelectionRefused(&'static str),
     #[error("internal error: {0}")]
     Internal(&'static str),
+    #[error("upstream in a back-off window ({status}, errno {errno}) for {retry_after}s more")]
+    BackedOff {
+        status: StatusCode,
+        errno: u16,
+        retry_after: u64,
+    },
+    #[error("upstream-wide request cap reached")]
+    UpstreamOverCap { retry_after: u64 },
+    #[error("caller over its quota")]
+    QuotaExceeded {
+        retry_after: u64,
+        headers: Option<(HeaderValue, HeaderValue)>,
+    },
 }
 
 /// Realm of the `WWW-Authenticate: JWT` challenge on `amo-jwt-verify` routes.
@@ -209,6 +222,34 @@ impl GatewayError {
                 "internal",
                 Gateway,
             ),
+            BackedOff { status, errno, .. } if *status == StatusCode::TOO_MANY_REQUESTS => (
+                *status,
+                *errno,
+                "Client has sent too many requests",
+                "backed-off",
+                Upstream,
+            ),
+            BackedOff { status, errno, .. } => (
+                *status,
+                *errno,
+                "Service unavailable",
+                "backed-off",
+                Upstream,
+            ),
+            UpstreamOverCap { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                201,
+                "Service unavailable",
+                "upstream-over-cap",
+                Gateway,
+            ),
+            QuotaExceeded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                114,
+                "Client has sent too many requests",
+                "quota-exceeded",
+                Client,
+            ),
         };
         Parts {
             status,
@@ -223,6 +264,9 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::UpstreamBusy { .. } => Some(1),
+            GatewayError::BackedOff { retry_after, .. }
+            | GatewayError::UpstreamOverCap { retry_after }
+            | GatewayError::QuotaExceeded { retry_after, .. } => Some((*retry_after).max(1)),
             _ => None,
         }
     }
@@ -260,6 +304,13 @@ impl GatewayError {
             }
             GatewayError::AmoJwtRejected(_) => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(JWT_REALM));
+            }
+            GatewayError::QuotaExceeded {
+                headers: Some((policy, state)),
+                ..
+            } => {
+                headers.insert(crate::ratelimit::RATELIMIT_POLICY, policy);
+                headers.insert(crate::ratelimit::RATELIMIT, state);
             }
             _ => {}
         }
@@ -406,6 +457,33 @@ mod tests {
             ),
             (GatewayError::CredentialSelectionRefused("x"), 400, 999),
             (GatewayError::Internal("x"), 500, 999),
+            (
+                GatewayError::BackedOff {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    errno: 201,
+                    retry_after: 30,
+                },
+                503,
+                201,
+            ),
+            (
+                GatewayError::BackedOff {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    errno: 114,
+                    retry_after: 3,
+                },
+                429,
+                114,
+            ),
+            (GatewayError::UpstreamOverCap { retry_after: 1 }, 503, 201),
+            (
+                GatewayError::QuotaExceeded {
+                    retry_after: 1,
+                    headers: None,
+                },
+                429,
+                114,
+            ),
         ];
         for (err, status, errno) in cases {
             let p = err.parts();

@@ -103,7 +103,20 @@ impl Gateway {
             tokio::spawn(a.serve(self.state.clone(), admin_stop_rx))
         });
 
+        // Expired back-off windows and idle quota keys are dropped in the background.
+        let housekeeping = {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tick.tick().await;
+                    state.snapshot.load().gates.housekeeping(state.clock.now());
+                }
+            })
+        };
+
         shutdown.await;
+        housekeeping.abort();
         tracing::info!("shutting down: failing the load-balancer heartbeat and draining");
         self.state.draining.store(true, Ordering::SeqCst);
         let _ = stop_tx.send(Phase::Draining);

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod conn_io;
 pub mod errno;
+pub mod gates;
 pub mod gateway;
 pub mod headers;
 pub mod listener;

@@ -22,6 +22,7 @@ use crate::body::{Body, InFlight, LimitedIncoming, TrackedBody, UpstreamBody};
 use crate::clock::SharedClock;
 use crate::config::{Config, IpNet, Limits};
 use crate::errno::GatewayError;
+use crate::gates::Gates;
 use crate::headers::{self, Origin};
 use crate::request_id::{self, IdGenerator};
 use crate::respond;
@@ -36,6 +37,7 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
     pub auth: AuthRuntime,
+    pub gates: Gates,
 }
 
 impl Snapshot {
@@ -52,6 +54,7 @@ impl Snapshot {
             trusted_proxies: config.trusted_proxies.clone(),
             access_log: config.server.log.access_log,
             auth: AuthRuntime::new(config)?,
+            gates: Gates::new(config)?,
         })
     }
 }
@@ -135,6 +138,9 @@ pub struct Outcome {
     pub upstream: Option<usize>,
     pub errno: Option<u16>,
     pub reason: Option<&'static str>,
+    /// The upstream's own errno and `retryAfter` on a 429/500/503 body, for back-off.
+    pub upstream_errno: Option<u16>,
+    pub body_retry_after: Option<f64>,
 }
 
 /// Handles one request, always producing a response.
@@ -204,7 +210,10 @@ async fn proxy(
         return Err(GatewayError::BodyTooLarge { limit });
     }
 
-    // (Later: the upstream back-off gate goes here, before authentication wastes a call.)
+    let now = state.clock.now();
+    // Upstream back-off gate before authentication: an upstream in a window gets no traffic,
+    // and authenticating a request that cannot be sent would be wasted work.
+    let upstream_ticket = snapshot.gates.upstream_gate(route.upstream, now)?;
 
     // Authenticate before any upstream traffic: a refused caller costs the upstream nothing.
     // Reads the caller's headers before hygiene strips the `X-FxA-*` selection header.
@@ -214,10 +223,20 @@ async fn proxy(
     };
     let auth = snapshot
         .auth
-        .authenticate(&route.auth, req.headers(), &caller, state.clock.now())
+        .authenticate(&route.auth, req.headers(), &caller, now)
         .await?;
+    let identity = auth.identity.clone();
 
-    // (Later: per-identity back-off and quotas, now that the caller is known.)
+    // Per-identity gates once the caller is known: a 429 from FxA is about one account, and
+    // quotas count per caller.
+    let (identity_ticket, quota_headers) = snapshot.gates.caller_gates(
+        route,
+        matched.route.index,
+        identity.as_deref(),
+        conn.peer.ip(),
+        req.headers(),
+        now,
+    )?;
 
     let upstream_uri = {
         let rest = if route.strip_prefix {
@@ -266,16 +285,30 @@ async fn proxy(
                 .unwrap_or(GatewayError::BadRequest("request body ended early")));
         }
     };
-    respond::finish(
+    let view = matched_view(&matched);
+    let mut response = respond::finish(
         response,
         permit,
-        &matched_view(&matched),
+        &view,
         upstream,
         &snapshot.limits,
         &method,
         outcome,
     )
-    .await
+    .await?;
+    // Every real answer feeds the back-off gate: a 429/503 closes the window for all callers.
+    snapshot.gates.record(
+        route,
+        identity.as_deref(),
+        response.status(),
+        response.headers(),
+        outcome.upstream_errno,
+        outcome.body_retry_after,
+        [upstream_ticket, identity_ticket],
+        state.clock.now(),
+    );
+    quota_headers.apply(response.headers_mut());
+    Ok(response)
 }
 
 /// The parts of a route match the response stage needs.

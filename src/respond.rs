@@ -67,6 +67,11 @@ pub async fn finish(
         .await?
     };
     drop(permit);
+    if matches!(parts.status.as_u16(), 429 | 500 | 503) {
+        let (errno, retry_after) = backoff_fields(body.as_deref(), &parts.headers);
+        outcome.upstream_errno = errno;
+        outcome.body_retry_after = retry_after;
+    }
     let retry_after = parts
         .headers
         .get(header::RETRY_AFTER)
@@ -175,6 +180,25 @@ async fn read_capped(
 
 fn str_header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `errno` and `retryAfter` from an uncompressed JSON error body, for the back-off gate.
+fn backoff_fields(body: Option<&[u8]>, headers: &HeaderMap) -> (Option<u16>, Option<f64>) {
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        errno: Option<u16>,
+        #[serde(rename = "retryAfter")]
+        retry_after: Option<f64>,
+    }
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    match body {
+        Some(b) if !encoded => serde_json::from_slice::<Fields>(b)
+            .map(|f| (f.errno, f.retry_after))
+            .unwrap_or((None, None)),
+        _ => (None, None),
+    }
 }
 
 /// The errno of an errno-shaped body, for the access log.

@@ -186,6 +186,8 @@ impl Problems {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_amo;
+#[cfg(test)]
 mod tests_rules;
 #[cfg(test)]
 mod tests_tls;

@@ -27,6 +27,67 @@ pub struct Config {
     /// AMO API keys whose JWTs `amo-jwt-verify` routes accept.
     pub amo_issuers: Vec<AmoIssuerConfig>,
     pub amo_verify: AmoVerifySettings,
+    pub backoff: BackoffSettings,
+}
+
+/// How back-off windows behave (`[backoff]`).
+#[derive(Debug, Clone)]
+pub struct BackoffSettings {
+    /// Longest window kept, whatever the upstream asked.
+    pub max_window: Duration,
+    /// Window for a 503 without `Retry-After` or `retryAfter`; `None` opens none.
+    pub default_503_window: Option<Duration>,
+    /// The token server's `Backoff`/`X-Backoff` opens an upstream window.
+    pub honour_backoff_header: bool,
+    /// Gradual reopening after a successful probe; `None` reopens at once.
+    pub ramp: Option<RampSettings>,
+    /// Most per-client and per-identity windows held at once.
+    pub max_scoped_windows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RampSettings {
+    pub period: Duration,
+    pub steps: u32,
+    pub start_percent: u8,
+    pub base_rate_per_sec: u32,
+}
+
+/// `requests` per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSettings {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+/// A per-caller quota on a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteQuota {
+    pub quota: QuotaSettings,
+    pub key: QuotaKey,
+    /// Send `RateLimit-Policy` / `RateLimit` response headers.
+    pub headers: bool,
+}
+
+/// What identifies a caller for its quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaKey {
+    /// The peer address (IPv6 by /64).
+    Peer,
+    /// The authenticated identity (AMO issuer...), else the peer address.
+    Identity,
+    /// A request header's value (hashed, never stored raw), else the peer address.
+    Header(http::HeaderName),
+}
+
+/// Whose traffic a back-off answer on a route stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackoffScope {
+    /// As FxA means it: a 429 is about the caller's identity, a 503 about everyone.
+    #[default]
+    Auto,
+    /// Any back-off answer closes the whole upstream.
+    Upstream,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +196,8 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Offer h2 by ALPN (TLS upstreams only).
     pub http2: bool,
+    /// Cap on requests from all callers together.
+    pub rate_limit: Option<QuotaSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +220,8 @@ pub struct RouteConfig {
     /// Rewrite non-errno upstream error bodies into the errno shape.
     pub rewrite_errors: bool,
     pub auth: AuthPolicy,
+    pub quota: Option<RouteQuota>,
+    pub backoff_scope: BackoffScope,
 }
 
 #[derive(Debug, Clone)]

@@ -148,6 +148,77 @@ pub struct RawUpstream {
     pub pool_idle_timeout: DurationValue,
     #[serde(default = "yes")]
     pub http2: bool,
+    /// Upstream-wide cap on requests from all callers together (503 errno 201 above it).
+    pub rate_limit: Option<RawQuota>,
+}
+
+/// `{ requests = 100, window = "1m" }`, plus the key and header options on routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    pub requests: u64,
+    pub window: DurationValue,
+    /// Routes only: `"peer"` (default), `"identity"`, or `"header:<Name>"`.
+    pub key: Option<String>,
+    /// Routes only: send `RateLimit-Policy` / `RateLimit` headers (default false).
+    pub headers: Option<bool>,
+}
+
+/// `[backoff]`: how upstream back-off windows behave.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    #[serde(default = "RawBackoff::max_window")]
+    pub max_window: DurationValue,
+    pub default_503_window: Option<DurationValue>,
+    #[serde(default)]
+    pub honour_backoff_header: bool,
+    #[serde(default = "RawBackoff::ramp_period")]
+    pub ramp_period: DurationValue,
+    #[serde(default = "RawBackoff::ramp_steps")]
+    pub ramp_steps: u64,
+    #[serde(default = "RawBackoff::ramp_start_percent")]
+    pub ramp_start_percent: u64,
+    #[serde(default = "RawBackoff::ramp_base_rate")]
+    pub ramp_base_rate: u64,
+    #[serde(default = "RawBackoff::max_scoped_windows")]
+    pub max_scoped_windows: u64,
+}
+
+impl RawBackoff {
+    fn max_window() -> DurationValue {
+        secs(300)
+    }
+    fn ramp_period() -> DurationValue {
+        secs(20)
+    }
+    fn ramp_steps() -> u64 {
+        4
+    }
+    fn ramp_start_percent() -> u64 {
+        25
+    }
+    fn ramp_base_rate() -> u64 {
+        100
+    }
+    fn max_scoped_windows() -> u64 {
+        10_000
+    }
+}
+
+impl Default for RawBackoff {
+    fn default() -> Self {
+        RawBackoff {
+            max_window: RawBackoff::max_window(),
+            default_503_window: None,
+            honour_backoff_header: false,
+            ramp_period: RawBackoff::ramp_period(),
+            ramp_steps: RawBackoff::ramp_steps(),
+            ramp_start_percent: RawBackoff::ramp_start_percent(),
+            ramp_base_rate: RawBackoff::ramp_base_rate(),
+            max_scoped_windows: RawBackoff::max_scoped_windows(),
+        }
+    }
 }
 
 impl RawUpstream {
@@ -183,6 +254,11 @@ pub struct RawRoute {
     pub rewrite_errors: bool,
     #[serde(default)]
     pub auth: RawAuth,
+    /// Per-caller quota on this route.
+    pub quota: Option<RawQuota>,
+    /// `"auto"` (default: a 429 closes the caller's identity) or `"upstream"` (any back-off
+    /// answer closes the whole upstream).
+    pub backoff_scope: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

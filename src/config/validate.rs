@@ -5,6 +5,7 @@
 //! nothing here prints a secret's value.
 
 mod amo;
+mod backoff;
 mod listeners;
 mod routes;
 mod upstreams;
@@ -62,6 +63,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
     let amo_credentials = amo::credentials(&raw.amo_credentials, &listener_names, ctx, p);
     let amo_issuers = amo::issuers(&raw.amo_issuers, ctx, p);
     let amo_verify = amo::verify_settings(raw.amo_verify.as_ref(), p);
+    let backoff = backoff::settings(raw.backoff.as_ref(), p);
     let auth_names = routes::AuthNames {
         credentials: raw
             .amo_credentials
@@ -100,6 +102,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         amo_credentials: amo_credentials.into_iter().flatten().collect(),
         amo_issuers: amo_issuers.into_iter().flatten().collect(),
         amo_verify,
+        backoff,
     })
 }
 

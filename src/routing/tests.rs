@@ -17,6 +17,8 @@ fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
         deprecated_versions: vec![],
         rewrite_errors: true,
         auth: AuthPolicy::None,
+        quota: None,
+        backoff_scope: Default::default(),
     }
 }
 

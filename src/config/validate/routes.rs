@@ -92,6 +92,12 @@ fn route(
     let methods = r.methods.as_ref().map(|m| methods(m, &k("methods"), p));
     let versions = versions(r, key, p);
     let auth = auth(&r.auth, auth_names).map_err(|(field, e)| p.at(k(field), e));
+    let quota = r
+        .quota
+        .as_ref()
+        .map(|q| super::backoff::route_quota(q, &k("quota"), p));
+    let backoff_scope =
+        super::backoff::backoff_scope(r.backoff_scope.as_deref(), &k("backoff_scope"), p);
     Some(RouteConfig {
         name: r.name.clone(),
         host: host?,
@@ -103,6 +109,11 @@ fn route(
         deprecated_versions: versions.1,
         rewrite_errors: r.rewrite_errors,
         auth: auth.ok()?,
+        quota: match quota {
+            Some(q) => Some(q?),
+            None => None,
+        },
+        backoff_scope,
     })
 }
 

@@ -67,6 +67,10 @@ fn upstream(
         max_connections: max_connections as usize,
         pool_idle_timeout: nonzero(u.pool_idle_timeout, &k("pool_idle_timeout"), p),
         http2: u.http2,
+        rate_limit: u
+            .rate_limit
+            .as_ref()
+            .and_then(|q| super::backoff::upstream_rate_limit(q, &k("rate_limit"), p)),
     })
 }
 

@@ -1,0 +1,300 @@
+//! Steps 3 and 5 of the pipeline as the request sees them: the upstream-wide back-off gate and
+//! cap (before authentication), the per-identity back-off gate and quota (after it), and
+//! recording each upstream answer so a 429/503 closes the window for every client at once.
+//!
+//! Never lets a request reach an upstream whose window is open, and never leaves a probe
+//! slot taken by a request that did not reach the upstream (tickets release on drop).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+use crate::backoff::{
+    self, Admission, BackoffGate, BackoffPolicy, Caller, Gate, RampPolicy, Scope, UpstreamAnswer,
+};
+use crate::config::{BackoffScope, Config, QuotaKey, RouteConfig};
+use crate::errno::GatewayError;
+use crate::ratelimit::{self, GlobalLimiter, KeyedLimiter, Limit, RateKey, SecretKeyHasher};
+
+/// Most keys a route quota tracks at once.
+const MAX_QUOTA_KEYS: usize = 100_000;
+/// Name of our quota policy in `RateLimit` headers.
+const POLICY_NAME: &str = "default";
+
+/// Gate and limiter state for one configuration.
+pub struct Gates {
+    pub backoff: Arc<BackoffGate>,
+    upstream_caps: Vec<Option<GlobalLimiter>>,
+    route_quotas: Vec<Option<RouteLimiter>>,
+    hasher: SecretKeyHasher,
+    max_window: Duration,
+}
+
+struct RouteLimiter {
+    limiter: KeyedLimiter,
+    key: QuotaKey,
+    headers: bool,
+    policy_header: HeaderValue,
+}
+
+/// Holds a probe slot; releases it on drop unless the upstream's answer was recorded.
+pub struct ProbeTicket<'g> {
+    gate: &'g BackoffGate,
+    upstream: usize,
+    identity: Option<String>,
+    now: SystemTime,
+    armed: bool,
+}
+
+impl ProbeTicket<'_> {
+    /// The upstream answered and the answer was recorded: the slot is settled.
+    fn answered(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProbeTicket<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let scope = match &self.identity {
+                Some(identity) => Scope::Identity {
+                    upstream: self.upstream,
+                    identity,
+                },
+                None => Scope::Upstream(self.upstream),
+            };
+            self.gate.release_probe(scope, self.now);
+        }
+    }
+}
+
+/// Response headers a quota adds (`RateLimit-Policy`, `RateLimit`).
+#[derive(Default)]
+pub struct QuotaHeaders(Option<(HeaderValue, HeaderValue)>);
+
+impl QuotaHeaders {
+    pub fn apply(self, headers: &mut HeaderMap) {
+        if let Some((policy, state)) = self.0 {
+            headers.insert(ratelimit::RATELIMIT_POLICY, policy);
+            headers.insert(ratelimit::RATELIMIT, state);
+        }
+    }
+}
+
+impl Gates {
+    pub fn new(config: &Config) -> anyhow::Result<Gates> {
+        let settings = &config.backoff;
+        let probe_lease = config
+            .upstreams
+            .iter()
+            .map(|u| u.response_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let policy = BackoffPolicy {
+            max_window: settings.max_window,
+            default_503_window: settings.default_503_window,
+            honour_backoff_header: settings.honour_backoff_header,
+            probe_lease,
+            ramp: settings.ramp.as_ref().map(|r| RampPolicy {
+                period: r.period,
+                steps: r.steps,
+                start_percent: r.start_percent,
+                base_rate_per_sec: r.base_rate_per_sec,
+            }),
+            max_scoped_windows: settings.max_scoped_windows,
+        };
+        let upstream_caps = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.rate_limit
+                    .map(|q| Limit::new(q.requests, q.window).map(GlobalLimiter::new))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let route_quotas = config
+            .routes
+            .iter()
+            .map(route_limiter)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Gates {
+            backoff: Arc::new(BackoffGate::new(policy)),
+            upstream_caps,
+            route_quotas,
+            hasher: SecretKeyHasher::new(),
+            max_window: settings.max_window,
+        })
+    }
+
+    /// Step 3: the whole upstream. Denied requests never reach authentication.
+    pub fn upstream_gate(
+        &self,
+        upstream: usize,
+        now: SystemTime,
+    ) -> Result<Option<ProbeTicket<'_>>, GatewayError> {
+        let ticket = match self.backoff.check(Scope::Upstream(upstream), now) {
+            Admission::Allow => None,
+            Admission::Probe => Some(self.ticket(upstream, None, now)),
+            Admission::Deny(d) => return Err(backed_off(d)),
+        };
+        if let Some(Some(cap)) = self.upstream_caps.get(upstream) {
+            if let Err(denied) = cap.check() {
+                return Err(GatewayError::UpstreamOverCap {
+                    retry_after: denied.secs(),
+                });
+            }
+        }
+        Ok(ticket)
+    }
+
+    /// Step 5: the caller's own back-off window and quota, now that it is known.
+    pub fn caller_gates(
+        &self,
+        route: &RouteConfig,
+        route_index: usize,
+        identity: Option<&str>,
+        peer: IpAddr,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Result<(Option<ProbeTicket<'_>>, QuotaHeaders), GatewayError> {
+        let mut ticket = None;
+        if let (Some(identity), BackoffScope::Auto) = (identity, route.backoff_scope) {
+            match self.backoff.check(
+                Scope::Identity {
+                    upstream: route.upstream,
+                    identity,
+                },
+                now,
+            ) {
+                Admission::Allow => {}
+                Admission::Probe => ticket = Some(self.ticket(route.upstream, Some(identity), now)),
+                Admission::Deny(d) => return Err(backed_off(d)),
+            }
+        }
+        let Some(Some(quota)) = self.route_quotas.get(route_index) else {
+            return Ok((ticket, QuotaHeaders::default()));
+        };
+        let key = match &quota.key {
+            QuotaKey::Identity => identity.map(RateKey::client),
+            QuotaKey::Header(name) => headers.get(name).map(|v| self.hasher.key(v.as_bytes())),
+            QuotaKey::Peer => None,
+        }
+        .unwrap_or_else(|| RateKey::peer(peer));
+        match quota.limiter.check(&key) {
+            Ok(allowed) => {
+                let headers = quota.headers.then(|| {
+                    let state = ratelimit::ratelimit_allowed(POLICY_NAME, &allowed);
+                    (
+                        quota.policy_header.clone(),
+                        HeaderValue::from_str(&state)
+                            .unwrap_or_else(|_| HeaderValue::from_static("")),
+                    )
+                });
+                Ok((ticket, QuotaHeaders(headers)))
+            }
+            Err(denied) => Err(GatewayError::QuotaExceeded {
+                retry_after: denied.secs(),
+                headers: quota.headers.then(|| {
+                    let state = ratelimit::ratelimit_denied(POLICY_NAME, &denied);
+                    (
+                        quota.policy_header.clone(),
+                        HeaderValue::from_str(&state)
+                            .unwrap_or_else(|_| HeaderValue::from_static("")),
+                    )
+                }),
+            }),
+        }
+    }
+
+    /// Every real upstream answer: a 429/503 (or 500 with a wait) opens the window it calls for,
+    /// anything else closes a half-open probe.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        route: &RouteConfig,
+        identity: Option<&str>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        errno: Option<u16>,
+        body_retry_after: Option<f64>,
+        tickets: [Option<ProbeTicket<'_>>; 2],
+        now: SystemTime,
+    ) {
+        let retry_after = backoff::parse_retry_after(
+            headers.get(RETRY_AFTER).map(|v| v.as_bytes()),
+            body_retry_after,
+            now,
+        );
+        let backoff_header = headers
+            .get("backoff")
+            .or_else(|| headers.get("x-backoff"))
+            .and_then(|v| backoff::parse_retry_after(Some(v.as_bytes()), None, now));
+        let identity = match route.backoff_scope {
+            BackoffScope::Auto => identity,
+            BackoffScope::Upstream => None,
+        };
+        let caller = Caller {
+            upstream: route.upstream,
+            client_id: None,
+            identity,
+        };
+        let answer = UpstreamAnswer {
+            status,
+            errno,
+            retry_after,
+            backoff: backoff_header,
+        };
+        self.backoff.record(&caller, &answer, now);
+        tickets
+            .into_iter()
+            .flatten()
+            .for_each(ProbeTicket::answered);
+    }
+
+    /// Drops expired windows and idle quota keys; run periodically.
+    pub fn housekeeping(&self, now: SystemTime) {
+        self.backoff.sweep(now);
+        for q in self.route_quotas.iter().flatten() {
+            q.limiter.housekeeping();
+        }
+    }
+
+    pub fn max_window(&self) -> Duration {
+        self.max_window
+    }
+
+    fn ticket(&self, upstream: usize, identity: Option<&str>, now: SystemTime) -> ProbeTicket<'_> {
+        ProbeTicket {
+            gate: &self.backoff,
+            upstream,
+            identity: identity.map(str::to_owned),
+            now,
+            armed: true,
+        }
+    }
+}
+
+fn route_limiter(route: &RouteConfig) -> anyhow::Result<Option<RouteLimiter>> {
+    let Some(q) = &route.quota else {
+        return Ok(None);
+    };
+    let limit = Limit::new(q.quota.requests, q.quota.window)?;
+    let policy_header = HeaderValue::from_str(&ratelimit::policy_header(POLICY_NAME, &limit))?;
+    Ok(Some(RouteLimiter {
+        limiter: KeyedLimiter::new(limit, MAX_QUOTA_KEYS),
+        key: q.key.clone(),
+        headers: q.headers,
+        policy_header,
+    }))
+}
+
+fn backed_off(d: backoff::Denial) -> GatewayError {
+    GatewayError::BackedOff {
+        status: d.status,
+        errno: d.errno,
+        retry_after: d.retry_after_secs,
+    }
+}
