@@ -140,12 +140,12 @@ impl Gates {
             Admission::Probe => Some(self.ticket(upstream, None, now)),
             Admission::Deny(d) => return Err(backed_off(d)),
         };
-        if let Some(Some(cap)) = self.upstream_caps.get(upstream) {
-            if let Err(denied) = cap.check() {
-                return Err(GatewayError::UpstreamOverCap {
-                    retry_after: denied.secs(),
-                });
-            }
+        if let Some(Some(cap)) = self.upstream_caps.get(upstream)
+            && let Err(denied) = cap.check()
+        {
+            return Err(GatewayError::UpstreamOverCap {
+                retry_after: denied.secs(),
+            });
         }
         Ok(ticket)
     }
