@@ -13,13 +13,31 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Environment variables the shipped examples read their secrets from, with dummy values.
+const EXAMPLE_SECRETS: &[(&str, &str)] = &[
+    ("AMO_API_SECRET", "example-amo-secret-not-real"),
+    (
+        "AMO_REVIEWER_API_SECRET",
+        "example-reviewer-secret-not-real",
+    ),
+];
+
+/// `fxa-gateway --check` with the example secrets set, except those named in `unset`.
+fn check_with_env(config: &Path, unset: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--check").arg("--config").arg(config);
+    for (name, value) in EXAMPLE_SECRETS {
+        if unset.contains(name) {
+            cmd.env_remove(name);
+        } else {
+            cmd.env(name, value);
+        }
+    }
+    cmd.output().expect("run fxa-gateway --check")
+}
+
 fn check(config: &Path) -> Output {
-    Command::new(BIN)
-        .arg("--check")
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run fxa-gateway --check")
+    check_with_env(config, &[])
 }
 
 #[track_caller]
@@ -85,6 +103,30 @@ fn every_example_passes_check() {
     }
     for config in &configs {
         assert_check_passes(config);
+    }
+}
+
+#[test]
+fn amo_example_without_its_secret_fails_check_naming_the_variable() {
+    let config = repo().join("examples/amo.toml");
+    let out = check_with_env(&config, &["AMO_API_SECRET"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(&*config.to_string_lossy()))
+        .collect();
+    assert_eq!(problems.len(), 1, "expected one problem:\n{stderr}");
+    assert!(
+        problems[0].contains(": amo_credentials[0].secret: ")
+            && problems[0].contains("AMO_API_SECRET"),
+        "{stderr}"
+    );
+    for (_, value) in EXAMPLE_SECRETS {
+        assert!(
+            !stderr.contains(value),
+            "a secret value was echoed:\n{stderr}"
+        );
     }
 }
 

@@ -484,10 +484,8 @@ fn options_of_another_policy_are_rejected() {
     }
 }
 
-/// Validation bug: `header_selection` on a policy without it is reported at
-/// `auth.credential`, a key the file does not have. Un-ignore once fixed.
+/// `header_selection` on a policy without it is reported at its own key.
 #[test]
-#[ignore = "validation bug: header_selection refused under the key auth.credential"]
 fn misplaced_header_selection_is_reported_at_its_own_key() {
     let issuers = issuer("user:12345:67", "");
     for (auth, policy) in [
@@ -506,11 +504,9 @@ fn misplaced_header_selection_is_reported_at_its_own_key() {
     }
 }
 
-/// Validation bug: a credential whose element failed to deserialize (here: inline secret)
-/// loses its name, so a route naming it gets a second, misleading "unknown AMO credential"
-/// (upstreams avoid this by reading names from the document). Un-ignore once fixed.
+/// A credential whose element failed to deserialize (here: inline secret) is reported once,
+/// not again by the route naming it.
 #[test]
-#[ignore = "validation bug: a broken [[amo_credentials]] makes routes report an unknown credential"]
 fn broken_credential_is_not_reported_again_by_its_route() {
     let inline = cred_with("").replace(r#"{ env = "AMO_API_SECRET" }"#, "\"inline\"");
     assert_one_error(
@@ -577,7 +573,9 @@ fn amo_jwt_verify_accepts_all_issuers_or_an_allowlist() {
             r#"{ policy = "amo-jwt-verify", issuers = ["b", "c"] }"#,
             &two
         )),
-        ["gateway.toml:14: routes[0].auth.issuers: unknown AMO issuer \"c\""]
+        [
+            "gateway.toml:14: routes[0].auth.issuers: unknown AMO issuer \"c\" (defined: \"a\", \"b\")"
+        ]
     );
     assert_one_error(
         &with_auth(r#"{ policy = "amo-jwt-verify", issuers = "b" }"#, &two),

@@ -108,7 +108,7 @@ fn route(
         versions: versions.0,
         deprecated_versions: versions.1,
         rewrite_errors: r.rewrite_errors,
-        auth: auth.ok()?,
+        auth: auth.ok()??,
         quota: match quota {
             Some(q) => Some(q?),
             None => None,
@@ -241,36 +241,39 @@ fn check_version(v: &str) -> Result<(), String> {
     }
 }
 
-/// The auth policy and its options; errors name the offending key under `auth`.
-fn auth(raw: &RawAuth, names: &AuthNames) -> Result<AuthPolicy, (&'static str, String)> {
-    let refuse = |field: &'static str, policy: &str| {
-        Err((field, format!("not an option of auth policy {policy:?}")))
-    };
-    match raw.policy.as_str() {
-        "none" => {
-            if raw.credential.is_some() || raw.header_selection.is_some() {
-                return refuse("auth.credential", "none");
-            }
-            if raw.issuers.is_some() {
-                return refuse("auth.issuers", "none");
-            }
-            Ok(AuthPolicy::None)
-        }
+/// The auth policy and its options; errors name the offending key under `auth`. `Ok(None)`:
+/// the policy names something that could not be read (already reported there).
+fn auth(raw: &RawAuth, names: &AuthNames) -> Result<Option<AuthPolicy>, (&'static str, String)> {
+    let policy = raw.policy.as_str();
+    let refuse =
+        |field: &'static str| Err((field, format!("not an option of auth policy {policy:?}")));
+    let takes_credentials = policy == "amo-jwt";
+    if raw.credential.is_some() && !takes_credentials {
+        return refuse("auth.credential");
+    }
+    if raw.header_selection.is_some() && !takes_credentials {
+        return refuse("auth.header_selection");
+    }
+    if raw.issuers.is_some() && policy != "amo-jwt-verify" {
+        return refuse("auth.issuers");
+    }
+    match policy {
+        "none" => Ok(Some(AuthPolicy::None)),
         "amo-jwt" => {
-            if raw.issuers.is_some() {
-                return refuse("auth.issuers", "amo-jwt");
-            }
             let header_selection = raw.header_selection.unwrap_or(false);
             let credential = match &raw.credential {
-                Some(name) => Some(lookup(&names.credentials, name).ok_or_else(|| {
-                    (
-                        "auth.credential",
-                        format!(
-                            "unknown AMO credential {name:?} (defined: {})",
-                            list(&flat(&names.credentials))
-                        ),
-                    )
-                })?),
+                Some(name) => match lookup(&names.credentials, name) {
+                    Some(i) => Some(i),
+                    // A credential whose entry could not be read may be the one meant.
+                    None if names.credentials.iter().any(Option::is_none) => return Ok(None),
+                    None => {
+                        let defined = list(&flat(&names.credentials));
+                        return Err((
+                            "auth.credential",
+                            format!("unknown AMO credential {name:?} (defined: {defined})"),
+                        ));
+                    }
+                },
                 None if header_selection => None,
                 None => {
                     return Err((
@@ -279,32 +282,46 @@ fn auth(raw: &RawAuth, names: &AuthNames) -> Result<AuthPolicy, (&'static str, S
                     ));
                 }
             };
-            Ok(AuthPolicy::AmoJwt {
+            Ok(Some(AuthPolicy::AmoJwt {
                 credential,
                 header_selection,
-            })
+            }))
         }
         "amo-jwt-verify" => {
-            if raw.credential.is_some() || raw.header_selection.is_some() {
-                return refuse("auth.credential", "amo-jwt-verify");
-            }
-            let issuers = match &raw.issuers {
-                None => (0..names.issuers.len()).collect(),
-                Some(keys) => keys
-                    .iter()
-                    .map(|k| {
-                        lookup(&names.issuers, k)
-                            .ok_or_else(|| ("auth.issuers", format!("unknown AMO issuer {k:?}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            };
-            if issuers.is_empty() {
+            if names.issuers.is_empty() {
                 return Err((
                     "auth",
                     "amo-jwt-verify needs at least one [[amo_issuers]]".to_owned(),
                 ));
             }
-            Ok(AuthPolicy::AmoJwtVerify { issuers })
+            let issuers = match &raw.issuers {
+                None => (0..names.issuers.len()).collect(),
+                Some(keys) if keys.is_empty() => {
+                    return Err((
+                        "auth.issuers",
+                        "the allowlist is empty: list API keys, or omit it to accept every issuer"
+                            .to_owned(),
+                    ));
+                }
+                Some(keys) => {
+                    let mut found = Vec::with_capacity(keys.len());
+                    for k in keys {
+                        match lookup(&names.issuers, k) {
+                            Some(i) => found.push(i),
+                            None if names.issuers.iter().any(Option::is_none) => return Ok(None),
+                            None => {
+                                let defined = list(&flat(&names.issuers));
+                                return Err((
+                                    "auth.issuers",
+                                    format!("unknown AMO issuer {k:?} (defined: {defined})"),
+                                ));
+                            }
+                        }
+                    }
+                    found
+                }
+            };
+            Ok(Some(AuthPolicy::AmoJwtVerify { issuers }))
         }
         other => Err((
             "auth",
