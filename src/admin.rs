@@ -75,8 +75,33 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
         "/__lbheartbeat__" => json(StatusCode::OK, json!({"status": "ok"})),
         "/__heartbeat__" => heartbeat(state).await,
         "/__version__" => json(StatusCode::OK, version()),
+        "/metrics" => metrics(state),
         _ => GatewayError::RouteNotFound.into_response(&rid, req.method()),
     }
+}
+
+/// Prometheus scrape: refreshes the back-off gauges, then encodes every series.
+fn metrics(state: &State) -> Response<Body> {
+    let snapshot = state.snapshot.load();
+    let now = state.clock.now();
+    for (index, name) in snapshot.upstream_names.iter().enumerate() {
+        let left = snapshot
+            .gates
+            .backoff
+            .upstream_window(index, now)
+            .map_or(0, |w| w.remaining.as_secs_f64().ceil() as u64);
+        state.metrics.backoff_window(name, left);
+    }
+    let text = state.metrics.encode();
+    let len = text.len();
+    let mut resp = Response::new(Body::full(text.into()));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
 }
 
 /// Dockerflow `version.json` fields.

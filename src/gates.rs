@@ -210,7 +210,8 @@ impl Gates {
     }
 
     /// Every real upstream answer: a 429/503 (or 500 with a wait) opens the window it calls for,
-    /// anything else closes a half-open probe.
+    /// anything else closes a half-open probe. Returns the `Backoff`/`X-Backoff` seconds the
+    /// upstream sent, for metrics.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
@@ -222,7 +223,7 @@ impl Gates {
         body_retry_after: Option<f64>,
         tickets: [Option<ProbeTicket<'_>>; 2],
         now: SystemTime,
-    ) {
+    ) -> Option<u64> {
         let retry_after = backoff::parse_retry_after(
             headers.get(RETRY_AFTER).map(|v| v.as_bytes()),
             body_retry_after,
@@ -252,6 +253,7 @@ impl Gates {
             .into_iter()
             .flatten()
             .for_each(ProbeTicket::answered);
+        backoff_header.map(|d| d.as_secs())
     }
 
     /// Drops expired windows and idle quota keys; run periodically.

@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod headers;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod request_id;

@@ -95,7 +95,9 @@ pub async fn serve(
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, tls, conn, state, shutdown).await;
+            state.metrics.open_connections.inc();
+            serve_connection(stream, tls, conn, state.clone(), shutdown).await;
+            state.metrics.open_connections.dec();
             drop(permit);
         });
     }

@@ -21,9 +21,10 @@ use crate::auth::policy::{self, AuthRuntime, Caller};
 use crate::body::{Body, InFlight, LimitedIncoming, TrackedBody, UpstreamBody};
 use crate::clock::SharedClock;
 use crate::config::{Config, IpNet, Limits};
-use crate::errno::GatewayError;
+use crate::errno::{Fault, GatewayError};
 use crate::gates::Gates;
 use crate::headers::{self, Origin};
+use crate::metrics::{Metrics, Name};
 use crate::request_id::{self, IdGenerator};
 use crate::respond;
 use crate::routing::{RouteMatch, Router};
@@ -38,6 +39,10 @@ pub struct Snapshot {
     pub access_log: bool,
     pub auth: AuthRuntime,
     pub gates: Gates,
+    /// Metric label values: route names by config index, upstream names, and "-" (no route).
+    pub route_names: Vec<Name>,
+    pub upstream_names: Vec<Name>,
+    pub no_route: Name,
 }
 
 impl Snapshot {
@@ -55,6 +60,17 @@ impl Snapshot {
             access_log: config.server.log.access_log,
             auth: AuthRuntime::new(config)?,
             gates: Gates::new(config)?,
+            route_names: config
+                .routes
+                .iter()
+                .map(|r| Name(Arc::from(r.name.as_str())))
+                .collect(),
+            upstream_names: config
+                .upstreams
+                .iter()
+                .map(|u| Name(Arc::from(u.name.as_str())))
+                .collect(),
+            no_route: Name(Arc::from("-")),
         })
     }
 }
@@ -65,6 +81,7 @@ pub struct State {
     pub clock: SharedClock,
     pub ids: Arc<IdGenerator>,
     pub draining: AtomicBool,
+    pub metrics: Arc<Metrics>,
     via: HeaderValue,
 }
 
@@ -75,6 +92,7 @@ impl State {
             clock,
             ids: Arc::new(IdGenerator::new()),
             draining: AtomicBool::new(false),
+            metrics: Arc::new(Metrics::new()),
             via: HeaderValue::from_static("1.1 fxa-gateway"),
         }
     }
@@ -153,6 +171,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     };
     let method = req.method().clone();
     let mut outcome = Outcome::default();
+    state.metrics.in_flight.inc();
     let mut response = match proxy(state, &snapshot, conn, req, &request_id, &mut outcome).await {
         Ok(response) => response,
         Err(err) => {
@@ -162,9 +181,21 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
             if parts.fault != crate::errno::Fault::Client {
                 tracing::warn!(request_id = ?request_id, error = %err, "request failed");
             }
+            record_error_metrics(state, &snapshot, &outcome, parts.reason, parts.fault);
             err.into_response(&request_id, &method)
         }
     };
+    state.metrics.in_flight.dec();
+    let route_name = outcome
+        .route
+        .and_then(|i| snapshot.route_names.get(i))
+        .unwrap_or(&snapshot.no_route);
+    state.metrics.request(
+        route_name,
+        response.status().as_u16(),
+        outcome.errno,
+        started.elapsed(),
+    );
     response
         .headers_mut()
         .insert(request_id::HEADER, request_id.clone());
@@ -181,6 +212,27 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     response
 }
 
+fn record_error_metrics(
+    state: &State,
+    snapshot: &Snapshot,
+    outcome: &Outcome,
+    reason: &'static str,
+    fault: Fault,
+) {
+    let route = outcome
+        .route
+        .and_then(|i| snapshot.route_names.get(i))
+        .unwrap_or(&snapshot.no_route);
+    state.metrics.gateway_error(route, reason);
+    if fault == Fault::Upstream
+        && let Some(upstream) = outcome
+            .upstream
+            .and_then(|i| snapshot.upstream_names.get(i))
+    {
+        state.metrics.upstream_error(upstream, reason);
+    }
+}
+
 /// Steps 2, 6 and 8 of the pipeline; later features slot their gates in where marked.
 async fn proxy(
     state: &State,
@@ -194,10 +246,18 @@ async fn proxy(
     check_target(&req)?;
     // Route first: everything after depends on the route's policy.
     let path = req.uri().path();
-    let matched =
-        snapshot
-            .router
-            .select(request_host(&req), path, req.method(), state.clock.now())?;
+    let host = request_host(&req);
+    let matched = match snapshot
+        .router
+        .select(host, path, req.method(), state.clock.now())
+    {
+        Ok(m) => m,
+        Err(e) => {
+            // A version or method refusal still belongs to its route in logs and metrics.
+            outcome.route = snapshot.router.find(host, path).map(|r| r.index);
+            return Err(e);
+        }
+    };
     outcome.route = Some(matched.route.index);
     let route = &matched.route.config;
     let upstream = &snapshot.upstreams[route.upstream];
@@ -297,7 +357,7 @@ async fn proxy(
     )
     .await?;
     // Every real answer feeds the back-off gate: a 429/503 closes the window for all callers.
-    snapshot.gates.record(
+    let backoff_header = snapshot.gates.record(
         route,
         identity.as_deref(),
         response.status(),
@@ -307,6 +367,10 @@ async fn proxy(
         [upstream_ticket, identity_ticket],
         state.clock.now(),
     );
+    if let (Some(secs), Some(name)) = (backoff_header, snapshot.upstream_names.get(route.upstream))
+    {
+        state.metrics.backoff_header(name, secs);
+    }
     quota_headers.apply(response.headers_mut());
     Ok(response)
 }

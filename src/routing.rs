@@ -67,6 +67,14 @@ impl Router {
         &self.routes
     }
 
+    /// The route for `host` and `path`, without version or method checks (to attribute an
+    /// error to its route in logs and metrics).
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.host_matches(host) && prefix_matches(&r.config.path_prefix, path))
+    }
+
     /// Finds the route for `host` (port already removed, any case) and `path`, and checks the
     /// API version and method against it.
     pub fn select<'r>(

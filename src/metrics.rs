@@ -1,0 +1,220 @@
+//! Prometheus metrics, served on the admin listener at `/metrics` (OpenMetrics text).
+//!
+//! Label values are bounded: route and upstream names from the config, status codes, errno
+//! numbers and static reason labels. Never a path, a request's host, or a token.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// A config name (route, upstream) as a label value: cheap to clone, never from a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Name(pub Arc<str>);
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
+/// An errno, or `none` for answers without one.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Errno(pub Option<u16>);
+
+impl EncodeLabelValue for Errno {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self.0 {
+            Some(n) => write!(encoder, "{n}"),
+            None => encoder.write_str("none"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: Name,
+    pub status: u16,
+    pub errno: Errno,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub route: Name,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub upstream: Name,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: Name,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// Every series the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily,
+    errors: Family<ReasonLabels, Counter>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub open_connections: Gauge,
+    pub in_flight: Gauge,
+    backoff_remaining: Family<UpstreamLabels, Gauge>,
+    backoff_header: Family<UpstreamLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("fxa_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let errors = Family::<ReasonLabels, Counter>::default();
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let open_connections = Gauge::default();
+        let in_flight = Gauge::default();
+        let backoff_remaining = Family::<UpstreamLabels, Gauge>::default();
+        let backoff_header = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route, status and errno",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response head, by route",
+            duration.clone(),
+        );
+        registry.register(
+            "gateway_errors",
+            "Errors the gateway made itself, by route and reason",
+            errors.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Upstream connect failures, timeouts and broken answers",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Client connections open",
+            open_connections.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests being handled",
+            in_flight.clone(),
+        );
+        registry.register(
+            "backoff_window_seconds",
+            "Seconds left in an upstream's back-off window (0 when half-open or ramping)",
+            backoff_remaining.clone(),
+        );
+        registry.register(
+            "backoff_header_seconds",
+            "Last Backoff/X-Backoff value an upstream sent",
+            backoff_header.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            errors,
+            upstream_errors,
+            open_connections,
+            in_flight,
+            backoff_remaining,
+            backoff_header,
+        }
+    }
+
+    /// One answered request.
+    pub fn request(&self, route: &Name, status: u16, errno: Option<u16>, elapsed: Duration) {
+        let labels = RequestLabels {
+            route: route.clone(),
+            status,
+            errno: Errno(errno),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// An error the gateway made itself.
+    pub fn gateway_error(&self, route: &Name, reason: &'static str) {
+        self.errors
+            .get_or_create(&ReasonLabels {
+                route: route.clone(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn upstream_error(&self, upstream: &Name, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                upstream: upstream.clone(),
+                kind,
+            })
+            .inc();
+    }
+
+    pub fn backoff_header(&self, upstream: &Name, seconds: u64) {
+        let value = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self.backoff_header
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.clone(),
+            })
+            .set(value);
+    }
+
+    pub fn backoff_window(&self, upstream: &Name, seconds: u64) {
+        let value = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self.backoff_remaining
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.clone(),
+            })
+            .set(value);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
