@@ -19,7 +19,9 @@
 #   ROUNDS [5]   RUNS [3] per case and round   CONNS [50]   STREAMS [10] (h2load -m)
 #   QUICK=1      DURATION=3 ROUNDS=1 RUNS=1 WARMUP=1 unless set explicitly
 #   MIN_BUSY [95] % of the server core that a run must keep busy, else it is discarded
-#   MAX_FOREIGN [5] % of the server core that other processes may take during a run, else discarded
+#   MAX_FOREIGN [5] % of either core that other processes may take during a run, else discarded
+#   QUIET_MAX [10] QUIET_WAIT [120; QUICK: 10] before each case, wait up to QUIET_WAIT s for both
+#                 cores to be at most QUIET_MAX % busy (other processes), then go on anyway
 #   RETRIES [RUNS] extra attempts per case and round to replace discarded runs
 #   SERVER_CPU [0]  CLIENT_CPU [1]   BASE_PORT [18400] (uses BASE_PORT .. BASE_PORT+21)
 #   NGINX_HEADERS [1] nginx sets X-Forwarded-For/-Proto/-Host and X-Request-Id like the
@@ -40,7 +42,9 @@ if [[ $QUICK == 1 ]]; then
     ROUNDS=${ROUNDS:-1}
     RUNS=${RUNS:-1}
     WARMUP=${WARMUP:-1}
+    QUIET_WAIT=${QUIET_WAIT:-10}
 fi
+QUIET_WAIT=${QUIET_WAIT:-120}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-5}
@@ -49,6 +53,7 @@ CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
 MIN_BUSY=${MIN_BUSY:-95}
 MAX_FOREIGN=${MAX_FOREIGN:-5}
+QUIET_MAX=${QUIET_MAX:-10}
 RETRIES=${RETRIES:-$RUNS}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -65,7 +70,7 @@ OUT_DIR=${OUT_DIR:-$ROOT/target/bench-compare}
 KEEP_TMP=${KEEP_TMP:-0}
 
 [[ $NICE =~ ^-?[0-9]+$ ]] || { echo "compare.sh: NICE must be an integer (got '$NICE')" >&2; exit 2; }
-for v in DURATION WARMUP ROUNDS RUNS CONNS STREAMS MIN_BUSY MAX_FOREIGN RETRIES SERVER_CPU CLIENT_CPU BASE_PORT; do
+for v in DURATION WARMUP ROUNDS RUNS CONNS STREAMS MIN_BUSY MAX_FOREIGN QUIET_MAX QUIET_WAIT RETRIES SERVER_CPU CLIENT_CPU BASE_PORT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "compare.sh: $v must be a whole number (got '${!v}')" >&2; exit 2; }
 done
 ((DURATION > 0 && ROUNDS > 0 && RUNS > 0 && CONNS > 0 && STREAMS > 0)) ||
@@ -318,6 +323,12 @@ proc_ticks() { # pid -> utime+stime jiffies (all threads)
     awk '{printf "%.0f\n", $12 + $13}' <<<"$s"
 }
 HZ=$(getconf CLK_TCK)
+children_ticks() { # -> CHILD_TICKS: CPU time of this shell's reaped children (the load generator)
+    # Call it directly, not in $(...): a subshell would report its own (empty) children.
+    times >"$TMP/times"
+    CHILD_TICKS=$(awk -v hz="$HZ" 'NR == 2 {t = 0; for (i = 1; i <= 2; i++) {split($i, a, "m"); t += a[1] * 60 + a[2]}
+        printf "%.0f\n", t * hz}' "$TMP/times")
+}
 
 # Case table: id|label|tool|url|proxy pid (whose CPU is "proxy µs/req")
 declare -A C_LABEL C_TOOL C_URL C_PID
@@ -404,27 +415,57 @@ parse_h2load() {
 }
 
 RESULTS=$TMP/runs.tsv
-printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\tforeign_pct\n' >"$RESULTS"
+printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\tforeign_pct\tclient_foreign_pct\n' >"$RESULTS"
+
+# Other work on the machine (a compiler, a test run) skews every figure, on either core: before a
+# case, wait (up to QUIET_WAIT s) until both cores are idle apart from us (our servers idle
+# between runs).
+busy_pct_over() { # seconds -> "server% client%" busy over that time
+    local a0 b0 a1 b1
+    a0=$(cpu_ticks "$SERVER_CPU"); b0=$(cpu_ticks "$CLIENT_CPU")
+    sleep "$1"
+    a1=$(cpu_ticks "$SERVER_CPU"); b1=$(cpu_ticks "$CLIENT_CPU")
+    awk -v a0="$a0" -v a1="$a1" -v b0="$b0" -v b1="$b1" 'BEGIN {
+        split(a0, x, " "); split(a1, y, " "); split(b0, u, " "); split(b1, v, " ")
+        t = y[2] - x[2]; w = v[2] - u[2]
+        printf "%.0f %.0f\n", (t > 0 ? 100 * (y[1] - x[1]) / t : 0), (w > 0 ? 100 * (v[1] - u[1]) / w : 0)}'
+}
+wait_quiet() {
+    local start=$SECONDS sb cb said=0
+    while :; do
+        read -r sb cb < <(busy_pct_over 0.5)
+        ((sb > QUIET_MAX || cb > QUIET_MAX)) || return 0
+        if ((SECONDS - start >= QUIET_WAIT)); then
+            log "  the machine is still busy (core $SERVER_CPU ${sb}%, core $CLIENT_CPU ${cb}%) after ${QUIET_WAIT} s: going on"
+            return 0
+        fi
+        ((said)) || log "  waiting for other processes to finish (core $SERVER_CPU ${sb}%, core $CLIENT_CPU ${cb}% busy)..."
+        said=1
+        sleep 2
+    done
+}
 
 run_case() { # round case
     local r=$1 k=$2 kept=0 attempt=0 max=$((RUNS + RETRIES)) raw
     raw=$TMP/raw
     mkdir -p "$raw"
+    wait_quiet
     # Warm-up: same load, not measured.
     load_cmd "$k" "$WARMUP" ""
     client "$raw/warmup.out" "${LOAD[@]}" || log "warm-up of ${C_LABEL[$k]} exited $?"
     [[ $k != h ]] || : >"$ACCESS_LOG_FILE"
     while ((kept < RUNS && attempt < max)); do
         attempt=$((attempt + 1))
+        ((attempt == 1)) || wait_quiet
         local base=$raw/r$r-$k-$attempt h2log=$SHM/r$r-$k-$attempt.h2log
         rm -f "$h2log" # h2load appends
         load_cmd "$k" "$DURATION" "$h2log"
-        local s0 c0 p0 u0 s1 c1 p1 u1 rc=0
+        local s0 c0 p0 u0 g0 s1 c1 p1 u1 g1 rc=0
         s0=$(cpu_ticks "$SERVER_CPU"); c0=$(cpu_ticks "$CLIENT_CPU")
-        p0=$(proc_ticks "${C_PID[$k]}"); u0=$(proc_ticks "$UPSTREAM_WORKER")
+        p0=$(proc_ticks "${C_PID[$k]}"); u0=$(proc_ticks "$UPSTREAM_WORKER"); children_ticks; g0=$CHILD_TICKS
         client "$base.out" "${LOAD[@]}" || rc=$?
         s1=$(cpu_ticks "$SERVER_CPU"); c1=$(cpu_ticks "$CLIENT_CPU")
-        p1=$(proc_ticks "${C_PID[$k]}"); u1=$(proc_ticks "$UPSTREAM_WORKER")
+        p1=$(proc_ticks "${C_PID[$k]}"); u1=$(proc_ticks "$UPSTREAM_WORKER"); children_ticks; g1=$CHILD_TICKS
         if [[ ${C_TOOL[$k]} == wrk ]]; then parse_wrk "$base.out"; else parse_h2load "$base.out" "$h2log"; fi
         rm -f "$h2log"
         if [[ $k == h ]]; then
@@ -438,16 +479,18 @@ run_case() { # round case
         fi
         # foreign: server-core busy time that is neither our processes (proxy, upstream) nor
         # interrupt work: someone else's process on the core (e.g. a compiler).
-        local busy cbusy core_us proxy_us up_us foreign reason='' ours=$(((p1 - p0) + (u1 - u0)))
+        # The same for the client core, less the load generator's own CPU time.
+        local busy cbusy core_us proxy_us up_us foreign cforeign reason='' ours=$(((p1 - p0) + (u1 - u0)))
         [[ ${C_PID[$k]} != "$UPSTREAM_WORKER" ]] || ours=$((u1 - u0))
-        read -r busy cbusy core_us proxy_us up_us foreign < <(awk -v s0="$s0" -v s1="$s1" -v c0="$c0" \
-            -v c1="$c1" -v p="$((p1 - p0))" -v u="$((u1 - u0))" -v o="$ours" -v n="$REQS" -v hz="$HZ" 'BEGIN {
+        read -r busy cbusy core_us proxy_us up_us foreign cforeign < <(awk -v s0="$s0" -v s1="$s1" \
+            -v c0="$c0" -v c1="$c1" -v p="$((p1 - p0))" -v u="$((u1 - u0))" -v o="$ours" -v g="$((g1 - g0))" \
+            -v n="$REQS" -v hz="$HZ" 'BEGIN {
             split(s0, a, " "); split(s1, b, " "); split(c0, x, " "); split(c1, y, " ")
             bt = b[2] - a[2]; bb = b[1] - a[1]; bi = b[3] - a[3]; ct = y[2] - x[2]; cb = y[1] - x[1]
-            us = 1e6 / hz; f = bb - bi - o; if (f < 0) f = 0
-            printf "%.1f %.1f %.2f %.2f %.2f %.1f\n", (bt > 0 ? 100 * bb / bt : 0), (ct > 0 ? 100 * cb / ct : 0),
+            us = 1e6 / hz; f = bb - bi - o; if (f < 0) f = 0; cf = cb - (y[3] - x[3]) - g; if (cf < 0) cf = 0
+            printf "%.1f %.1f %.2f %.2f %.2f %.1f %.1f\n", (bt > 0 ? 100 * bb / bt : 0), (ct > 0 ? 100 * cb / ct : 0),
                 (n > 0 ? bb * us / n : 0), (n > 0 ? p * us / n : 0), (n > 0 ? u * us / n : 0),
-                (bt > 0 ? 100 * f / bt : 0)}')
+                (bt > 0 ? 100 * f / bt : 0), (ct > 0 ? 100 * cf / ct : 0)}')
         if ((rc != 0)); then
             reason="load generator exited $rc"
         elif ((REQS == 0)); then
@@ -457,32 +500,28 @@ run_case() { # round case
         elif ((NON2XX > 0)); then
             reason="$NON2XX non-2xx answers"
         elif awk -v b="$busy" -v m="$MIN_BUSY" 'BEGIN {exit !(b < m)}'; then
-            reason="server core ${busy}% busy < ${MIN_BUSY}% (client core ${cbusy}%)"
+            reason="server core ${busy}% busy < ${MIN_BUSY}% (client core ${cbusy}%, ${cforeign}% of it others)"
         elif awk -v f="$foreign" -v m="$MAX_FOREIGN" 'BEGIN {exit !(f > m)}'; then
             reason="other processes took ${foreign}% of the server core (> ${MAX_FOREIGN}%)"
+        elif awk -v f="$cforeign" -v m="$MAX_FOREIGN" 'BEGIN {exit !(f > m)}'; then
+            # Slows the server too: fewer events per wake-up, and a shared cache (or physical core).
+            reason="other processes took ${cforeign}% of the client core (> ${MAX_FOREIGN}%)"
         fi
         local keep=1
         if [[ -n $reason ]]; then
             keep=0
-            log "  discarded ${C_LABEL[$k]} round $r attempt $attempt: $reason"
         else
             kept=$((kept + 1))
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$attempt" "$keep" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$attempt" "$keep" \
             "${reason:--}" "$RPS" "$P50" "$P99" "$REQS" "$busy" "$core_us" "$proxy_us" "$up_us" "$cbusy" \
-            "$foreign" >>"$RESULTS"
+            "$foreign" "$cforeign" >>"$RESULTS"
         log "  ${C_LABEL[$k]}: $(printf '%.0f' "$RPS") rps, p50 ${P50}us, p99 ${P99}us," \
-            "server core ${busy}% (${foreign}% others), client core ${cbusy}%," \
-            "${core_us} us/req$([[ $keep == 1 ]] || echo ' [discarded]')"
+            "server core ${busy}% (${foreign}% others), client core ${cbusy}% (${cforeign}% others)," \
+            "${core_us} us/req$([[ $keep == 1 ]] || echo " [DISCARDED: $reason]")"
     done
     ((kept == RUNS)) || log "  ${C_LABEL[$k]} round $r: only $kept of $RUNS runs kept"
 }
-
-# Is the server core quiet before we start? (Other work on it skews every figure.)
-idle0=$(cpu_ticks "$SERVER_CPU"); sleep 1; idle1=$(cpu_ticks "$SERVER_CPU")
-quiet=$(awk -v a="$idle0" -v b="$idle1" 'BEGIN {split(a, x, " "); split(b, y, " ");
-    t = y[2] - x[2]; printf "%.0f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0)}')
-((quiet <= 10)) || log "WARNING: core $SERVER_CPU is ${quiet}% busy before the benchmark: figures will be noisy"
 
 per_case=$((WARMUP + RUNS * DURATION))
 total=$((ROUNDS * 8 * per_case))
@@ -520,7 +559,8 @@ cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
     echo "fxa-gateway vs nginx — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $ncpu cores"
     echo "$GW_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(h2load --version 2>&1 | head -1 | sed 's/^h2load //')"
     echo "$CONNS connections (h2: x $STREAMS streams), ${DURATION} s per run after ${WARMUP} s warm-up, $RUNS run(s) x $ROUNDS round(s);"
-    echo "server core $SERVER_CPU (proxy + upstream), load generator on core $CLIENT_CPU; runs with errors, non-2xx or core $SERVER_CPU < ${MIN_BUSY}% busy discarded."
+    echo "server core $SERVER_CPU (proxy + upstream), load generator on core $CLIENT_CPU; discarded: runs with errors or non-2xx,"
+    echo "the server core under ${MIN_BUSY}% busy, or other processes over ${MAX_FOREIGN}% of either core."
     echo "TLS, h1 (openssl s_client, as wrk gets it) — nginx: $(tls_params "$NGINX_TLS_PORT"); fxa-gateway: $(tls_params "$GW_TLS_PORT")"
     echo "TLS, h2 (h2load) — nginx: $(h2_tls f); fxa-gateway: $(h2_tls g)"
     echo

@@ -133,7 +133,10 @@ fn assert_backed_off(resp: &TestResponse, status: u16, errno: u64, secs: u64) {
     let body = resp.json();
     assert_eq!(body["code"], status, "{body}");
     assert_eq!(body["errno"], errno, "{body}");
-    assert_eq!(body["retryAfter"], secs, "retryAfter equals the header: {body}");
+    assert_eq!(
+        body["retryAfter"], secs,
+        "retryAfter equals the header: {body}"
+    );
     assert!(
         body["retryAfterLocalized"]
             .as_str()
@@ -279,7 +282,12 @@ async fn zero_or_unparsable_retry_after_opens_no_window() {
             .json(json!({"code": 503, "errno": 201, "error": "Service Unavailable"}));
         trigger(&gw, &fake, PATH, reply).await;
         let next = client::get(&gw.url(PATH)).await;
-        assert_eq!(next.status_u16(), 200, "Retry-After {value:?}: {}", next.text());
+        assert_eq!(
+            next.status_u16(),
+            200,
+            "Retry-After {value:?}: {}",
+            next.text()
+        );
     }
     assert_eq!(fake.request_count(), 6);
 }
@@ -386,6 +394,73 @@ async fn failed_probe_reopens_a_window_from_its_answer() {
     assert_eq!(fake.request_count(), 3);
 }
 
+#[tokio::test]
+async fn a_probe_that_gets_no_answer_frees_the_slot_for_the_next_caller() {
+    let fake = FakeUpstream::start().await;
+    let gw = start(&fake, "").await;
+    trigger(&gw, &fake, PATH, fxa_503(30)).await;
+    gw.clock.advance(Duration::from_secs(30));
+    // The probe's connection is dropped (a GET is retried once on a fresh connection).
+    fake.push(Reply::new().drop_connection());
+    fake.push(Reply::new().drop_connection());
+    let probe = client::get(&gw.url(PATH)).await;
+    assert_eq!(probe.status_u16(), 502, "{}", probe.text());
+    let seen = fake.request_count();
+    // No answer was recorded, so the next caller probes at once rather than after the lease.
+    let next = client::get(&gw.url(PATH)).await;
+    assert_eq!(next.status_u16(), 200, "{}", next.text());
+    assert_eq!(fake.request_count(), seen + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_probe_whose_client_went_away_frees_the_slot_for_the_next_caller() {
+    let fake = FakeUpstream::start().await;
+    let gw = start(&fake, "").await;
+    trigger(&gw, &fake, PATH, fxa_503(30)).await;
+    gw.clock.advance(Duration::from_secs(30));
+    fake.push(ok_reply().delay(Duration::from_millis(1500)));
+    let addr = gw.addr;
+    let abandoned = tokio::spawn(async move {
+        let mut conn = client::TestConnection::http1(addr).await.unwrap();
+        conn.get(PATH).await
+    });
+    assert!(fake.wait_for_requests(2, Duration::from_secs(5)).await);
+    abandoned.abort();
+    let _ = abandoned.await;
+    // Give the gateway a moment to notice the closed connection (real time, not the window).
+    let mut next = client::get(&gw.url(PATH)).await;
+    for _ in 0..20 {
+        if next.status_u16() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        next = client::get(&gw.url(PATH)).await;
+    }
+    assert_eq!(
+        next.status_u16(),
+        200,
+        "the abandoned probe still holds the slot: {}",
+        next.text()
+    );
+    assert_eq!(fake.request_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_success_that_left_before_the_window_opened_does_not_close_it() {
+    let fake = FakeUpstream::start().await;
+    let gw = start(&fake, "").await;
+    // A slow request is in flight when another one's 503 opens the window.
+    fake.push(ok_reply().delay(Duration::from_millis(500)));
+    let url = gw.url(PATH);
+    let straggler = tokio::spawn(async move { client::get(&url).await });
+    assert!(fake.wait_for_requests(1, Duration::from_secs(5)).await);
+    let opener = trigger(&gw, &fake, PATH, fxa_503(30)).await;
+    assert_eq!(opener.status_u16(), 503);
+    assert_eq!(straggler.await.unwrap().status_u16(), 200);
+    assert_backed_off(&client::get(&gw.url(PATH)).await, 503, 201, 30);
+    assert_eq!(fake.request_count(), 2);
+}
+
 // === which answers open which window ===
 
 #[tokio::test]
@@ -401,7 +476,12 @@ async fn a_429_for_one_amo_identity_leaves_other_identities_untouched() {
     assert_eq!(fake.request_count(), 1, "A is answered locally");
 
     let b = client::send("GET", &gw.url(AMO_PATH), AS_B, "").await;
-    assert_eq!(b.status_u16(), 200, "B still reaches the upstream: {}", b.text());
+    assert_eq!(
+        b.status_u16(),
+        200,
+        "B still reaches the upstream: {}",
+        b.text()
+    );
     assert_eq!(
         client::get(&gw.url(PATH)).await.status_u16(),
         200,
@@ -443,6 +523,19 @@ async fn backoff_scope_upstream_makes_an_identity_429_close_everything() {
         assert_backed_off(&resp, 429, 114, 30);
     }
     assert_backed_off(&client::get(&gw.url(PATH)).await, 429, 114, 30);
+    assert_eq!(fake.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_503_seen_on_an_identity_route_closes_the_whole_upstream() {
+    let fake = FakeUpstream::start().await;
+    let (gw, _dir) = start_amo(&fake, "auto").await;
+    fake.push(fxa_503(30));
+    let first = client::send("GET", &gw.url(AMO_PATH), AS_A, "").await;
+    assert_eq!(first.status_u16(), 503);
+    assert_backed_off(&client::get(&gw.url(PATH)).await, 503, 201, 30);
+    let b = client::send("GET", &gw.url(AMO_PATH), AS_B, "").await;
+    assert_backed_off(&b, 503, 201, 30);
     assert_eq!(fake.request_count(), 1);
 }
 
@@ -519,7 +612,9 @@ quota = { requests = 3, window = "60s", key = "peer", headers = true }
             resp.header("ratelimit-policy"),
             Some("\"default\";q=3;w=60")
         );
-        let state = resp.header("ratelimit").expect("RateLimit on admitted responses");
+        let state = resp
+            .header("ratelimit")
+            .expect("RateLimit on admitted responses");
         assert!(
             state.starts_with(&format!("\"default\";r={remaining};t=")),
             "{state}"
@@ -529,11 +624,17 @@ quota = { requests = 3, window = "60s", key = "peer", headers = true }
     assert_eq!(over.status_u16(), 429, "{}", over.text());
     assert_eq!(over.header("x-fxa-gateway-error"), Some("quota-exceeded"));
     let secs = retry_after(&over);
-    assert!((1..=20).contains(&secs), "one request per 20 s comes back: {secs}");
+    assert!(
+        (19..=20).contains(&secs),
+        "one request comes back every 20 s: {secs}"
+    );
     let body = over.json();
     assert_eq!(body["errno"], 114);
     assert_eq!(body["retryAfter"], secs);
-    assert_eq!(over.header("ratelimit-policy"), Some("\"default\";q=3;w=60"));
+    assert_eq!(
+        over.header("ratelimit-policy"),
+        Some("\"default\";q=3;w=60")
+    );
     assert_eq!(
         over.header("ratelimit"),
         Some(format!("\"default\";r=0;t={secs}").as_str())
@@ -577,19 +678,62 @@ quota = { requests = 2, window = "60s", key = "header:X-Api-Key" }
 #[tokio::test]
 async fn upstream_rate_limit_caps_all_callers_together_with_503_errno_201() {
     let fake = FakeUpstream::start().await;
-    let gw =
-        start_with_upstream_keys(&fake, "rate_limit = { requests = 2, window = \"60s\" }", "")
-            .await;
+    let gw = start_with_upstream_keys(&fake, "rate_limit = { requests = 2, window = \"60s\" }", "")
+        .await;
     for _ in 0..2 {
         assert_eq!(client::get(&gw.url(PATH)).await.status_u16(), 200);
     }
     // A new client (new connection, same address) shares the cap.
     let over = TestClient::new().get(&gw.url(PATH)).await;
     assert_eq!(over.status_u16(), 503, "{}", over.text());
-    assert_eq!(over.header("x-fxa-gateway-error"), Some("upstream-over-cap"));
+    assert_eq!(
+        over.header("x-fxa-gateway-error"),
+        Some("upstream-over-cap")
+    );
     assert_eq!(over.json()["errno"], 201);
     assert!(retry_after(&over) >= 1);
     assert_eq!(fake.request_count(), 2);
+}
+
+#[tokio::test]
+#[ignore = "gateway bug: the upstream cap is charged in step 3, before auth and quotas refuse"]
+async fn requests_refused_by_a_route_quota_do_not_use_up_the_upstream_cap() {
+    let fake = FakeUpstream::start().await;
+    let limited = r#"
+[[routes]]
+name = "limited"
+path_prefix = "/limited"
+upstream = "api"
+versions = ["v1"]
+quota = { requests = 1, window = "60s" }
+"#;
+    let gw = start_with_upstream_keys(
+        &fake,
+        "rate_limit = { requests = 3, window = \"60s\" }",
+        limited,
+    )
+    .await;
+    let c = TestClient::new();
+    assert_eq!(c.get(&gw.url("/limited/v1/x")).await.status_u16(), 200);
+    for _ in 0..2 {
+        let refused = c.get(&gw.url("/limited/v1/x")).await;
+        assert_eq!(
+            refused.header("x-fxa-gateway-error"),
+            Some("quota-exceeded")
+        );
+    }
+    assert_eq!(fake.request_count(), 1);
+    // One request of the cap's three reached the upstream: two more may.
+    for n in 1..=2 {
+        let resp = c.get(&gw.url(PATH)).await;
+        assert_eq!(
+            resp.status_u16(),
+            200,
+            "request {n} after the refusals: {}",
+            resp.text()
+        );
+    }
+    assert_eq!(fake.request_count(), 3);
 }
 
 // === heartbeat and the demonstration ===

@@ -1,7 +1,7 @@
 # Summary of benches/compare.sh's runs.tsv (mawk-compatible).
 #   awk -F'\t' -v labels="a=(a) ...;b=...;" -f report.awk runs.tsv
 # Columns: round case attempt kept reason rps p50_us p99_us requests busy_pct core_us_req
-#          proxy_us_req upstream_us_req client_busy_pct
+#          proxy_us_req upstream_us_req client_busy_pct foreign_pct client_foreign_pct
 
 function median(list,    n, a, i, j, t) {
     n = split(list, a, " ")
