@@ -140,6 +140,12 @@ impl Gates {
             Admission::Probe => Some(self.ticket(upstream, None, now)),
             Admission::Deny(d) => return Err(backed_off(d)),
         };
+        Ok(ticket)
+    }
+
+    /// The upstream-wide cap, taken last: requests the gateway refuses itself (bad credentials,
+    /// over quota) must not use up the cap everyone shares.
+    pub fn upstream_cap(&self, upstream: usize) -> Result<(), GatewayError> {
         if let Some(Some(cap)) = self.upstream_caps.get(upstream)
             && let Err(denied) = cap.check()
         {
@@ -147,7 +153,7 @@ impl Gates {
                 retry_after: denied.secs(),
             });
         }
-        Ok(ticket)
+        Ok(())
     }
 
     /// Step 5: the caller's own back-off window and quota, now that it is known.

@@ -297,6 +297,8 @@ async fn proxy(
         req.headers(),
         now,
     )?;
+    // The cap all callers share comes last, so refused requests never use it up.
+    snapshot.gates.upstream_cap(route.upstream)?;
 
     let upstream_uri = {
         let rest = if route.strip_prefix {

@@ -696,7 +696,6 @@ async fn upstream_rate_limit_caps_all_callers_together_with_503_errno_201() {
 }
 
 #[tokio::test]
-#[ignore = "gateway bug: the upstream cap is charged in step 3, before auth and quotas refuse"]
 async fn requests_refused_by_a_route_quota_do_not_use_up_the_upstream_cap() {
     let fake = FakeUpstream::start().await;
     let limited = r#"
