@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # fxa-gateway vs nginx, side by side, on one machine (see benches/README.md).
 #
-#   benches/compare.sh                 # full run: 5 rounds x 8 cases x 3 runs of 10 s (~25 min)
+#   benches/compare.sh                 # full run: 5 rounds x 8 cases x 3 runs of 10 s (~24 min)
 #   QUICK=1 benches/compare.sh         # smoke test: 1 round, 1 run of 3 s per case (~1 min)
+#
+# Prints the report and keeps it, with every run (kept or discarded) as TSV, in OUT_DIR.
 #
 # Cases (50 keep-alive connections, small JSON GET):
 #   (a) straight to the upstream (nginx server block, ~100-byte JSON body)
@@ -23,7 +25,7 @@
 #   QUIET_MAX [10] QUIET_WAIT [120; QUICK: 10] before each case, wait up to QUIET_WAIT s for both
 #                 cores to be at most QUIET_MAX % busy (other processes), then go on anyway
 #   RETRIES [RUNS] extra attempts per case and round to replace discarded runs
-#   SERVER_CPU [0]  CLIENT_CPU [1]   BASE_PORT [18400] (uses BASE_PORT .. BASE_PORT+21)
+#   SERVER_CPU [0]  CLIENT_CPU [1]   BASE_PORT [18400] (uses BASE_PORT .. BASE_PORT+22)
 #   NGINX_HEADERS [1] nginx sets X-Forwarded-For/-Proto/-Host and X-Request-Id like the
 #                 gateway does; 0 = bare proxy_pass
 #   H2LOAD_TLS13_CIPHERS [TLS_AES_256_GCM_SHA384] the one suite h2load offers (same for both)
@@ -77,13 +79,14 @@ done
     { echo "compare.sh: DURATION, ROUNDS, RUNS, CONNS and STREAMS must be > 0" >&2; exit 2; }
 
 UPSTREAM_PORT=$BASE_PORT
+STATUS_PORT=$((BASE_PORT + 9))
 NGINX_PLAIN_PORT=$((BASE_PORT + 1))
 NGINX_TLS_PORT=$((BASE_PORT + 2))
 GW_PLAIN_PORT=$((BASE_PORT + 11))
 GW_TLS_PORT=$((BASE_PORT + 12))
 GWLOG_PLAIN_PORT=$((BASE_PORT + 21))
 GWLOG_TLS_PORT=$((BASE_PORT + 22))
-ALL_PORTS=("$UPSTREAM_PORT" "$NGINX_PLAIN_PORT" "$NGINX_TLS_PORT" "$GW_PLAIN_PORT" "$GW_TLS_PORT"
+ALL_PORTS=("$UPSTREAM_PORT" "$STATUS_PORT" "$NGINX_PLAIN_PORT" "$NGINX_TLS_PORT" "$GW_PLAIN_PORT" "$GW_TLS_PORT"
     "$GWLOG_PLAIN_PORT" "$GWLOG_TLS_PORT")
 REQ_PATH=/api/v1/item
 # ~100 bytes of JSON (no single quotes: it sits in an nginx '...' string).
@@ -221,9 +224,17 @@ else
     PROXY_HEADERS='            # NGINX_HEADERS=0: bare proxy_pass'
 fi
 mkdir -p "$TMP/upstream-tmp" "$TMP/proxy-tmp"
+# File descriptors: client connections plus upstream connections (h2: CONNS x STREAMS), twice.
+WORKER_CONNS=$((CONNS * (STREAMS + 1) * 2))
+((WORKER_CONNS >= 4096)) || WORKER_CONNS=4096
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=65536
+((NOFILE >= WORKER_CONNS + 100)) || log "WARNING: only $NOFILE file descriptors (ulimit -n) for $WORKER_CONNS connections"
 fill "$HERE/upstream.conf.in" "$TMP/upstream.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
-    "UPSTREAM_PORT=$UPSTREAM_PORT" "BODY=$BODY"
+    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "UPSTREAM_PORT=$UPSTREAM_PORT" "STATUS_PORT=$STATUS_PORT" "BODY=$BODY"
 fill "$HERE/nginx-proxy.conf.in" "$TMP/nginx-proxy.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
+    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" \
     "UPSTREAM_PORT=$UPSTREAM_PORT" "NGINX_PLAIN_PORT=$NGINX_PLAIN_PORT" \
     "NGINX_TLS_PORT=$NGINX_TLS_PORT" "KEEPALIVE=$KEEPALIVE" "PROXY_HEADERS=$PROXY_HEADERS"
 fill "$HERE/gateway.toml.in" "$TMP/gateway.toml" "ACCESS_LOG=false" "PLAIN_PORT=$GW_PLAIN_PORT" \
@@ -240,7 +251,6 @@ fill "$HERE/gateway.toml.in" "$TMP/gateway-log.toml" "ACCESS_LOG=true" "PLAIN_PO
 
 # ---------------------------------------------------------------------------------------------
 # Servers, all on the server core
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 nice -n "$NICE" taskset -c "$SERVER_CPU" "$NGINX" -p "$TMP" -e "$TMP/upstream-error.log" -c "$TMP/upstream.conf" \
     >"$TMP/upstream.out" 2>&1 &
@@ -261,6 +271,7 @@ GWLOG_PID=$!
 PIDS+=("$GWLOG_PID")
 
 wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID" "upstream nginx"
+wait_port "$STATUS_PORT" "$UPSTREAM_PID" "upstream nginx"
 wait_port "$NGINX_PLAIN_PORT" "$NGINX_PID" "proxy nginx"
 wait_port "$NGINX_TLS_PORT" "$NGINX_PID" "proxy nginx"
 wait_port "$GW_PLAIN_PORT" "$GW_PID" "fxa-gateway"
@@ -323,6 +334,10 @@ proc_ticks() { # pid -> utime+stime jiffies (all threads)
     awk '{printf "%.0f\n", $12 + $13}' <<<"$s"
 }
 HZ=$(getconf CLK_TCK)
+upstream_accepts() { # connections the upstream has accepted so far (less this status request)
+    curl -sS --max-time 2 "http://127.0.0.1:$STATUS_PORT/status" 2>/dev/null |
+        awk 'NR == 3 {printf "%.0f\n", $1 - 1; found = 1} END {if (!found) print -1}'
+}
 children_ticks() { # -> CHILD_TICKS: CPU time of this shell's reaped children (the load generator)
     # Call it directly, not in $(...): a subshell would report its own (empty) children.
     times >"$TMP/times"
@@ -404,9 +419,10 @@ parse_h2load() {
     RPS=$(awk '/^finished in/ {print $4}' "$f")
     # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
     REQS=$(awk '/^requests:/ {print $6}' "$f")
-    ERRS=$(awk '/^requests:/ {print $10 + $12 + $14}' "$f")
     # status codes: N 2xx, N 3xx, N 4xx, N 5xx; anything done that is not 2xx counts.
     NON2XX=$(awk -v done="$REQS" '/^status codes:/ {print done - $3}' "$f")
+    # "failed" includes the 4xx/5xx answers; errors are the rest of it, errored and timeouts.
+    ERRS=$(awk -v bad="${NON2XX:-0}" '/^requests:/ {f = $10 - bad; print (f > 0 ? f : 0) + $12 + $14}' "$f")
     # h2load prints no percentiles: take them from the per-request log (3rd column: µs).
     read -r P50 P99 < <(cut -f3 "$lf" | sort -n | awk '{v[NR] = $1}
         END {if (NR == 0) {print "nan nan"; exit}
@@ -415,7 +431,7 @@ parse_h2load() {
 }
 
 RESULTS=$TMP/runs.tsv
-printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\tforeign_pct\tclient_foreign_pct\n' >"$RESULTS"
+printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\tforeign_pct\tclient_foreign_pct\tupstream_new_conns\n' >"$RESULTS"
 
 # Other work on the machine (a compiler, a test run) skews every figure, on either core: before a
 # case, wait (up to QUIET_WAIT s) until both cores are idle apart from us (our servers idle
@@ -461,11 +477,18 @@ run_case() { # round case
         rm -f "$h2log" # h2load appends
         load_cmd "$k" "$DURATION" "$h2log"
         local s0 c0 p0 u0 g0 s1 c1 p1 u1 g1 rc=0
+        local a0 a1 newconns
+        a0=$(upstream_accepts)
         s0=$(cpu_ticks "$SERVER_CPU"); c0=$(cpu_ticks "$CLIENT_CPU")
         p0=$(proc_ticks "${C_PID[$k]}"); u0=$(proc_ticks "$UPSTREAM_WORKER"); children_ticks; g0=$CHILD_TICKS
         client "$base.out" "${LOAD[@]}" || rc=$?
         s1=$(cpu_ticks "$SERVER_CPU"); c1=$(cpu_ticks "$CLIENT_CPU")
         p1=$(proc_ticks "${C_PID[$k]}"); u1=$(proc_ticks "$UPSTREAM_WORKER"); children_ticks; g1=$CHILD_TICKS
+        a1=$(upstream_accepts)
+        # New upstream connections during the run: ~0 when the proxy's keep-alive pool holds
+        # (it was filled by the warm-up); about one per request when it does not.
+        newconns=-1
+        ((a0 < 0 || a1 < 0)) || newconns=$((a1 - a0 - 1))
         if [[ ${C_TOOL[$k]} == wrk ]]; then parse_wrk "$base.out"; else parse_h2load "$base.out" "$h2log"; fi
         rm -f "$h2log"
         if [[ $k == h ]]; then
@@ -499,7 +522,8 @@ run_case() { # round case
             reason="$ERRS socket/request errors"
         elif ((NON2XX > 0)); then
             reason="$NON2XX non-2xx answers"
-        elif awk -v b="$busy" -v m="$MIN_BUSY" 'BEGIN {exit !(b < m)}'; then
+        elif [[ $k != a ]] && awk -v b="$busy" -v m="$MIN_BUSY" 'BEGIN {exit !(b < m)}'; then
+            # (Not for (a): with no proxy in the way the load generator is the bottleneck.)
             reason="server core ${busy}% busy < ${MIN_BUSY}% (client core ${cbusy}%, ${cforeign}% of it others)"
         elif awk -v f="$foreign" -v m="$MAX_FOREIGN" 'BEGIN {exit !(f > m)}'; then
             reason="other processes took ${foreign}% of the server core (> ${MAX_FOREIGN}%)"
@@ -513,19 +537,19 @@ run_case() { # round case
         else
             kept=$((kept + 1))
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$attempt" "$keep" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$attempt" "$keep" \
             "${reason:--}" "$RPS" "$P50" "$P99" "$REQS" "$busy" "$core_us" "$proxy_us" "$up_us" "$cbusy" \
-            "$foreign" "$cforeign" >>"$RESULTS"
+            "$foreign" "$cforeign" "$newconns" >>"$RESULTS"
         log "  ${C_LABEL[$k]}: $(printf '%.0f' "$RPS") rps, p50 ${P50}us, p99 ${P99}us," \
             "server core ${busy}% (${foreign}% others), client core ${cbusy}% (${cforeign}% others)," \
-            "${core_us} us/req$([[ $keep == 1 ]] || echo " [DISCARDED: $reason]")"
+            "${core_us} us/req, $newconns new upstream conns$([[ $keep == 1 ]] || echo " [DISCARDED: $reason]")"
     done
     ((kept == RUNS)) || log "  ${C_LABEL[$k]} round $r: only $kept of $RUNS runs kept"
 }
 
-per_case=$((WARMUP + RUNS * DURATION))
-total=$((ROUNDS * 8 * per_case))
-log "$ROUNDS round(s) x 8 cases x ($WARMUP s warm-up + $RUNS x $DURATION s): about $((total / 60)) min $((total % 60)) s"
+total=$((ROUNDS * 8 * (WARMUP + RUNS * (DURATION + 1) + 1))) # ~1 s of checks per run and case
+log "$ROUNDS round(s) x 8 cases x ($WARMUP s warm-up + $RUNS x $DURATION s):" \
+    "about $((total / 60)) min $((total % 60)) s, more if runs are discarded and repeated"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2 == 1)); then order="a b c d e f g h"; first=nginx; else order="a c b e d g f h"; first=fxa-gateway; fi
     log "round $r/$ROUNDS ($first first)"
@@ -543,12 +567,12 @@ h2_tls() { # case -> what h2load printed about TLS in its last run of that case
     awk -F': ' '/^TLS Protocol:/ {v = $2} /^Cipher:/ {c = $2} /^Server Temp Key:/ {k = $2}
         END {print v, c, "(" k ")"}' "$f"
 }
+kill -0 "$GW_PID" 2>/dev/null || die "fxa-gateway died during the benchmark (log: $TMP/gateway.out)"
+kill -0 "$NGINX_PID" 2>/dev/null || die "proxy nginx died during the benchmark (log: $TMP/proxy-error.log)"
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 GW_HWM=$(hwm_kb "$GW_PID")
 GWLOG_HWM=$(hwm_kb "$GWLOG_PID")
 NGINX_HWM=$(hwm_kb "$NGINX_WORKER")
-kill -0 "$GW_PID" 2>/dev/null || die "fxa-gateway died during the benchmark"
-kill -0 "$NGINX_PID" 2>/dev/null || die "proxy nginx died during the benchmark"
 
 mkdir -p "$OUT_DIR"
 stamp=$(date +%Y%m%d-%H%M%S)
@@ -560,7 +584,8 @@ cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
     echo "$GW_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(h2load --version 2>&1 | head -1 | sed 's/^h2load //')"
     echo "$CONNS connections (h2: x $STREAMS streams), ${DURATION} s per run after ${WARMUP} s warm-up, $RUNS run(s) x $ROUNDS round(s);"
     echo "server core $SERVER_CPU (proxy + upstream), load generator on core $CLIENT_CPU; discarded: runs with errors or non-2xx,"
-    echo "the server core under ${MIN_BUSY}% busy, or other processes over ${MAX_FOREIGN}% of either core."
+    echo "the server core under ${MIN_BUSY}% busy (not for (a), which is load-generator-bound), or other processes"
+    echo "over ${MAX_FOREIGN}% of either core."
     echo "TLS, h1 (openssl s_client, as wrk gets it) — nginx: $(tls_params "$NGINX_TLS_PORT"); fxa-gateway: $(tls_params "$GW_TLS_PORT")"
     echo "TLS, h2 (h2load) — nginx: $(h2_tls f); fxa-gateway: $(h2_tls g)"
     echo

@@ -68,12 +68,34 @@ pub enum GatewayError {
     },
     #[error("upstream-wide request cap reached")]
     UpstreamOverCap { retry_after: u64 },
+    #[error("bearer token refused ({0:?})")]
+    InvalidToken(BearerChallenge),
+    #[error("token lacks a scope the endpoint needs")]
+    MissingScope { required: String },
+    #[error("endpoint not open to relying parties on this route")]
+    EndpointNotAllowed,
+    #[error("OAuth server unavailable for introspection")]
+    IntrospectionUnavailable { retry_after: Option<u64> },
     #[error("caller over its quota")]
     QuotaExceeded {
         retry_after: u64,
         headers: Option<(HeaderValue, HeaderValue)>,
     },
 }
+
+/// Which RFC 6750 §3.1 challenge a bearer refusal carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerChallenge {
+    /// No credentials, or another scheme: no error attribute.
+    NoCredentials,
+    /// A malformed `Authorization` header: `error="invalid_request"`.
+    InvalidRequest,
+    /// Unknown, revoked, expired or not an access token: `error="invalid_token"`.
+    InvalidToken,
+}
+
+/// Realm of the `WWW-Authenticate: Bearer` challenges.
+pub const BEARER_REALM: &str = "fxa-gateway";
 
 /// Realm of the `WWW-Authenticate: JWT` challenge on `amo-jwt-verify` routes.
 pub const JWT_REALM: &str = "JWT realm=\"fxa-gateway\"";
@@ -243,6 +265,44 @@ impl GatewayError {
                 "upstream-over-cap",
                 Gateway,
             ),
+            InvalidToken(challenge) => (
+                StatusCode::UNAUTHORIZED,
+                110,
+                match challenge {
+                    BearerChallenge::NoCredentials => "Bearer token not provided",
+                    BearerChallenge::InvalidRequest => {
+                        "Malformed Authorization header: expected Bearer <token>"
+                    }
+                    BearerChallenge::InvalidToken => "Invalid authentication token",
+                },
+                match challenge {
+                    BearerChallenge::NoCredentials => "token-missing",
+                    BearerChallenge::InvalidRequest => "token-malformed",
+                    BearerChallenge::InvalidToken => "token-invalid",
+                },
+                Client,
+            ),
+            MissingScope { .. } => (
+                StatusCode::FORBIDDEN,
+                100,
+                "Unauthorized",
+                "insufficient-scope",
+                Client,
+            ),
+            EndpointNotAllowed => (
+                StatusCode::FORBIDDEN,
+                100,
+                "Unauthorized",
+                "endpoint-not-allowed",
+                Client,
+            ),
+            IntrospectionUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                104,
+                "OAuth service unavailable",
+                "oauth-unavailable",
+                Upstream,
+            ),
             QuotaExceeded { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 114,
@@ -267,6 +327,7 @@ impl GatewayError {
             GatewayError::BackedOff { retry_after, .. }
             | GatewayError::UpstreamOverCap { retry_after }
             | GatewayError::QuotaExceeded { retry_after, .. } => Some((*retry_after).max(1)),
+            GatewayError::IntrospectionUnavailable { retry_after } => *retry_after,
             _ => None,
         }
     }
@@ -476,6 +537,24 @@ mod tests {
                 114,
             ),
             (GatewayError::UpstreamOverCap { retry_after: 1 }, 503, 201),
+            (
+                GatewayError::InvalidToken(BearerChallenge::InvalidToken),
+                401,
+                110,
+            ),
+            (
+                GatewayError::MissingScope {
+                    required: "profile".into(),
+                },
+                403,
+                100,
+            ),
+            (GatewayError::EndpointNotAllowed, 403, 100),
+            (
+                GatewayError::IntrospectionUnavailable { retry_after: None },
+                503,
+                104,
+            ),
             (
                 GatewayError::QuotaExceeded {
                     retry_after: 1,

@@ -44,9 +44,16 @@ struct RouteLimiter {
 pub struct ProbeTicket<'g> {
     gate: &'g BackoffGate,
     upstream: usize,
-    identity: Option<String>,
+    scope: TicketScope,
     now: SystemTime,
     armed: bool,
+}
+
+/// The scope a probe slot belongs to (owned, so the ticket outlives the request's borrows).
+enum TicketScope {
+    Upstream,
+    Client(String),
+    Identity(String),
 }
 
 impl ProbeTicket<'_> {
@@ -59,12 +66,14 @@ impl ProbeTicket<'_> {
 impl Drop for ProbeTicket<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let scope = match &self.identity {
-                Some(identity) => Scope::Identity {
-                    upstream: self.upstream,
-                    identity,
+            let upstream = self.upstream;
+            let scope = match &self.scope {
+                TicketScope::Upstream => Scope::Upstream(upstream),
+                TicketScope::Client(client_id) => Scope::Client {
+                    upstream,
+                    client_id,
                 },
-                None => Scope::Upstream(self.upstream),
+                TicketScope::Identity(identity) => Scope::Identity { upstream, identity },
             };
             self.gate.release_probe(scope, self.now);
         }
@@ -137,7 +146,7 @@ impl Gates {
     ) -> Result<Option<ProbeTicket<'_>>, GatewayError> {
         let ticket = match self.backoff.check(Scope::Upstream(upstream), now) {
             Admission::Allow => None,
-            Admission::Probe => Some(self.ticket(upstream, None, now)),
+            Admission::Probe => Some(self.ticket(upstream, TicketScope::Upstream, now)),
             Admission::Deny(d) => return Err(backed_off(d)),
         };
         Ok(ticket)
@@ -157,31 +166,44 @@ impl Gates {
     }
 
     /// Step 5: the caller's own back-off window and quota, now that it is known.
+    #[allow(clippy::too_many_arguments)]
     pub fn caller_gates(
         &self,
         route: &RouteConfig,
         route_index: usize,
         identity: Option<&str>,
+        client_id: Option<&str>,
         peer: IpAddr,
         headers: &HeaderMap,
         now: SystemTime,
-    ) -> Result<(Option<ProbeTicket<'_>>, QuotaHeaders), GatewayError> {
-        let mut ticket = None;
-        if let (Some(identity), BackoffScope::Auto) = (identity, route.backoff_scope) {
-            match self.backoff.check(
-                Scope::Identity {
-                    upstream: route.upstream,
-                    identity,
-                },
-                now,
-            ) {
-                Admission::Allow => {}
-                Admission::Probe => ticket = Some(self.ticket(route.upstream, Some(identity), now)),
-                Admission::Deny(d) => return Err(backed_off(d)),
+    ) -> Result<([Option<ProbeTicket<'_>>; 2], QuotaHeaders), GatewayError> {
+        let mut tickets = [None, None];
+        if route.backoff_scope == BackoffScope::Auto {
+            let upstream = route.upstream;
+            if let Some(client_id) = client_id {
+                let scope = Scope::Client {
+                    upstream,
+                    client_id,
+                };
+                tickets[0] = self.scoped_check(
+                    scope,
+                    TicketScope::Client(client_id.to_owned()),
+                    upstream,
+                    now,
+                )?;
+            }
+            if let Some(identity) = identity {
+                let scope = Scope::Identity { upstream, identity };
+                tickets[1] = self.scoped_check(
+                    scope,
+                    TicketScope::Identity(identity.to_owned()),
+                    upstream,
+                    now,
+                )?;
             }
         }
         let Some(Some(quota)) = self.route_quotas.get(route_index) else {
-            return Ok((ticket, QuotaHeaders::default()));
+            return Ok((tickets, QuotaHeaders::default()));
         };
         let key = match &quota.key {
             QuotaKey::Identity => identity.map(RateKey::client),
@@ -199,7 +221,7 @@ impl Gates {
                             .unwrap_or_else(|_| HeaderValue::from_static("")),
                     )
                 });
-                Ok((ticket, QuotaHeaders(headers)))
+                Ok((tickets, QuotaHeaders(headers)))
             }
             Err(denied) => Err(GatewayError::QuotaExceeded {
                 retry_after: denied.secs(),
@@ -223,11 +245,12 @@ impl Gates {
         &self,
         route: &RouteConfig,
         identity: Option<&str>,
+        client_id: Option<&str>,
         status: StatusCode,
         headers: &HeaderMap,
         errno: Option<u16>,
         body_retry_after: Option<f64>,
-        tickets: [Option<ProbeTicket<'_>>; 2],
+        tickets: [Option<ProbeTicket<'_>>; 3],
         now: SystemTime,
     ) -> Option<u64> {
         let retry_after = backoff::parse_retry_after(
@@ -239,13 +262,13 @@ impl Gates {
             .get("backoff")
             .or_else(|| headers.get("x-backoff"))
             .and_then(|v| backoff::parse_retry_after(Some(v.as_bytes()), None, now));
-        let identity = match route.backoff_scope {
-            BackoffScope::Auto => identity,
-            BackoffScope::Upstream => None,
+        let (identity, client_id) = match route.backoff_scope {
+            BackoffScope::Auto => (identity, client_id),
+            BackoffScope::Upstream => (None, None),
         };
         let caller = Caller {
             upstream: route.upstream,
-            client_id: None,
+            client_id,
             identity,
         };
         let answer = UpstreamAnswer {
@@ -274,11 +297,26 @@ impl Gates {
         self.max_window
     }
 
-    fn ticket(&self, upstream: usize, identity: Option<&str>, now: SystemTime) -> ProbeTicket<'_> {
+    /// A client or identity window: denied, allowed, or this request is its probe.
+    fn scoped_check(
+        &self,
+        scope: Scope<'_>,
+        owned: TicketScope,
+        upstream: usize,
+        now: SystemTime,
+    ) -> Result<Option<ProbeTicket<'_>>, GatewayError> {
+        match self.backoff.check(scope, now) {
+            Admission::Allow => Ok(None),
+            Admission::Probe => Ok(Some(self.ticket(upstream, owned, now))),
+            Admission::Deny(d) => Err(backed_off(d)),
+        }
+    }
+
+    fn ticket(&self, upstream: usize, scope: TicketScope, now: SystemTime) -> ProbeTicket<'_> {
         ProbeTicket {
             gate: &self.backoff,
             upstream,
-            identity: identity.map(str::to_owned),
+            scope,
             now,
             armed: true,
         }

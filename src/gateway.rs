@@ -51,7 +51,7 @@ impl Gateway {
     /// Builds the upstream clients and binds every listener.
     pub async fn bind(config: &Config, clock: SharedClock) -> anyhow::Result<Gateway> {
         crate::install_crypto_provider();
-        let state = Arc::new(State::new(Snapshot::new(config)?, clock));
+        let state = Arc::new(State::new(Snapshot::new(config, &clock)?, clock));
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             listeners.push(BoundListener::bind(l).await?);

@@ -46,20 +46,22 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(config: &Config) -> anyhow::Result<Snapshot> {
+    pub fn new(config: &Config, clock: &SharedClock) -> anyhow::Result<Snapshot> {
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| Upstream::new(u).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let gates = Gates::new(config)?;
+        let auth = AuthRuntime::new(config, &upstreams, &gates.backoff, clock)?;
         Ok(Snapshot {
             router: Router::new(&config.routes),
             upstreams,
             limits: config.limits.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             access_log: config.server.log.access_log,
-            auth: AuthRuntime::new(config)?,
-            gates: Gates::new(config)?,
+            auth,
+            gates,
             route_names: config
                 .routes
                 .iter()
@@ -280,19 +282,23 @@ async fn proxy(
     let caller = Caller {
         listener: &conn.listener,
         peer: conn.peer.ip(),
+        method: req.method(),
+        path: &path[matched.rest_start..],
     };
     let auth = snapshot
         .auth
         .authenticate(&route.auth, req.headers(), &caller, now)
         .await?;
     let identity = auth.identity.clone();
+    let client_id = auth.client_id.clone();
 
     // Per-identity gates once the caller is known: a 429 from FxA is about one account, and
     // quotas count per caller.
-    let (identity_ticket, quota_headers) = snapshot.gates.caller_gates(
+    let ([client_ticket, identity_ticket], quota_headers) = snapshot.gates.caller_gates(
         route,
         matched.route.index,
         identity.as_deref(),
+        client_id.as_deref(),
         conn.peer.ip(),
         req.headers(),
         now,
@@ -362,11 +368,12 @@ async fn proxy(
     let backoff_header = snapshot.gates.record(
         route,
         identity.as_deref(),
+        client_id.as_deref(),
         response.status(),
         response.headers(),
         outcome.upstream_errno,
         outcome.body_retry_after,
-        [upstream_ticket, identity_ticket],
+        [upstream_ticket, client_ticket, identity_ticket],
         state.clock.now(),
     );
     if let (Some(secs), Some(name)) = (backoff_header, snapshot.upstream_names.get(route.upstream))

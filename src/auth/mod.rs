@@ -4,4 +4,8 @@
 //! to call it. Nothing here logs or echoes a token, a JWT or a secret.
 
 pub mod amo_jwt;
+pub mod bearer;
+pub mod introspect;
 pub mod policy;
+pub mod presets;
+pub mod scope;

@@ -11,8 +11,14 @@ use std::time::SystemTime;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::amo_jwt::{AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig, MAX_LIFETIME};
+use std::sync::Arc;
+
+use super::introspect::{IntrospectSettings, Introspector};
+use crate::backoff::BackoffGate;
+use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, Config, IpNet};
 use crate::errno::GatewayError;
+use crate::upstream::Upstream;
 
 /// Caller header naming an `[[amo_credentials]]` entry to sign with.
 pub const AMO_CREDENTIAL_HEADER: HeaderName = HeaderName::from_static("x-fxa-amo-credential");
@@ -21,6 +27,7 @@ pub const AMO_ISSUER_HEADER: HeaderName = HeaderName::from_static("x-fxa-amo-iss
 
 /// Auth state built once per configuration.
 pub struct AuthRuntime {
+    introspector: Option<Introspector>,
     credentials: Vec<SigningCredential>,
     verifier: Option<AmoVerifier>,
     issuer_keys: Vec<String>,
@@ -40,18 +47,45 @@ pub struct AuthOutcome {
     pub authorization: Option<HeaderValue>,
     /// Extra headers for the upstream (after the caller's `X-FxA-*` ones are stripped).
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
-    /// Who the caller is, for per-identity gates (`iss:<key>` for AMO issuers).
+    /// Who the caller is, for per-identity gates (`iss:<key>` for AMO issuers, `uid:<sub>` for
+    /// bearer tokens).
     pub identity: Option<String>,
+    /// The OAuth client the token was issued to (503 errno 202/204 windows are per client).
+    pub client_id: Option<String>,
 }
 
 /// The connection facts a policy may consult.
 pub struct Caller<'a> {
     pub listener: &'a str,
     pub peer: IpAddr,
+    pub method: &'a http::Method,
+    /// Request path after the route prefix (`/v1/email`).
+    pub path: &'a str,
 }
 
 impl AuthRuntime {
-    pub fn new(config: &Config) -> anyhow::Result<AuthRuntime> {
+    pub fn new(
+        config: &Config,
+        upstreams: &[Arc<Upstream>],
+        gate: &Arc<BackoffGate>,
+        clock: &SharedClock,
+    ) -> anyhow::Result<AuthRuntime> {
+        let introspector = config.bearer.as_ref().and_then(|b| {
+            let upstream = upstreams.get(b.oauth_upstream)?.clone();
+            let settings = IntrospectSettings {
+                max_ttl: b.cache_max_ttl,
+                negative_ttl: b.negative_ttl,
+                capacity: b.cache_size,
+                breaker: b.breaker,
+            };
+            Some(Introspector::new(
+                upstream,
+                b.oauth_upstream,
+                gate.clone(),
+                clock.clone(),
+                settings,
+            ))
+        });
         let credentials = config
             .amo_credentials
             .iter()
@@ -97,6 +131,7 @@ impl AuthRuntime {
             .map(|i| i.api_key.clone())
             .collect();
         Ok(AuthRuntime {
+            introspector,
             credentials,
             verifier,
             issuer_keys,
@@ -113,6 +148,20 @@ impl AuthRuntime {
     ) -> Result<AuthOutcome, GatewayError> {
         match policy {
             AuthPolicy::None => Ok(AuthOutcome::default()),
+            AuthPolicy::Bearer(bearer) => {
+                let introspector = self.introspector.as_ref().ok_or_else(|| {
+                    GatewayError::Misconfigured("bearer route without [bearer]".into())
+                })?;
+                super::bearer::authenticate(
+                    introspector,
+                    bearer,
+                    caller.method,
+                    caller.path,
+                    headers,
+                    now,
+                )
+                .await
+            }
             AuthPolicy::AmoJwt {
                 credential,
                 header_selection,
@@ -126,6 +175,7 @@ impl AuthRuntime {
                     authorization: Some(jwt.header_value()),
                     upstream_headers: Vec::new(),
                     identity: Some(format!("iss:{}", chosen.credential.key())),
+                    client_id: None,
                 })
             }
             AuthPolicy::AmoJwtVerify { issuers } => {
@@ -151,6 +201,7 @@ impl AuthRuntime {
                     authorization: None,
                     upstream_headers: vec![(AMO_ISSUER_HEADER, issuer)],
                     identity: Some(format!("iss:{}", verified.key())),
+                    client_id: None,
                 })
             }
         }

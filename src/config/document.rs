@@ -10,8 +10,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::Problems;
 use super::raw::{
-    RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawLimits, RawListener,
-    RawRoute, RawServer, RawUpstream,
+    RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawBearer, RawLimits,
+    RawListener, RawRoute, RawServer, RawUpstream,
 };
 
 /// The sections of a file after deserialization; `None` entries failed (and were reported).
@@ -31,10 +31,11 @@ pub struct RawDocument {
     pub amo_issuers: Vec<Option<RawAmoIssuer>>,
     pub amo_verify: Option<RawAmoVerify>,
     pub backoff: Option<RawBackoff>,
+    pub bearer: Option<RawBearer>,
 }
 
 const SECTIONS: &str = "server, listeners, admin, upstreams, routes, limits, trusted_proxies, \
-                        amo_credentials, amo_issuers, amo_verify, backoff";
+                        amo_credentials, amo_issuers, amo_verify, backoff, bearer";
 
 pub struct Document<'i> {
     table: Spanned<DeTable<'i>>,
@@ -70,6 +71,7 @@ impl<'i> Document<'i> {
                 "amo_issuers" => raw.amo_issuers = de_each(value, name, p),
                 "amo_verify" => raw.amo_verify = de(value, name, p),
                 "backoff" => raw.backoff = de(value, name, p),
+                "bearer" => raw.bearer = de(value, name, p),
                 "upstreams" => {
                     raw.upstreams = de_each(value, name, p);
                     raw.upstream_names = elements(value)

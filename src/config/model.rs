@@ -28,6 +28,47 @@ pub struct Config {
     pub amo_issuers: Vec<AmoIssuerConfig>,
     pub amo_verify: AmoVerifySettings,
     pub backoff: BackoffSettings,
+    /// Token introspection for `bearer` routes; required when any route uses it.
+    pub bearer: Option<BearerSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BearerSettings {
+    /// Index into `Config::upstreams` of the OAuth server (`/v1/introspect`).
+    pub oauth_upstream: usize,
+    /// Positive cache entries live at most this long (and never past the token's `exp`).
+    pub cache_max_ttl: Duration,
+    /// Inactive/unknown tokens are remembered this long.
+    pub negative_ttl: Duration,
+    pub cache_size: u64,
+    /// After the OAuth server fails, answer 503 at once for this long before trying again.
+    pub breaker: Duration,
+}
+
+/// A bearer route's requirements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerPolicy {
+    pub preset: Option<PresetName>,
+    /// One of these is needed where no endpoint row or preset says otherwise; empty = any token.
+    pub scopes: Vec<String>,
+    /// Longest `path` first.
+    pub endpoints: Vec<EndpointRule>,
+    pub identity_headers: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetName {
+    Profile,
+    TokenServer,
+    OAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRule {
+    pub path: String,
+    pub methods: Option<Vec<Method>>,
+    /// `None` = public (no token); `Some([])` = any valid token; else one of these scopes.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// How back-off windows behave (`[backoff]`).
@@ -244,6 +285,8 @@ pub enum AuthPolicy {
         /// Callers may pick a credential with `X-FxA-Amo-Credential` (where the credential allows).
         header_selection: bool,
     },
+    /// Introspect `Authorization: Bearer <token>` at the OAuth server and enforce FxA scopes.
+    Bearer(Box<BearerPolicy>),
     /// Verify the caller's `Authorization: JWT <token>` and pass the issuer upstream.
     AmoJwtVerify {
         /// Indices into `Config::amo_issuers` accepted on this route.

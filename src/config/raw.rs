@@ -280,6 +280,59 @@ pub struct RawAuth {
     pub header_selection: Option<bool>,
     /// `amo-jwt-verify`: API keys (issuers) accepted on this route; default all.
     pub issuers: Option<Vec<String>>,
+    /// `bearer`: FxA endpoint table to apply (`"profile"`, `"tokenserver"`, `"oauth"`).
+    pub preset: Option<String>,
+    /// `bearer`: scopes of which the token must hold one (empty: any valid token).
+    pub scopes: Option<Vec<String>>,
+    /// `bearer`: per-endpoint requirements, longest path first.
+    pub endpoints: Option<Vec<RawEndpoint>>,
+    /// `bearer`: send `X-FxA-Uid`, `X-FxA-Client-Id`, `X-FxA-Scope` upstream.
+    pub identity_headers: Option<bool>,
+}
+
+/// One row of a bearer route's endpoint table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// Path after the route prefix (`/v1/email`); matches it and anything below it.
+    pub path: String,
+    pub methods: Option<Vec<String>>,
+    /// One of these scopes is needed; `[]` = any valid token.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// No token needed.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// `[bearer]`: the OAuth server bearer routes introspect tokens at, and the cache.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBearer {
+    pub oauth_upstream: String,
+    #[serde(default = "RawBearer::cache_max_ttl")]
+    pub cache_max_ttl: DurationValue,
+    #[serde(default = "RawBearer::negative_ttl")]
+    pub negative_ttl: DurationValue,
+    #[serde(default = "RawBearer::cache_size")]
+    pub cache_size: u64,
+    #[serde(default = "RawBearer::breaker")]
+    pub breaker: DurationValue,
+}
+
+impl RawBearer {
+    fn cache_max_ttl() -> DurationValue {
+        secs(300)
+    }
+    fn negative_ttl() -> DurationValue {
+        secs(5)
+    }
+    fn cache_size() -> u64 {
+        100_000
+    }
+    fn breaker() -> DurationValue {
+        secs(1)
+    }
 }
 
 impl RawAuth {
@@ -289,6 +342,10 @@ impl RawAuth {
             credential: None,
             header_selection: None,
             issuers: None,
+            preset: None,
+            scopes: None,
+            endpoints: None,
+            identity_headers: None,
         }
     }
 }
@@ -306,6 +363,10 @@ struct RawAuthTable {
     credential: Option<String>,
     header_selection: Option<bool>,
     issuers: Option<Vec<String>>,
+    preset: Option<String>,
+    scopes: Option<Vec<String>>,
+    endpoints: Option<Vec<RawEndpoint>>,
+    identity_headers: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for RawAuth {
@@ -326,6 +387,10 @@ impl<'de> Deserialize<'de> for RawAuth {
                     credential: t.credential,
                     header_selection: t.header_selection,
                     issuers: t.issuers,
+                    preset: t.preset,
+                    scopes: t.scopes,
+                    endpoints: t.endpoints,
+                    identity_headers: t.identity_headers,
                 })
             }
         }

@@ -661,7 +661,7 @@ fn unknown_or_missing_keys_in_the_auth_table() {
             CRED
         )),
         [
-            "gateway.toml:14: routes[0].auth.colour: unknown field `colour`, expected one of `policy`, `credential`, `header_selection`, `issuers`"
+            "gateway.toml:14: routes[0].auth.colour: unknown field `colour`, expected one of `policy`, `credential`, `header_selection`, `issuers`, `preset`, `scopes`, `endpoints`, `identity_headers`"
         ]
     );
     assert_eq!(
@@ -773,11 +773,18 @@ fn configs_accepted_at_the_bounds_build_the_auth_runtime() {
     );
     let c = ok(&src);
     assert_eq!(c.amo_credentials.len(), 2);
-    if let Err(e) = AuthRuntime::new(&c) {
+    if let Err(e) = runtime(&c) {
         panic!("the runtime refused a config the loader accepted: {e:#}");
     }
     let minimal = ok(&with_auth(VERIFY, &issuer("user:1:2", "")));
-    if let Err(e) = AuthRuntime::new(&minimal) {
+    if let Err(e) = runtime(&minimal) {
         panic!("the runtime refused a config the loader accepted: {e:#}");
     }
+}
+
+/// The auth runtime a config builds (no bearer routes here, so no upstreams are needed).
+fn runtime(c: &crate::config::Config) -> anyhow::Result<AuthRuntime> {
+    let gate = std::sync::Arc::new(crate::backoff::BackoffGate::new(Default::default()));
+    let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+    AuthRuntime::new(c, &[], &gate, &clock)
 }

@@ -177,11 +177,15 @@ fn auth_policy() {
     );
     assert_one_error(
         &route_with("auth = \"bearer\""),
-        "routes[0].auth: unknown auth policy \"bearer\"",
+        "bearer: a route uses auth policy \"bearer\": add a [bearer] section",
+    );
+    assert_one_error(
+        &route_with("auth = \"password\""),
+        "routes[0].auth: unknown auth policy \"password\"",
     );
     assert_one_error(
         &route_with("auth = { policy = \"none\", scopes = [] }"),
-        "unknown field `scopes`",
+        "routes[0].auth.scopes: not an option of auth policy \"none\"",
     );
 }
 

@@ -6,6 +6,7 @@
 
 mod amo;
 mod backoff;
+mod bearer;
 mod listeners;
 mod routes;
 mod upstreams;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use super::Problems;
 use super::document::RawDocument;
-use super::model::{AdminConfig, Config, IpNet, Limits, LogSettings, ServerSettings};
+use super::model::{AdminConfig, AuthPolicy, Config, IpNet, Limits, LogSettings, ServerSettings};
 use super::net::parse_listen_addr;
 use super::raw::{DurationValue, RawLimits, RawServer, SizeValue};
 use super::secret::EnvLookup;
@@ -77,6 +78,11 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
             .collect(),
     };
     let routes = routes::validate(&raw.routes, &raw.upstream_names, &auth_names, p);
+    let needs_bearer = routes
+        .iter()
+        .flatten()
+        .any(|r| matches!(r.auth, AuthPolicy::Bearer(_)));
+    let bearer = bearer::settings(raw.bearer.as_ref(), &raw.upstream_names, needs_bearer, p);
     let trusted_proxies: Vec<IpNet> = raw
         .trusted_proxies
         .iter()
@@ -103,6 +109,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         amo_issuers: amo_issuers.into_iter().flatten().collect(),
         amo_verify,
         backoff,
+        bearer,
     })
 }
 

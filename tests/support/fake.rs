@@ -5,7 +5,8 @@
 //! Every request is recorded; the reply is chosen, in order, from:
 //!
 //! 1. the one-shot queue filled with [`FakeUpstream::push`] (FIFO),
-//! 2. the route whose path prefix ([`FakeUpstream::on`]) is the longest match,
+//! 2. the route whose path prefix ([`FakeUpstream::on`], or a handler registered with
+//!    [`FakeUpstream::on_fn`]) is the longest match,
 //! 3. the default reply: `200` with `{"ok":true}` (see [`FakeUpstream::set_default`]).
 //!
 //! A [`Reply`] is a normal response (status, headers, body, optional delay
@@ -217,10 +218,21 @@ impl RecordedRequest {
     }
 }
 
+/// A reply computed from the request (see [`FakeUpstream::on_fn`]).
+pub type Handler = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync + 'static>;
+
+/// A scripted route: a fixed reply or a handler.
+#[derive(Clone)]
+enum Route {
+    Fixed(Reply),
+    Dynamic(Handler),
+}
+
 /// Mutable script and recording of a fake.
 struct State {
     queue: VecDeque<Reply>,
     routes: Vec<(String, Reply)>,
+    handlers: Vec<(String, Handler)>,
     default: Reply,
     requests: Vec<RecordedRequest>,
 }
@@ -236,6 +248,30 @@ impl State {
             .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
             .max_by_key(|(prefix, _)| prefix.len())
             .map_or_else(|| self.default.clone(), |(_, reply)| reply.clone())
+    }
+
+    /// Like `choose`, with handlers competing by prefix length too (a handler wins a tie).
+    /// The handler is returned, not called: it runs outside the state lock.
+    fn choose_route(&mut self, path: &str) -> Route {
+        if self.queue.is_empty() {
+            let handler = self
+                .handlers
+                .iter()
+                .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len());
+            let fixed = self
+                .routes
+                .iter()
+                .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+                .map(|(prefix, _)| prefix.len())
+                .max();
+            if let Some((prefix, handler)) = handler
+                && fixed.is_none_or(|len| prefix.len() >= len)
+            {
+                return Route::Dynamic(Arc::clone(handler));
+            }
+        }
+        Route::Fixed(self.choose(path))
     }
 }
 
@@ -293,6 +329,7 @@ impl FakeUpstream {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 routes: Vec::new(),
+                handlers: Vec::new(),
                 default: Reply::new().json(serde_json::json!({"ok": true})),
                 requests: Vec::new(),
             }),
@@ -328,6 +365,23 @@ impl FakeUpstream {
         state.routes.push((path_prefix.to_owned(), reply));
     }
 
+    /// Answers requests whose path starts with `path_prefix` with whatever `handler` returns
+    /// for the recorded request (called after the request is recorded, outside the fake's
+    /// lock). Competes with [`FakeUpstream::on`] routes by prefix length (a handler wins a
+    /// tie); one-shot queued replies still come first. Registering the same prefix again
+    /// replaces the handler.
+    pub fn on_fn(
+        &self,
+        path_prefix: &str,
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) {
+        let mut state = self.state();
+        state.handlers.retain(|(prefix, _)| prefix != path_prefix);
+        state
+            .handlers
+            .push((path_prefix.to_owned(), Arc::new(handler)));
+    }
+
     /// Queues a one-shot reply; queued replies are used in FIFO order, before routes.
     pub fn push(&self, reply: Reply) {
         self.state().queue.push_back(reply);
@@ -344,6 +398,7 @@ impl FakeUpstream {
         let mut state = self.state();
         state.queue.clear();
         state.routes.clear();
+        state.handlers.clear();
         state.default = Reply::new().json(serde_json::json!({"ok": true}));
     }
 
@@ -503,13 +558,17 @@ async fn handle_request(
         peer,
         connection,
     };
-    let reply = {
+    let route = {
         let mut state = lock(&shared.state);
-        let reply = state.choose(recorded.uri.path());
+        let route = state.choose_route(recorded.uri.path());
         state.requests.push(recorded.clone());
-        reply
+        route
     };
     shared.recorded.notify_waiters();
+    let reply = match route {
+        Route::Fixed(reply) => reply,
+        Route::Dynamic(handler) => handler(&recorded),
+    };
 
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;

@@ -247,6 +247,17 @@ fn auth(raw: &RawAuth, names: &AuthNames) -> Result<Option<AuthPolicy>, (&'stati
     let policy = raw.policy.as_str();
     let refuse =
         |field: &'static str| Err((field, format!("not an option of auth policy {policy:?}")));
+    if policy != "bearer" {
+        let bearer_options = [
+            ("auth.preset", raw.preset.is_some()),
+            ("auth.scopes", raw.scopes.is_some()),
+            ("auth.endpoints", raw.endpoints.is_some()),
+            ("auth.identity_headers", raw.identity_headers.is_some()),
+        ];
+        if let Some((field, _)) = bearer_options.iter().find(|(_, present)| *present) {
+            return refuse(field);
+        }
+    }
     let takes_credentials = policy == "amo-jwt";
     if raw.credential.is_some() && !takes_credentials {
         return refuse("auth.credential");
@@ -259,6 +270,7 @@ fn auth(raw: &RawAuth, names: &AuthNames) -> Result<Option<AuthPolicy>, (&'stati
     }
     match policy {
         "none" => Ok(Some(AuthPolicy::None)),
+        "bearer" => super::bearer::policy(raw).map(|p| Some(AuthPolicy::Bearer(Box::new(p)))),
         "amo-jwt" => {
             let header_selection = raw.header_selection.unwrap_or(false);
             let credential = match &raw.credential {
@@ -326,7 +338,7 @@ fn auth(raw: &RawAuth, names: &AuthNames) -> Result<Option<AuthPolicy>, (&'stati
         other => Err((
             "auth",
             format!(
-                "unknown auth policy {other:?} (known: \"none\", \"amo-jwt\", \"amo-jwt-verify\")"
+                "unknown auth policy {other:?} (known: \"none\", \"bearer\", \"amo-jwt\", \"amo-jwt-verify\")"
             ),
         )),
     }

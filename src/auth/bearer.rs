@@ -1,0 +1,248 @@
+//! The `bearer` policy: `Authorization: Bearer <token>` introspected at the OAuth server
+//! (cached), refused per RFC 6750 §3.1, scopes checked with FxA's implication rules against the
+//! route's endpoint table or preset.
+//!
+//! Never sends anything upstream for a refused token, never answers 401 for an OAuth outage
+//! (503 errno 104), and never puts the token in an error, a log line or a cache key.
+
+use std::time::SystemTime;
+
+use http::Method;
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+use super::introspect::{IntrospectError, Introspector, TokenInfo};
+use super::policy::AuthOutcome;
+use super::presets::{self, Preset, Requirement};
+use super::scope::ScopeSet;
+use crate::config::{BearerPolicy, PresetName};
+use crate::errno::{BearerChallenge, GatewayError};
+
+pub const UID_HEADER: HeaderName = HeaderName::from_static("x-fxa-uid");
+pub const CLIENT_ID_HEADER: HeaderName = HeaderName::from_static("x-fxa-client-id");
+pub const SCOPE_HEADER: HeaderName = HeaderName::from_static("x-fxa-scope");
+
+/// Longest bearer token accepted (FxA's JWT access tokens stay near 1 KiB).
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// What an endpoint needs, resolved for one request.
+enum Needed<'a> {
+    Public,
+    Forbidden,
+    /// One of these scopes; empty = any valid token.
+    OneOf(Vec<&'a str>),
+}
+
+pub async fn authenticate(
+    introspector: &Introspector,
+    policy: &BearerPolicy,
+    method: &Method,
+    rest: &str,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Result<AuthOutcome, GatewayError> {
+    // A CORS preflight carries no credentials by design; the upstream answers it.
+    if presets::is_cors_preflight(method, headers) {
+        return Ok(AuthOutcome::default());
+    }
+    let required = match needed(policy, method, rest) {
+        Needed::Public => return Ok(AuthOutcome::default()),
+        Needed::Forbidden => return Err(GatewayError::EndpointNotAllowed),
+        Needed::OneOf(scopes) => scopes,
+    };
+    let token = bearer_token(headers)?;
+    let info = introspector.introspect(token).await.map_err(|e| match e {
+        IntrospectError::Unavailable { retry_after } => {
+            GatewayError::IntrospectionUnavailable { retry_after }
+        }
+        IntrospectError::Refused => GatewayError::InvalidToken(BearerChallenge::InvalidToken),
+    })?;
+    if !usable(&info, now) {
+        return Err(GatewayError::InvalidToken(BearerChallenge::InvalidToken));
+    }
+    // Granted scopes come from the OAuth server: invalid values are dropped, never widened.
+    let held = ScopeSet::parse_granted(&info.scope).unwrap_or_default();
+    if !required.is_empty() && !required.iter().any(|r| held.implies_str(r)) {
+        return Err(GatewayError::MissingScope {
+            required: required.join(" "),
+        });
+    }
+    Ok(outcome(&info, policy.identity_headers))
+}
+
+/// Active, an access token (not a refresh token), and not past its `exp` on the gateway's clock.
+fn usable(info: &TokenInfo, now: SystemTime) -> bool {
+    info.is_active_access_token() && !info.is_expired_at(now)
+}
+
+fn outcome(info: &TokenInfo, identity_headers: bool) -> AuthOutcome {
+    let mut upstream_headers = Vec::new();
+    if identity_headers {
+        let pairs = [
+            (UID_HEADER, info.sub.as_deref()),
+            (CLIENT_ID_HEADER, info.client_id.as_deref()),
+            (
+                SCOPE_HEADER,
+                Some(info.scope.as_str()).filter(|s| !s.is_empty()),
+            ),
+        ];
+        for (name, value) in pairs {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                upstream_headers.push((name, v));
+            }
+        }
+    }
+    let identity = info
+        .sub
+        .as_deref()
+        .map(|sub| format!("uid:{sub}"))
+        .or_else(|| info.client_id.as_deref().map(|c| format!("client:{c}")));
+    AuthOutcome {
+        authorization: None,
+        upstream_headers,
+        identity,
+        client_id: info.client_id.clone(),
+    }
+}
+
+/// The endpoint table first, then the preset, then the route's scopes.
+fn needed<'p>(policy: &'p BearerPolicy, method: &Method, rest: &str) -> Needed<'p> {
+    let method_matches = |ms: &Option<Vec<Method>>| {
+        ms.as_ref().is_none_or(|ms| {
+            ms.iter()
+                .any(|m| m == method || (m == Method::GET && method == Method::HEAD))
+        })
+    };
+    let row = policy
+        .endpoints
+        .iter()
+        .find(|e| path_under(&e.path, rest) && method_matches(&e.methods));
+    if let Some(row) = row {
+        return match &row.scopes {
+            None => Needed::Public,
+            Some(scopes) => Needed::OneOf(scopes.iter().map(String::as_str).collect()),
+        };
+    }
+    if let Some(preset) = policy.preset {
+        let preset = match preset {
+            PresetName::Profile => Preset::Profile,
+            PresetName::TokenServer => Preset::TokenServer,
+            PresetName::OAuth => Preset::OAuth,
+        };
+        return match presets::requirement(preset, method, rest) {
+            Requirement::Public => Needed::Public,
+            Requirement::Forbidden => Needed::Forbidden,
+            Requirement::AnyValidToken => Needed::OneOf(Vec::new()),
+            Requirement::AnyOf(scopes) => Needed::OneOf(scopes.to_vec()),
+        };
+    }
+    Needed::OneOf(policy.scopes.iter().map(String::as_str).collect())
+}
+
+/// `/v1/email` covers `/v1/email` and `/v1/email/...`.
+fn path_under(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+}
+
+/// The one bearer token of the request, per RFC 6750 §2.1 and §3.1.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(GatewayError::InvalidToken(BearerChallenge::NoCredentials));
+    };
+    let malformed = GatewayError::InvalidToken(BearerChallenge::InvalidRequest);
+    if values.next().is_some() {
+        return Err(malformed);
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| GatewayError::InvalidToken(BearerChallenge::InvalidRequest))?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(GatewayError::InvalidToken(BearerChallenge::NoCredentials));
+    }
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.bytes().all(token68) {
+        return Err(malformed);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn challenge(h: &HeaderMap) -> Option<BearerChallenge> {
+        match bearer_token(h) {
+            Err(GatewayError::InvalidToken(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_token_is_the_one_value_after_the_scheme() {
+        assert_eq!(
+            bearer_token(&headers(&["Bearer abc123"])).ok(),
+            Some("abc123")
+        );
+        assert_eq!(
+            bearer_token(&headers(&["bEaReR abc.def-ghi_"])).ok(),
+            Some("abc.def-ghi_")
+        );
+    }
+
+    #[test]
+    fn refusals_follow_rfc_6750() {
+        assert_eq!(
+            challenge(&HeaderMap::new()),
+            Some(BearerChallenge::NoCredentials)
+        );
+        assert_eq!(
+            challenge(&headers(&["Basic dXNlcjpwYXNz"])),
+            Some(BearerChallenge::NoCredentials)
+        );
+        assert_eq!(
+            challenge(&headers(&["JWT a.b.c"])),
+            Some(BearerChallenge::NoCredentials)
+        );
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer  a",
+            "Bearer a\"b",
+        ] {
+            assert_eq!(
+                challenge(&headers(&[bad])),
+                Some(BearerChallenge::InvalidRequest),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            challenge(&headers(&["Bearer a", "Bearer b"])),
+            Some(BearerChallenge::InvalidRequest)
+        );
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(
+            challenge(&headers(&[&long])),
+            Some(BearerChallenge::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn endpoint_rows_match_on_segment_boundaries() {
+        assert!(path_under("/v1/email", "/v1/email"));
+        assert!(path_under("/v1/email", "/v1/email/x"));
+        assert!(!path_under("/v1/email", "/v1/emails"));
+        assert!(path_under("/", "/anything"));
+    }
+}

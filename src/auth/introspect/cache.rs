@@ -1,0 +1,120 @@
+//! What the introspection cache holds and for how long.
+//!
+//! Freshness is decided twice: moka evicts by its own (real) clock through [`CachedExpiry`],
+//! which only bounds memory; every hit is then judged against the gateway's clock
+//! ([`Cached::is_fresh`], [`Cached::serve`]), so a test that moves a manual clock sees expiry at
+//! once and an entry past the token's `exp` is never served as active.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{IntrospectError, IntrospectSettings, TokenInfo};
+
+/// HMAC-SHA256 of the token under a per-process random key: never the raw token, and a dump of
+/// keys cannot be matched against a public hash of known tokens.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct CacheKey(pub(super) [u8; 32]);
+
+/// One cached answer: the token's info, or `None` when the endpoint refused the token (4xx).
+#[derive(Clone)]
+pub(super) struct Cached {
+    info: Option<Arc<TokenInfo>>,
+    /// On the gateway's clock.
+    fresh_until: SystemTime,
+    /// The same span for moka's eviction.
+    ttl: Duration,
+}
+
+/// moka's per-entry expiry: the TTL computed when the entry was made.
+pub(super) struct CachedExpiry;
+
+/// How long an answer may be reused, from `now` (pure, so it is tested without moka):
+/// - active with `exp` in the future: until `exp`, at most `max_ttl` (the revocation window:
+///   a token revoked at FxA stops working here within `max_ttl`);
+/// - active without `exp`: `max_ttl`;
+/// - inactive, refused, or active with `exp` already past (clock skew): `negative_ttl`, so
+///   guessed or dead tokens do not turn into one FxA call each.
+pub fn entry_ttl(
+    info: Option<&TokenInfo>,
+    now: SystemTime,
+    settings: &IntrospectSettings,
+) -> Duration {
+    match info {
+        Some(info) if info.active => match info.exp {
+            None => settings.max_ttl,
+            Some(exp) => match exp.duration_since(now) {
+                Ok(left) if !left.is_zero() => left.min(settings.max_ttl),
+                _ => settings.negative_ttl,
+            },
+        },
+        _ => settings.negative_ttl,
+    }
+}
+
+// === impl CacheKey ===
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CacheKey({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+// === impl Cached ===
+
+impl Cached {
+    pub(super) fn new(
+        info: Option<Arc<TokenInfo>>,
+        now: SystemTime,
+        settings: &IntrospectSettings,
+    ) -> Self {
+        let ttl = entry_ttl(info.as_deref(), now, settings);
+        let info = info.map(|info| {
+            if info.active {
+                info
+            } else {
+                TokenInfo::inactive_shared()
+            }
+        });
+        Cached {
+            info,
+            fresh_until: now.checked_add(ttl).unwrap_or(now),
+            ttl,
+        }
+    }
+
+    pub(super) fn is_fresh(&self, now: SystemTime) -> bool {
+        now < self.fresh_until
+    }
+
+    /// The answer for a caller at `now`: a token past its own `exp` is inactive, whatever the
+    /// entry's age.
+    pub(super) fn serve(&self, now: SystemTime) -> Result<Arc<TokenInfo>, IntrospectError> {
+        match &self.info {
+            None => Err(IntrospectError::Refused),
+            Some(info) if info.active && info.is_expired_at(now) => {
+                Ok(TokenInfo::inactive_shared())
+            }
+            Some(info) => Ok(Arc::clone(info)),
+        }
+    }
+}
+
+// === impl CachedExpiry ===
+
+impl moka::Expiry<CacheKey, Cached> for CachedExpiry {
+    fn expire_after_create(&self, _: &CacheKey, value: &Cached, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    /// moka's default keeps the old entry's remaining time; a re-insert (seed, refetch) must
+    /// get its own.
+    fn expire_after_update(
+        &self,
+        _: &CacheKey,
+        value: &Cached,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
