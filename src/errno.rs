@@ -366,6 +366,19 @@ impl GatewayError {
             GatewayError::AmoJwtRejected(_) => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(JWT_REALM));
             }
+            GatewayError::InvalidToken(challenge) => {
+                headers.insert(WWW_AUTHENTICATE, bearer_challenge(challenge));
+            }
+            GatewayError::MissingScope { required } => {
+                let value = format!(
+                    "Bearer realm=\"{BEARER_REALM}\", error=\"insufficient_scope\", scope=\"{required}\""
+                );
+                let fallback = HeaderValue::from_static("Bearer error=\"insufficient_scope\"");
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&value).unwrap_or(fallback),
+                );
+            }
             GatewayError::QuotaExceeded {
                 headers: Some((policy, state)),
                 ..
@@ -377,6 +390,17 @@ impl GatewayError {
         }
         response
     }
+}
+
+/// The RFC 6750 §3.1 challenge for a refused bearer token.
+fn bearer_challenge(challenge: BearerChallenge) -> HeaderValue {
+    HeaderValue::from_static(match challenge {
+        BearerChallenge::NoCredentials => "Bearer realm=\"fxa-gateway\"",
+        BearerChallenge::InvalidRequest => {
+            "Bearer realm=\"fxa-gateway\", error=\"invalid_request\""
+        }
+        BearerChallenge::InvalidToken => "Bearer realm=\"fxa-gateway\", error=\"invalid_token\"",
+    })
 }
 
 /// `{code, errno, error, message, info}`: the fields every FxA error carries.
@@ -572,6 +596,36 @@ mod tests {
             assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
             assert!(resp.headers().contains_key(GATEWAY_ERROR_HEADER));
         }
+    }
+
+    #[test]
+    fn bearer_refusals_carry_rfc_6750_challenges() {
+        let rid = HeaderValue::from_static("r");
+        let challenge = |e: GatewayError| {
+            let resp = e.into_response(&rid, &Method::GET);
+            resp.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            challenge(GatewayError::InvalidToken(BearerChallenge::NoCredentials)),
+            "Bearer realm=\"fxa-gateway\""
+        );
+        assert!(
+            challenge(GatewayError::InvalidToken(BearerChallenge::InvalidRequest))
+                .ends_with("error=\"invalid_request\"")
+        );
+        assert!(
+            challenge(GatewayError::InvalidToken(BearerChallenge::InvalidToken))
+                .ends_with("error=\"invalid_token\"")
+        );
+        assert_eq!(
+            challenge(GatewayError::MissingScope {
+                required: "profile:email email".into()
+            }),
+            "Bearer realm=\"fxa-gateway\", error=\"insufficient_scope\", scope=\"profile:email email\""
+        );
     }
 
     #[test]
