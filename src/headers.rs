@@ -75,6 +75,13 @@ pub struct Origin<'a> {
     pub tls: bool,
     /// Host the caller asked for (`Host` or `:authority`), if any.
     pub host: Option<&'a HeaderValue>,
+    /// `peer` already rendered as a header value, when the caller has it.
+    pub peer_header: Option<&'a HeaderValue>,
+}
+
+/// The peer address as a header value (computed once per connection by the listener).
+pub fn peer_header(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host` and `Via`. A trusted proxy's `X-Forwarded-*` are kept and
@@ -86,8 +93,10 @@ pub fn set_forwarding(
     via: &HeaderValue,
 ) {
     let peer_trusted = trusted.iter().any(|net| net.contains(origin.peer));
-    let peer = HeaderValue::from_str(&origin.peer.to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let peer = match origin.peer_header {
+        Some(v) => v.clone(),
+        None => peer_header(origin.peer),
+    };
     let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
         Some(prior) if peer_trusted => join(prior, &peer),
         _ => peer,
@@ -176,6 +185,7 @@ mod tests {
             peer: "192.0.2.7".parse().unwrap(),
             tls: false,
             host: Some(&host),
+            peer_header: None,
         };
         set_forwarding(
             &mut h,
@@ -199,6 +209,7 @@ mod tests {
             peer: "10.1.2.3".parse().unwrap(),
             tls: false,
             host: None,
+            peer_header: None,
         };
         set_forwarding(
             &mut h,

@@ -90,6 +90,7 @@ pub async fn serve(
             tls: listener.tls.is_some(),
             listener: listener.name.clone(),
             in_flight: Arc::new(InFlight::default()),
+            peer_header: crate::headers::peer_header(peer.ip()),
         });
         let tls = listener.tls.clone();
         let state = state.clone();

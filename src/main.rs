@@ -54,10 +54,17 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     fxa_gateway::logging::init(&config.server.log);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.server.worker_threads {
-        runtime.worker_threads(n);
-    }
+    // One worker: a single-threaded runtime does the same work without the work-stealing
+    // machinery (cross-thread wakeups, shared run queues) a one-thread pool still pays for.
+    let mut runtime = match config.server.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

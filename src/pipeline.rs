@@ -117,6 +117,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// Requests on this connection still being answered.
     pub in_flight: Arc<InFlight>,
+    /// `peer`'s address as an `X-Forwarded-For` value, rendered once per connection.
+    pub peer_header: HeaderValue,
 }
 
 /// The hyper service: one per connection.
@@ -324,6 +326,7 @@ async fn proxy(
         peer: conn.peer.ip(),
         tls: conn.tls,
         host: origin_host.as_ref(),
+        peer_header: Some(&conn.peer_header),
     };
     headers::set_forwarding(headers, &origin, &snapshot.trusted_proxies, &state.via);
     // The policy's credential goes on last, after the caller's `X-FxA-*` headers are gone.
@@ -414,21 +417,28 @@ fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> {
     if !path.starts_with('/') {
         return Err(GatewayError::BadRequest("request target must be a path"));
     }
+    // Fast path: nothing that could hide a dot segment or a separator.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return Ok(());
+    }
     for segment in path.split('/') {
-        let lower = segment.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
-        ) {
+        let dots = segment.len() <= 6
+            && [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."]
+                .iter()
+                .any(|d| segment.eq_ignore_ascii_case(d));
+        if dots {
             return Err(GatewayError::BadRequest(
                 "dot segments are not allowed in the path",
             ));
         }
-        if lower.contains("%2f")
-            || lower.contains("%5c")
-            || lower.contains("%00")
-            || lower.contains('\\')
-        {
+        let encoded_separator = segment.contains('\\')
+            || segment.as_bytes().windows(3).any(|w| {
+                w[0] == b'%'
+                    && (w[1..].eq_ignore_ascii_case(b"2f")
+                        || w[1..].eq_ignore_ascii_case(b"5c")
+                        || &w[1..] == b"00")
+            });
+        if encoded_separator {
             return Err(GatewayError::BadRequest(
                 "encoded separators are not allowed in the path",
             ));
