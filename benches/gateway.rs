@@ -67,6 +67,7 @@ fn bench_headers(c: &mut Criterion) {
     }
     let host = HeaderValue::from_static("gw.example");
     let via = HeaderValue::from_static("1.1 fxa-gateway");
+    let peer = HeaderValue::from_static("127.0.0.1");
     c.bench_function("header_hygiene_request", |b| {
         b.iter(|| {
             let mut h = base.clone();
@@ -76,6 +77,7 @@ fn bench_headers(c: &mut Criterion) {
                 peer: "127.0.0.1".parse().unwrap(),
                 tls: false,
                 host: Some(&host),
+                peer_header: Some(&peer),
             };
             headers::set_forwarding(&mut h, &origin, &[], &via);
             black_box(h)
