@@ -985,6 +985,52 @@ async fn a_429_for_one_user_leaves_another_users_token_working() {
     assert_eq!(env.forwarded(), 3);
 }
 
+#[tokio::test]
+async fn a_503_errno_202_closes_only_that_oauth_client() {
+    let env = Env::start().await;
+    env.grant("tok-client-a", UID_A, "profile");
+    // Same user, another OAuth client.
+    let other = fxa_answer(UID_A, "profile", env.now_ms() + 3_600_000);
+    let mut other = other.as_object().unwrap().clone();
+    other.insert("client_id".into(), json!("0000000000000002"));
+    env.answer("tok-client-b", Reply::new().json(Value::Object(other)));
+    env.api.on_fn("/v1/", move |req| {
+        if req.header("authorization") == Some("Bearer tok-client-a") {
+            Reply::new()
+                .status(503)
+                .header("retry-after", "60")
+                .json(json!({
+                    "code": 503, "errno": 202, "error": "Service Unavailable",
+                    "message": "Feature not enabled", "retryAfter": 60,
+                }))
+        } else {
+            Reply::new().json(json!({"ok": true}))
+        }
+    });
+    assert_eq!(
+        env.get("/profile/v1/email", "tok-client-a")
+            .await
+            .status_u16(),
+        503
+    );
+    assert_eq!(env.forwarded(), 1);
+
+    let a = env.get("/profile/v1/email", "tok-client-a").await;
+    assert_eq!(a.status_u16(), 503, "{}", a.text());
+    assert_eq!(a.json()["errno"], 202, "the upstream's errno is repeated");
+    assert_eq!(a.header("x-fxa-gateway-error"), Some("backed-off"));
+    assert_eq!(env.forwarded(), 1, "client A is answered by the gateway");
+
+    let b = env.get("/profile/v1/email", "tok-client-b").await;
+    assert_eq!(
+        b.status_u16(),
+        200,
+        "another client still reaches the upstream: {}",
+        b.text()
+    );
+    assert_eq!(env.forwarded(), 2);
+}
+
 // === logs ===
 
 const BIN: &str = env!("CARGO_BIN_EXE_fxa-gateway");
