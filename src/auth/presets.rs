@@ -36,7 +36,7 @@
 //! character (the first character of a display name or email). The server draws `[a-zA-Z0-9]`
 //! and `?` for anything else. Internal endpoints are never reachable through a preset.
 //!
-//! **`token-server`** (reference §5.1)
+//! **`tokenserver`** (reference §5.1)
 //!
 //! | method | path | requirement |
 //! |---|---|---|
@@ -85,7 +85,7 @@ pub enum Preset {
     #[serde(rename = "profile")]
     Profile,
     /// The Sync token server (`token.services.mozilla.com`).
-    #[serde(rename = "token-server")]
+    #[serde(rename = "tokenserver")]
     TokenServer,
     /// The OAuth endpoints RPs may use (`oauth.accounts.firefox.com`).
     #[serde(rename = "oauth")]
@@ -135,7 +135,7 @@ impl Preset {
     pub fn as_str(self) -> &'static str {
         match self {
             Preset::Profile => "profile",
-            Preset::TokenServer => "token-server",
+            Preset::TokenServer => "tokenserver",
             Preset::OAuth => "oauth",
         }
     }
