@@ -7,6 +7,12 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: the introspection cache's many small entries fragment
+/// glibc's heap (measured: +116 MB RSS for 100,000 tokens under glibc vs about half under a
+/// fragmentation-resistant allocator), and small allocations on the request path are cheaper.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fxa-gateway",
