@@ -207,6 +207,7 @@ impl Gates {
         };
         let key = match &quota.key {
             QuotaKey::Identity => identity.map(RateKey::client),
+            QuotaKey::Client => client_id.map(|c| RateKey::client(&format!("client:{c}"))),
             QuotaKey::Header(name) => headers.get(name).map(|v| self.hasher.key(v.as_bytes())),
             QuotaKey::Peer => None,
         }

@@ -237,7 +237,7 @@ fn record_error_metrics(
     }
 }
 
-/// Steps 2, 6 and 8 of the pipeline; later features slot their gates in where marked.
+/// Steps 2 to 8 of the pipeline (DESIGN.md), in order; refresh (step 7) is not built yet.
 async fn proxy(
     state: &State,
     snapshot: &Snapshot,

@@ -41,7 +41,8 @@ const CHALLENGE_INVALID_TOKEN: &str = r#"Bearer realm="fxa-gateway", error="inva
 /// - `/oauth` (v1): the OAuth preset (fronting `api`, so forwarded requests never count as
 ///   introspections);
 /// - `/custom`: route scopes `["profile"]`, an endpoint table with a public row and a POST row;
-/// - `/open`: `auth = "none"`.
+/// - `/open`: `auth = "none"`;
+/// - `/metered`: any valid token, a quota of 2 per minute per OAuth client.
 const ROUTES: &str = r#"
 [[routes]]
 name = "profile"
@@ -77,6 +78,13 @@ auth = { policy = "bearer", scopes = ["profile"], endpoints = [
 name = "open"
 path_prefix = "/open"
 upstream = "api"
+
+[[routes]]
+name = "metered"
+path_prefix = "/metered"
+upstream = "api"
+auth = { policy = "bearer" }
+quota = { requests = 2, window = "60s", key = "client" }
 "#;
 
 /// The whole gateway config: `oauth` at `oauth_url`, `api` at `api_url`, [`ROUTES`].
@@ -1029,6 +1037,26 @@ async fn a_503_errno_202_closes_only_that_oauth_client() {
         b.text()
     );
     assert_eq!(env.forwarded(), 2);
+}
+
+#[tokio::test]
+async fn a_quota_keyed_by_client_counts_each_oauth_client_separately() {
+    let env = Env::start().await;
+    env.grant("tok-x1", UID_A, "profile");
+    env.grant("tok-x2", UID_B, "profile");
+    let mut other = fxa_answer(UID_A, "profile", env.now_ms() + 3_600_000);
+    other["client_id"] = json!("0000000000000002");
+    env.answer("tok-y", Reply::new().json(other));
+    // Two users of one client share its quota.
+    assert_eq!(env.get("/metered/x", "tok-x1").await.status_u16(), 200);
+    assert_eq!(env.get("/metered/x", "tok-x2").await.status_u16(), 200);
+    let over = env.get("/metered/x", "tok-x1").await;
+    assert_eq!(over.status_u16(), 429, "{}", over.text());
+    assert_eq!(over.json()["errno"], 114);
+    assert_eq!(over.header("x-fxa-gateway-error"), Some("quota-exceeded"));
+    // Another client has its own.
+    assert_eq!(env.get("/metered/x", "tok-y").await.status_u16(), 200);
+    assert_eq!(env.forwarded(), 3);
 }
 
 // === logs ===

@@ -115,6 +115,8 @@ pub struct RouteQuota {
 pub enum QuotaKey {
     /// The peer address (IPv6 by /64).
     Peer,
+    /// The OAuth client id of the bearer token, else the peer address.
+    Client,
     /// The authenticated identity (AMO issuer...), else the peer address.
     Identity,
     /// A request header's value (hashed, never stored raw), else the peer address.

@@ -83,24 +83,23 @@ pub fn route_quota(raw: &RawQuota, key: &str, p: &mut Problems) -> Option<RouteQ
     let quota_key = match raw.key.as_deref().unwrap_or("peer") {
         "peer" => Some(QuotaKey::Peer),
         "identity" => Some(QuotaKey::Identity),
-        other => {
-            match other.strip_prefix("header:") {
-                Some(name) => match http::HeaderName::from_bytes(name.trim().as_bytes()) {
-                    Ok(name) => Some(QuotaKey::Header(name)),
-                    Err(_) => {
-                        p.at(
-                            format!("{key}.key"),
-                            format!("{name:?} is not a header name"),
-                        );
-                        None
-                    }
-                },
-                None => {
-                    p.at(format!("{key}.key"), format!("unknown quota key {other:?} (\"peer\", \"identity\" or \"header:<Name>\")"));
+        "client" => Some(QuotaKey::Client),
+        other => match other.strip_prefix("header:") {
+            Some(name) => match http::HeaderName::from_bytes(name.trim().as_bytes()) {
+                Ok(name) => Some(QuotaKey::Header(name)),
+                Err(_) => {
+                    p.at(
+                        format!("{key}.key"),
+                        format!("{name:?} is not a header name"),
+                    );
                     None
                 }
+            },
+            None => {
+                p.at(format!("{key}.key"), format!("unknown quota key {other:?} (\"peer\", \"client\", \"identity\" or \"header:<Name>\")"));
+                None
             }
-        }
+        },
     };
     let quota = quota(raw, key, p);
     Some(RouteQuota {
