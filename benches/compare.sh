@@ -95,8 +95,9 @@ BODY='{"uid":"4c352927cd4f4a4aa03d7d1893d950b8","email":"bench@example.com","loc
 KEEPALIVE=$((CONNS * STREAMS * 2))
 ((KEEPALIVE >= 256)) || KEEPALIVE=256
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# Helpers shared with the other benchmark script (logging, ports, templates, CPU accounting).
+# shellcheck source=compare/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/compare/common.sh"
 
 SUDO=
 if [[ $EUID -ne 0 ]]; then
@@ -166,30 +167,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "${ALL_PORTS[@]}"; do
     port_busy "$p" && die "port $p is in use (set BASE_PORT to move all ports)"
 done
 
-wait_port() { # port pid name
-    for _ in $(seq 100); do
-        port_busy "$1" && return 0
-        kill -0 "$2" 2>/dev/null || die "$3 exited at start-up (see logs in $TMP; KEEP_TMP=1 keeps them)"
-        sleep 0.1
-    done
-    die "$3 did not listen on port $1 within 10 s"
-}
 
-fill() { # template output, then NAME=VALUE pairs
-    local in=$1 out=$2 kv content
-    shift 2
-    content=$(<"$in")
-    for kv in "$@"; do
-        content=${content//"@${kv%%=*}@"/"${kv#*=}"}
-    done
-    if [[ $content =~ @[A-Z_]+@ ]]; then die "unfilled placeholder ${BASH_REMATCH[0]} in $in"; fi
-    printf '%s\n' "$content" >"$out"
-}
 
 # ---------------------------------------------------------------------------------------------
 # Build the gateway; certificates
@@ -327,17 +309,7 @@ cpu_ticks() { # core -> "busy total irq+softirq" jiffies since boot
     awk -v c="cpu$1" '$1 == c {printf "%.0f %.0f %.0f\n", $2 + $3 + $4 + $7 + $8,
         $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $7 + $8}' /proc/stat
 }
-proc_ticks() { # pid -> utime+stime jiffies (all threads)
-    local s
-    s=$(<"/proc/$1/stat")
-    s=${s##*) }
-    awk '{printf "%.0f\n", $12 + $13}' <<<"$s"
-}
 HZ=$(getconf CLK_TCK)
-upstream_accepts() { # connections the upstream has accepted so far (less this status request)
-    curl -sS --max-time 2 "http://127.0.0.1:$STATUS_PORT/status" 2>/dev/null |
-        awk 'NR == 3 {printf "%.0f\n", $1 - 1; found = 1} END {if (!found) print -1}'
-}
 children_ticks() { # -> CHILD_TICKS: CPU time of this shell's reaped children (the load generator)
     # Call it directly, not in $(...): a subshell would report its own (empty) children.
     times >"$TMP/times"
@@ -358,17 +330,6 @@ defcase g "(g) fxa-gateway, TLS h2" h2load "$URL_GW_TLS" "$GW_PID"
 defcase h "(h) fxa-gateway, plain h1, access log on" wrk "$URL_GWLOG_PLAIN" "$GWLOG_PID"
 CASES="a b c d e f g h"
 
-# Run the load generator on the client core in the background (so a signal reaches the trap at
-# once) and wait for it.
-client() { # out-file, command...
-    local out=$1 rc=0
-    shift
-    nice -n "$NICE" taskset -c "$CLIENT_CPU" "$@" >"$out" 2>&1 &
-    CLIENT_PID=$!
-    wait "$CLIENT_PID" || rc=$?
-    CLIENT_PID=
-    return "$rc"
-}
 
 load_cmd() { # case seconds logfile -> the command line in LOAD[]
     local url=${C_URL[$1]}
@@ -433,33 +394,6 @@ parse_h2load() {
 RESULTS=$TMP/runs.tsv
 printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\tforeign_pct\tclient_foreign_pct\tupstream_new_conns\n' >"$RESULTS"
 
-# Other work on the machine (a compiler, a test run) skews every figure, on either core: before a
-# case, wait (up to QUIET_WAIT s) until both cores are idle apart from us (our servers idle
-# between runs).
-busy_pct_over() { # seconds -> "server% client%" busy over that time
-    local a0 b0 a1 b1
-    a0=$(cpu_ticks "$SERVER_CPU"); b0=$(cpu_ticks "$CLIENT_CPU")
-    sleep "$1"
-    a1=$(cpu_ticks "$SERVER_CPU"); b1=$(cpu_ticks "$CLIENT_CPU")
-    awk -v a0="$a0" -v a1="$a1" -v b0="$b0" -v b1="$b1" 'BEGIN {
-        split(a0, x, " "); split(a1, y, " "); split(b0, u, " "); split(b1, v, " ")
-        t = y[2] - x[2]; w = v[2] - u[2]
-        printf "%.0f %.0f\n", (t > 0 ? 100 * (y[1] - x[1]) / t : 0), (w > 0 ? 100 * (v[1] - u[1]) / w : 0)}'
-}
-wait_quiet() {
-    local start=$SECONDS sb cb said=0
-    while :; do
-        read -r sb cb < <(busy_pct_over 0.5)
-        ((sb > QUIET_MAX || cb > QUIET_MAX)) || return 0
-        if ((SECONDS - start >= QUIET_WAIT)); then
-            log "  the machine is still busy (core $SERVER_CPU ${sb}%, core $CLIENT_CPU ${cb}%) after ${QUIET_WAIT} s: going on"
-            return 0
-        fi
-        ((said)) || log "  waiting for other processes to finish (core $SERVER_CPU ${sb}%, core $CLIENT_CPU ${cb}% busy)..."
-        said=1
-        sleep 2
-    done
-}
 
 run_case() { # round case
     local r=$1 k=$2 kept=0 attempt=0 max=$((RUNS + RETRIES)) raw
