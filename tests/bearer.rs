@@ -9,10 +9,9 @@
 
 mod support;
 
+use support::process::Process;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -21,9 +20,6 @@ use serde_json::{Value, json};
 use support::TestGateway;
 use support::client::{self, TestClient, TestResponse};
 use support::fake::{FakeUpstream, RecordedRequest, Reply};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
 const INTROSPECT: &str = "/v1/introspect";
 const CLIENT_ID: &str = "5882386c6d801776";
@@ -1061,90 +1057,6 @@ async fn a_quota_keyed_by_client_counts_each_oauth_client_separately() {
 
 // === logs ===
 
-const BIN: &str = env!("CARGO_BIN_EXE_fxa-gateway");
-
-/// The real binary with its stderr read line by line.
-struct Process {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl Process {
-    fn spawn(dir: &Path, toml: &str) -> Process {
-        let path = dir.join("gateway.toml");
-        std::fs::write(&path, toml).expect("write config");
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn fxa-gateway");
-        let stderr = child.stderr.take().expect("stderr pipe");
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Process {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The client listener's address, from the JSON `listening` event.
-    async fn listening(&mut self) -> SocketAddr {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let line = match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => line,
-                _ => panic!("no listening event; so far:\n{}", self.seen.join("\n")),
-            };
-            let found = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
-                let f = &v["Fields"];
-                (f["message"] == "listening" && f["listener"] == "test")
-                    .then(|| f["addr"].as_str()?.parse().ok())
-                    .flatten()
-            });
-            self.seen.push(line);
-            if let Some(addr) = found {
-                return addr;
-            }
-        }
-    }
-
-    /// SIGTERM, wait for the exit, return the whole stderr.
-    async fn terminate(mut self) -> String {
-        let pid = self.child.id().expect("gateway pid").to_string();
-        let kill = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(kill.success());
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("gateway did not exit after SIGTERM")
-            .expect("wait for gateway");
-        while let Ok(Some(line)) =
-            tokio::time::timeout(Duration::from_secs(5), self.lines.recv()).await
-        {
-            self.seen.push(line);
-        }
-        let stderr = self.seen.join("\n");
-        assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
-        stderr
-    }
-}
-
 #[tokio::test]
 async fn no_token_appears_in_any_log_line() {
     const VALID: &str = "SECRETTOKENvalid0123456789abcdef";
@@ -1175,7 +1087,7 @@ async fn no_token_appears_in_any_log_line() {
     let log = r#"format = "json"
 level = "trace""#;
     let mut gw = Process::spawn(dir.path(), &config(&oauth.url(), &api.url(), log));
-    let addr = gw.listening().await;
+    let addr = gw.listening("test").await;
     let url = |path: &str| format!("http://{addr}{path}");
 
     let cases: Vec<(String, &str, u16)> = vec![
@@ -1196,7 +1108,8 @@ level = "trace""#;
         let resp = client::send("GET", &url(path), &[("authorization", auth)], "").await;
         assert_eq!(resp.status_u16(), *status, "{auth} {path}: {}", resp.text());
     }
-    let stderr = gw.terminate().await;
+    let (status, stderr) = gw.terminate().await;
+    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
     assert!(
         stderr.lines().any(|l| l.contains("request.summary")),
         "no access events:\n{stderr}"

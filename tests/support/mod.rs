@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::path::Path;
