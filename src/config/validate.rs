@@ -218,7 +218,30 @@ pub(super) fn count(v: u64, max: u64, key: &str, p: &mut Problems) -> u64 {
 }
 
 /// A name used in logs, metric labels and cross-references: `[A-Za-z0-9_.-]`, 1–64 chars.
-pub(super) fn check_name(name: &str, key: &str, p: &mut Problems) {
+/// Names of one kind of element (listeners, upstreams, ...): each valid, none twice.
+pub(super) struct UniqueNames<'a> {
+    kind: &'static str,
+    seen: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> UniqueNames<'a> {
+    pub(super) fn new(kind: &'static str) -> Self {
+        UniqueNames {
+            kind,
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Checks `name` (at `key`) for shape and for a duplicate.
+    pub(super) fn check(&mut self, name: &'a str, key: &str, p: &mut Problems) {
+        check_name(name, key, p);
+        if !self.seen.insert(name) {
+            p.at(key, format!("duplicate {} name {name:?}", self.kind));
+        }
+    }
+}
+
+fn check_name(name: &str, key: &str, p: &mut Problems) {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

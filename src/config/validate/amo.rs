@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Context, check_name};
+use super::{Context, UniqueNames};
 use crate::config::Problems;
 use crate::config::model::{AmoCredentialConfig, AmoIssuerConfig, AmoVerifySettings, IpNet};
 use crate::config::raw::{RawAmoCredential, RawAmoIssuer, RawAmoVerify};
@@ -21,19 +21,13 @@ pub fn credentials(
     ctx: &Context<'_>,
     p: &mut Problems,
 ) -> Vec<Option<AmoCredentialConfig>> {
-    let mut names = HashSet::new();
+    let mut names = UniqueNames::new("credential");
     raw.iter()
         .enumerate()
         .map(|(i, c)| {
             let c = c.as_ref()?;
             let key = format!("amo_credentials[{i}]");
-            check_name(&c.name, &format!("{key}.name"), p);
-            if !names.insert(c.name.as_str()) {
-                p.at(
-                    format!("{key}.name"),
-                    format!("duplicate credential name {:?}", c.name),
-                );
-            }
+            names.check(&c.name, &format!("{key}.name"), p);
             credential(c, &key, listener_names, ctx, p)
         })
         .collect()

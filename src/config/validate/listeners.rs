@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{Context, check_name, dns_name};
+use super::{Context, UniqueNames, dns_name};
 use crate::config::Problems;
 use crate::config::model::{CertificateConfig, ListenerConfig, TlsSettings};
 use crate::config::net::parse_listen_addr;
@@ -18,7 +18,7 @@ pub fn validate(
     ctx: &Context<'_>,
     p: &mut Problems,
 ) -> Vec<Option<ListenerConfig>> {
-    let mut names = HashSet::new();
+    let mut names = UniqueNames::new("listener");
     let mut addrs = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for (i, l) in raw.iter().enumerate() {
@@ -27,13 +27,7 @@ pub fn validate(
             continue;
         };
         let key = format!("listeners[{i}]");
-        check_name(&l.name, &format!("{key}.name"), p);
-        if !names.insert(l.name.as_str()) {
-            p.at(
-                format!("{key}.name"),
-                format!("duplicate listener name {:?}", l.name),
-            );
-        }
+        names.check(&l.name, &format!("{key}.name"), p);
         let addr = match parse_listen_addr(&l.addr) {
             Ok(addr) => addr,
             Err(e) => {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use http::Method;
 
-use super::{check_name, dns_name};
+use super::{UniqueNames, dns_name};
 use crate::config::Problems;
 use crate::config::model::{AuthPolicy, DeprecatedVersion, RouteConfig};
 use crate::config::raw::{RawAuth, RawDeprecatedVersion, RawRoute};
@@ -23,20 +23,14 @@ pub fn validate(
     auth_names: &AuthNames,
     p: &mut Problems,
 ) -> Vec<Option<RouteConfig>> {
-    let mut names = HashSet::new();
+    let mut names = UniqueNames::new("route");
     let mut matches = HashSet::new();
     raw.iter()
         .enumerate()
         .map(|(i, r)| {
             let r = r.as_ref()?;
             let key = format!("routes[{i}]");
-            check_name(&r.name, &format!("{key}.name"), p);
-            if !names.insert(r.name.as_str()) {
-                p.at(
-                    format!("{key}.name"),
-                    format!("duplicate route name {:?}", r.name),
-                );
-            }
+            names.check(&r.name, &format!("{key}.name"), p);
             let route = route(r, &key, upstream_names, auth_names, p)?;
             if !matches.insert((route.host.clone(), route.path_prefix.clone())) {
                 p.at(

@@ -1,13 +1,11 @@
 //! `[[upstreams]]`: base URLs (https, or http on loopback only), CA bundles, timeouts and
 //! pool sizes.
 
-use std::collections::HashSet;
-
 use http::Uri;
 use http::uri::{PathAndQuery, Scheme};
 
 use super::listeners::check_certificates;
-use super::{Context, check_name, count, nonzero};
+use super::{Context, UniqueNames, count, nonzero};
 use crate::config::Problems;
 use crate::config::model::UpstreamConfig;
 use crate::config::net::is_loopback_host;
@@ -19,19 +17,13 @@ pub fn validate(
     ctx: &Context<'_>,
     p: &mut Problems,
 ) -> Vec<Option<UpstreamConfig>> {
-    let mut names = HashSet::new();
+    let mut names = UniqueNames::new("upstream");
     raw.iter()
         .enumerate()
         .map(|(i, u)| {
             let u = u.as_ref()?;
             let key = format!("upstreams[{i}]");
-            check_name(&u.name, &format!("{key}.name"), p);
-            if !names.insert(u.name.as_str()) {
-                p.at(
-                    format!("{key}.name"),
-                    format!("duplicate upstream name {:?}", u.name),
-                );
-            }
+            names.check(&u.name, &format!("{key}.name"), p);
             upstream(u, &key, ctx, p)
         })
         .collect()
