@@ -156,27 +156,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for p in "${ALL_PORTS[@]}"; do
-    port_busy "$p" && die "port $p is in use (set BASE_PORT to move all ports)"
-done
+ports_free "${ALL_PORTS[@]}"
 
 
 
 # ---------------------------------------------------------------------------------------------
 # Build the gateway; certificates (the nginx proxy config has a TLS listener too)
-if [[ -n ${GATEWAY_BIN:-} ]]; then
-    [[ -x $GATEWAY_BIN ]] || die "GATEWAY_BIN=$GATEWAY_BIN is not executable"
-else
-    log "building fxa-gateway (cargo build --release)"
-    (cd "$ROOT" && cargo build --release --quiet --bin fxa-gateway) || die "cargo build failed"
-    GATEWAY_BIN=$ROOT/target/release/fxa-gateway
-fi
-# A private copy: a concurrent cargo build may replace target/release/fxa-gateway.
-cp "$GATEWAY_BIN" "$TMP/fxa-gateway"
-GW=$TMP/fxa-gateway
-GW_VERSION=$("$GW" --version 2>/dev/null || echo "fxa-gateway ?")
-"$GW" gen-cert --out "$TMP/certs" --name localhost --name 127.0.0.1 >/dev/null ||
-    die "fxa-gateway gen-cert failed"
+prepare_gateway
 
 # ---------------------------------------------------------------------------------------------
 # Configs

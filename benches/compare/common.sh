@@ -79,3 +79,32 @@ wait_quiet() {
         sleep 2
     done
 }
+
+# Dies if any of the given ports is already taken.
+ports_free() {
+    local p
+    for p in "$@"; do
+        port_busy "$p" && die "port $p is in use (set BASE_PORT to move all ports)"
+    done
+    return 0
+}
+
+# Builds the gateway (or takes GATEWAY_BIN), runs a private copy from $TMP (a concurrent cargo
+# build may replace target/release/fxa-gateway) and makes certificates in $TMP/certs.
+# Sets GW and GW_VERSION.
+prepare_gateway() {
+    if [[ -n ${GATEWAY_BIN:-} ]]; then
+        [[ -x $GATEWAY_BIN ]] || die "GATEWAY_BIN=$GATEWAY_BIN is not executable"
+    else
+        log "building fxa-gateway (cargo build --release)"
+        (cd "$ROOT" && cargo build --release --quiet --bin fxa-gateway) || die "cargo build failed"
+        GATEWAY_BIN=$ROOT/target/release/fxa-gateway
+    fi
+    cp "$GATEWAY_BIN" "$TMP/fxa-gateway"
+    GW=$TMP/fxa-gateway
+    GW_VERSION=$("$GW" --version 2>/dev/null || echo "fxa-gateway ?")
+    "$GW" gen-cert --out "$TMP/certs" --name localhost --name 127.0.0.1 >/dev/null ||
+        die "fxa-gateway gen-cert failed"
+    [[ -s $TMP/certs/gateway.pem && -s $TMP/certs/gateway-key.pem ]] ||
+        die "gen-cert wrote no certificate"
+}
