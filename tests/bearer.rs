@@ -220,13 +220,9 @@ fn fxa_answer(sub: &str, scope: &str, exp_ms: u64) -> Value {
     })
 }
 
-/// The `token` field of the form body (test tokens need no percent-decoding).
+/// The `token` field of an introspection request.
 fn token_of(req: &RecordedRequest) -> String {
-    req.body_str()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .unwrap_or_default()
-        .to_owned()
+    req.form_field("token").unwrap_or_default()
 }
 
 /// An errno-shaped refusal with the given challenge (`None`: no `WWW-Authenticate`).

@@ -124,13 +124,9 @@ fn upstream_config(url: &str) -> UpstreamConfig {
     }
 }
 
-/// The `token` field of the form body (test tokens need no percent-decoding).
+/// The `token` field of an introspection request.
 fn token_of(req: &RecordedRequest) -> String {
-    req.body_str()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .unwrap_or_default()
-        .to_owned()
+    req.form_field("token").unwrap_or_default()
 }
 
 fn unavailable() -> IntrospectError {

@@ -207,6 +207,14 @@ impl RecordedRequest {
     }
 
     /// The body as (lossy) UTF-8.
+    /// A field of a form-encoded body (test values need no percent-decoding).
+    pub fn form_field(&self, name: &str) -> Option<String> {
+        let body = self.body_str();
+        let prefix = format!("{name}=");
+        body.split('&')
+            .find_map(|pair| pair.strip_prefix(prefix.as_str()).map(str::to_owned))
+    }
+
     pub fn body_str(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
