@@ -45,18 +45,18 @@ pub fn access(
     request_id: &HeaderValue,
     elapsed: Duration,
 ) {
-    let route = outcome
-        .route
-        .and_then(|i| snapshot.router.routes().iter().find(|r| r.index == i));
-    let upstream = outcome.upstream.and_then(|i| snapshot.upstreams.get(i));
+    let route = outcome.route.and_then(|i| snapshot.route_names.get(i));
+    let upstream = outcome
+        .upstream
+        .and_then(|i| snapshot.upstream_names.get(i));
     tracing::info!(
         target: "access",
         method = method.as_str(),
-        route = route.map_or("-", |r| r.config.name.as_str()),
+        route = route.map_or("-", |r| &*r.0),
         status = response.status().as_u16(),
         errno = outcome.errno,
         reason = outcome.reason,
-        upstream = upstream.map_or("-", |u| u.name.as_str()),
+        upstream = upstream.map_or("-", |u| &*u.0),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         request_id = request_id.to_str().unwrap_or("-"),
         "request"

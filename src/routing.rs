@@ -63,10 +63,6 @@ impl Router {
         Router { routes }
     }
 
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
     /// The route for `host` and `path`, without version or method checks (to attribute an
     /// error to its route in logs and metrics).
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Route> {
@@ -84,11 +80,7 @@ impl Router {
         method: &Method,
         now: SystemTime,
     ) -> Result<RouteMatch<'r>, GatewayError> {
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.host_matches(host) && prefix_matches(&r.config.path_prefix, path))
-            .ok_or(GatewayError::RouteNotFound)?;
+        let route = self.find(host, path).ok_or(GatewayError::RouteNotFound)?;
         let rest_start = if route.config.path_prefix == "/" {
             0
         } else {

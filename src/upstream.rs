@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -91,10 +91,6 @@ impl Upstream {
 
     pub fn response_timeout(&self) -> Duration {
         self.response_timeout
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
     }
 
     /// Root URI of the upstream, for health checks.
@@ -293,10 +289,4 @@ fn build_client(config: &UpstreamConfig) -> anyhow::Result<HttpClient> {
         .set_host(true)
         .build(connector);
     Ok(client)
-}
-
-/// `Host` value for an upstream (its authority), for callers that need it explicitly.
-pub fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    uri.authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
