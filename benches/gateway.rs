@@ -26,6 +26,7 @@ fn route(name: &str, prefix: &str, versions: &[&str]) -> RouteConfig {
         auth: AuthPolicy::None,
         quota: None,
         backoff_scope: Default::default(),
+        refresh: None,
     }
 }
 

@@ -153,7 +153,7 @@ impl http_body::Body for UpstreamBody {
         match self {
             UpstreamBody::Empty => true,
             UpstreamBody::Full(bytes) => bytes.is_none(),
-            UpstreamBody::Stream(s) => s.inner.is_end_stream(),
+            UpstreamBody::Stream(s) => s.prefix.is_none() && s.inner.is_end_stream(),
         }
     }
 
@@ -162,7 +162,17 @@ impl http_body::Body for UpstreamBody {
             UpstreamBody::Empty => SizeHint::with_exact(0),
             UpstreamBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             UpstreamBody::Full(None) => SizeHint::with_exact(0),
-            UpstreamBody::Stream(s) => s.inner.size_hint(),
+            UpstreamBody::Stream(s) => {
+                let mut hint = s.inner.size_hint();
+                if let Some(prefix) = &s.prefix {
+                    let len = prefix.len() as u64;
+                    hint.set_lower(hint.lower() + len);
+                    if let Some(upper) = hint.upper() {
+                        hint.set_upper(upper + len);
+                    }
+                }
+                hint
+            }
         }
     }
 }
@@ -170,6 +180,9 @@ impl http_body::Body for UpstreamBody {
 /// The client's body with a byte cap. Going over the cap fails the upstream request and raises
 /// a flag the pipeline reads to answer 413 instead of a 502.
 pub struct LimitedIncoming {
+    /// Bytes already read from `inner` (a body that turned out too large to buffer for a
+    /// replay), sent first.
+    prefix: Option<Bytes>,
     inner: Incoming,
     remaining: u64,
     exceeded: Option<Arc<AtomicBool>>,
@@ -184,6 +197,7 @@ impl LimitedIncoming {
     /// content-length); a declared length over the cap is refused before forwarding.
     pub fn new(inner: Incoming, limit: u64, exceeded: Option<Arc<AtomicBool>>) -> Self {
         LimitedIncoming {
+            prefix: None,
             inner,
             remaining: limit,
             exceeded,
@@ -191,6 +205,9 @@ impl LimitedIncoming {
     }
 
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -210,4 +227,49 @@ impl LimitedIncoming {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// Reads a request body whole when it has at most `max` bytes, so it can be sent twice (a
+/// replay after a token refresh). A longer one comes back as a stream that starts with what
+/// was read, under the same total `limit`. Trailers are not kept. The caller bounds the time.
+pub async fn buffer_for_replay(
+    mut incoming: Incoming,
+    max: u64,
+    limit: u64,
+    exceeded: Option<Arc<AtomicBool>>,
+) -> Result<UpstreamBody, BufferError> {
+    use http_body_util::BodyExt as _;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|_| BufferError::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = (buf.len() + data.len()) as u64;
+        if total > limit {
+            return Err(BufferError::TooLarge);
+        }
+        buf.extend_from_slice(&data);
+        if total > max {
+            return Ok(UpstreamBody::Stream(LimitedIncoming {
+                prefix: Some(buf.freeze()),
+                inner: incoming,
+                remaining: limit - total,
+                exceeded,
+            }));
+        }
+    }
+    Ok(if buf.is_empty() {
+        UpstreamBody::Empty
+    } else {
+        UpstreamBody::Full(Some(buf.freeze()))
+    })
+}
+
+/// Why a body could not be read for buffering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferError {
+    TooLarge,
+    /// The client's body failed or ended early.
+    Broken,
 }

@@ -76,12 +76,30 @@ pub enum GatewayError {
     EndpointNotAllowed,
     #[error("OAuth server unavailable for introspection")]
     IntrospectionUnavailable { retry_after: Option<u64> },
+    #[error("request body not received in time")]
+    BodyTimeout,
+    #[error("X-FxA-Refresh-Token sent on a listener that does not accept it")]
+    RefreshTokenNotAccepted,
+    #[error("X-FxA-Refresh-Token is not a refresh token")]
+    RefreshTokenMalformed,
+    #[error("the OAuth server rejected the refresh token: re-authentication required")]
+    ReauthRequired,
+    #[error("OAuth server unavailable for refresh")]
+    RefreshUnavailable { retry_after: Option<u64> },
+    #[error(
+        "the OAuth server refused the gateway's refresh request (status {status}, errno {errno:?}): check [refresh] client_id, client_secret and the routes' refresh_scope"
+    )]
+    RefreshMisconfigured { status: u16, errno: Option<u16> },
     #[error("caller over its quota")]
     QuotaExceeded {
         retry_after: u64,
         headers: Option<(HeaderValue, HeaderValue)>,
     },
 }
+
+/// Set to `required` when the refresh token was rejected: the RP must drop its tokens and
+/// send the user through sign-in again.
+pub const REAUTH_HEADER: &str = "x-fxa-reauth";
 
 /// Which RFC 6750 §3.1 challenge a bearer refusal carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +321,48 @@ impl GatewayError {
                 "oauth-unavailable",
                 Upstream,
             ),
+            BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                999,
+                "Request body not received in time",
+                "body-timeout",
+                Client,
+            ),
+            RefreshTokenNotAccepted => (
+                StatusCode::BAD_REQUEST,
+                999,
+                "Bad Request: X-FxA-Refresh-Token is not accepted on this listener (refresh tokens may only travel between the relying party and the OAuth server)",
+                "refresh-token-not-accepted",
+                Client,
+            ),
+            RefreshTokenMalformed => (
+                StatusCode::BAD_REQUEST,
+                999,
+                "Bad Request: X-FxA-Refresh-Token must be one FxA refresh token (64 hex characters)",
+                "refresh-token-malformed",
+                Client,
+            ),
+            ReauthRequired => (
+                StatusCode::UNAUTHORIZED,
+                110,
+                "Invalid authentication token: the refresh token was rejected, the user must re-authenticate",
+                "reauth-required",
+                Client,
+            ),
+            RefreshUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                104,
+                "OAuth service unavailable",
+                "refresh-unavailable",
+                Upstream,
+            ),
+            RefreshMisconfigured { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                999,
+                "Unspecified error",
+                "refresh-misconfigured",
+                Gateway,
+            ),
             QuotaExceeded { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 114,
@@ -327,7 +387,8 @@ impl GatewayError {
             GatewayError::BackedOff { retry_after, .. }
             | GatewayError::UpstreamOverCap { retry_after }
             | GatewayError::QuotaExceeded { retry_after, .. } => Some((*retry_after).max(1)),
-            GatewayError::IntrospectionUnavailable { retry_after } => *retry_after,
+            GatewayError::IntrospectionUnavailable { retry_after }
+            | GatewayError::RefreshUnavailable { retry_after } => *retry_after,
             _ => None,
         }
     }
@@ -368,6 +429,13 @@ impl GatewayError {
             }
             GatewayError::InvalidToken(challenge) => {
                 headers.insert(WWW_AUTHENTICATE, bearer_challenge(challenge));
+            }
+            GatewayError::ReauthRequired => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    bearer_challenge(BearerChallenge::InvalidToken),
+                );
+                headers.insert(REAUTH_HEADER, HeaderValue::from_static("required"));
             }
             GatewayError::MissingScope { required } => {
                 let value = format!(

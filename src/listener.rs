@@ -23,6 +23,8 @@ pub struct BoundListener {
     pub name: Arc<str>,
     pub tcp: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    /// Callers may send `X-FxA-Refresh-Token` on this listener.
+    pub accept_refresh_token: bool,
 }
 
 impl BoundListener {
@@ -41,6 +43,7 @@ impl BoundListener {
             name: Arc::from(config.name.as_str()),
             tcp,
             tls,
+            accept_refresh_token: config.accept_refresh_token,
         })
     }
 
@@ -89,6 +92,7 @@ pub async fn serve(
             local,
             tls: listener.tls.is_some(),
             listener: listener.name.clone(),
+            accept_refresh_token: listener.accept_refresh_token,
             in_flight: Arc::new(InFlight::default()),
             peer_header: crate::headers::peer_header(peer.ip()),
         });

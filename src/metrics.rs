@@ -56,6 +56,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub route: Name,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamErrorLabels {
     pub upstream: Name,
     pub kind: &'static str,
@@ -79,6 +85,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     backoff_remaining: Family<UpstreamLabels, Gauge>,
     backoff_header: Family<UpstreamLabels, Gauge>,
+    refreshes: Family<OutcomeLabels, Counter>,
+    replays: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -98,6 +106,8 @@ impl Metrics {
         let in_flight = Gauge::default();
         let backoff_remaining = Family::<UpstreamLabels, Gauge>::default();
         let backoff_header = Family::<UpstreamLabels, Gauge>::default();
+        let refreshes = Family::<OutcomeLabels, Counter>::default();
+        let replays = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests answered, by route, status and errno",
@@ -138,8 +148,24 @@ impl Metrics {
             "Last Backoff/X-Backoff value an upstream sent",
             backoff_header.clone(),
         );
+        registry.register(
+            "refreshes",
+            "Requests that needed a token refresh, by route and outcome: refreshed (this request \
+             made the token endpoint call), reused (another request's result), reauth (refresh \
+             token rejected), misconfigured (the OAuth server refused the gateway's client), \
+             unavailable (OAuth server down or backed off)",
+            refreshes.clone(),
+        );
+        registry.register(
+            "refresh_replays",
+            "Requests sent again with a refreshed token after an upstream 401 (replayed), or \
+             answered with the 401 because their body could not be replayed (not_replayed)",
+            replays.clone(),
+        );
         Metrics {
             registry,
+            refreshes,
+            replays,
             requests,
             duration,
             errors,
@@ -201,6 +227,24 @@ impl Metrics {
                 upstream: upstream.clone(),
             })
             .set(value);
+    }
+
+    pub fn refresh(&self, route: &Name, outcome: &'static str) {
+        self.refreshes
+            .get_or_create(&OutcomeLabels {
+                route: route.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn replay(&self, route: &Name, outcome: &'static str) {
+        self.replays
+            .get_or_create(&OutcomeLabels {
+                route: route.clone(),
+                outcome,
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -10,15 +10,20 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::auth::policy::{self, AuthRuntime, Caller};
-use crate::body::{Body, InFlight, LimitedIncoming, TrackedBody, UpstreamBody};
+use crate::auth::bearer;
+use crate::auth::policy::{self, AuthRuntime, Caller, RefreshRequest, Rejected};
+use crate::auth::refresh::{self, Grant};
+use crate::body::{
+    Body, BufferError, InFlight, LimitedIncoming, TrackedBody, UpstreamBody, buffer_for_replay,
+};
 use crate::clock::SharedClock;
 use crate::config::{Config, IpNet, Limits};
 use crate::errno::{Fault, GatewayError};
@@ -115,6 +120,8 @@ pub struct ConnInfo {
     pub local: Option<SocketAddr>,
     pub tls: bool,
     pub listener: Arc<str>,
+    /// The listener accepts `X-FxA-Refresh-Token`.
+    pub accept_refresh_token: bool,
     /// Requests on this connection still being answered.
     pub in_flight: Arc<InFlight>,
     /// `peer`'s address as an `X-Forwarded-For` value, rendered once per connection.
@@ -237,7 +244,7 @@ fn record_error_metrics(
     }
 }
 
-/// Steps 2 to 8 of the pipeline (DESIGN.md), in order; refresh (step 7) is not built yet.
+/// Steps 2 to 8 of the pipeline (DESIGN.md), in order.
 async fn proxy(
     state: &State,
     snapshot: &Snapshot,
@@ -279,20 +286,53 @@ async fn proxy(
     // and authenticating a request that cannot be sent would be wasted work.
     let upstream_ticket = snapshot.gates.upstream_gate(route.upstream, now)?;
 
+    // The caller's refresh token: refused on a listener that does not take refresh tokens,
+    // used only where the route refreshes, never forwarded (hygiene strips every X-FxA-*).
+    let refresh_token = refresh::caller_refresh_token(
+        req.headers(),
+        conn.accept_refresh_token,
+        route.refresh.is_some(),
+    )?;
+    let refresh = match (&route.refresh, refresh_token.as_deref()) {
+        (Some(options), Some(token)) => Some(RefreshRequest {
+            refresh_token: token,
+            scope: options.scope.as_deref(),
+        }),
+        _ => None,
+    };
+    // What a replay after an upstream 401 needs: the token that 401 was about.
+    let sent_token = refresh
+        .as_ref()
+        .and_then(|_| bearer::bearer_token(req.headers()).ok())
+        .map(str::to_owned);
+
     // Authenticate before any upstream traffic: a refused caller costs the upstream nothing.
     // Reads the caller's headers before hygiene strips the `X-FxA-*` selection header.
+    let rest_path = &path[matched.rest_start..];
     let caller = Caller {
         listener: &conn.listener,
         peer: conn.peer.ip(),
         method: req.method(),
-        path: &path[matched.rest_start..],
+        path: rest_path,
     };
     let auth = snapshot
         .auth
-        .authenticate(&route.auth, req.headers(), &caller, now)
-        .await?;
+        .authenticate(&route.auth, req.headers(), &caller, now, refresh.as_ref())
+        .await
+        .inspect_err(|e| note_refresh_error(state, snapshot, matched.route.index, e))?;
     let identity = auth.identity.clone();
     let client_id = auth.client_id.clone();
+    let mut refreshed = auth.refreshed.clone();
+    let mut refresh_note = if auth.refreshed.is_some() {
+        Some(RefreshNote::Refreshed)
+    } else {
+        None
+    };
+    if let Some(r) = &auth.refreshed {
+        note_refresh(state, snapshot, matched.route.index, r.source.into());
+    } else if auth.refresh_deferred {
+        note_refresh(state, snapshot, matched.route.index, "unavailable");
+    }
 
     // Per-identity gates once the caller is known: a 429 from FxA is about one account, and
     // quotas count per caller.
@@ -309,13 +349,12 @@ async fn proxy(
     snapshot.gates.upstream_cap(route.upstream)?;
 
     let upstream_uri = {
-        let rest = if route.strip_prefix {
-            &path[matched.rest_start..]
-        } else {
-            path
-        };
+        let rest = if route.strip_prefix { rest_path } else { path };
         upstream.uri_for(rest, req.uri().query())?
     };
+    let method = req.method().clone();
+    // A replay after a 401 re-checks the new token on the same endpoint.
+    let replay_target = refresh.as_ref().map(|_| rest_path.to_owned());
     let origin_host = host_header_value(&req);
     let headers = req.headers_mut();
     headers::strip_hop_by_hop(headers);
@@ -332,30 +371,116 @@ async fn proxy(
     // The policy's credential goes on last, after the caller's `X-FxA-*` headers are gone.
     policy::apply(auth, &route.auth, headers);
 
-    let method = req.method().clone();
     let exceeded = declared.is_none().then(|| Arc::new(AtomicBool::new(false)));
     let (mut parts, incoming) = req.into_parts();
     parts.uri = upstream_uri;
+    // Where a refresh may follow, bodies up to the replay limit are buffered so the request
+    // can be sent again; larger or endless ones stream and are never replayed.
+    let replay_max = refresh
+        .as_ref()
+        .and(snapshot.auth.refresher())
+        .map(|r| r.max_replay_body().min(limit));
     let body = if declared == Some(0)
         || (declared.is_none() && hyper::body::Body::is_end_stream(&incoming))
     {
         UpstreamBody::Empty
+    } else if let Some(max) = replay_max
+        && declared.is_none_or(|len| len <= max)
+    {
+        let read = buffer_for_replay(incoming, max, limit, exceeded.clone());
+        match tokio::time::timeout(upstream.response_timeout(), read).await {
+            Err(_) => return Err(GatewayError::BodyTimeout),
+            Ok(Err(BufferError::TooLarge)) => return Err(GatewayError::BodyTooLarge { limit }),
+            Ok(Err(BufferError::Broken)) => {
+                return Err(GatewayError::BadRequest("request body ended early"));
+            }
+            Ok(Ok(body)) => body,
+        }
     } else {
         UpstreamBody::Stream(LimitedIncoming::new(incoming, limit, exceeded.clone()))
     };
+    let replay = match (&body, &refresh) {
+        (UpstreamBody::Empty, Some(_)) => Some(None),
+        (UpstreamBody::Full(bytes), Some(_)) => Some(bytes.clone()),
+        _ => None,
+    };
+    let replay_headers = replay.as_ref().map(|_| parts.headers.clone());
+    let replay_uri = replay.as_ref().map(|_| parts.uri.clone());
     let upstream_req = Request::from_parts(parts, body);
 
-    let permit = upstream.acquire().await?;
-    let response = match upstream.send(upstream_req).await {
-        Ok(r) => r,
-        Err(CallError::Gateway(e)) => {
-            return Err(over_limit(&exceeded, limit).unwrap_or(e));
+    let mut permit = upstream.acquire().await?;
+    let mut response = send(upstream, upstream_req, &exceeded, limit).await?;
+
+    // Step 7, refresh after a 401: the upstream refused the token the caller holds. Refresh
+    // once, replay once with the new token; a 401 after that goes back as it is.
+    if response.status() == StatusCode::UNAUTHORIZED
+        && refreshed.is_none()
+        && let (Some(refresh), Some(old_token), Some(target)) =
+            (&refresh, &sent_token, &replay_target)
+    {
+        let caller = Caller {
+            listener: &conn.listener,
+            peer: conn.peer.ip(),
+            method: &method,
+            path: target,
+        };
+        let check_headers = replay_headers.clone().unwrap_or_default();
+        let refresh_for = |replayable: bool| async move {
+            snapshot
+                .auth
+                .refresh_rejected(
+                    &route.auth,
+                    &check_headers,
+                    &caller,
+                    Rejected {
+                        old_token,
+                        replay: replayable,
+                    },
+                    refresh,
+                    state.clock.now(),
+                )
+                .await
+                .inspect_err(|e| note_refresh_error(state, snapshot, matched.route.index, e))
+        };
+        match (replay, replay_headers, replay_uri) {
+            (Some(body), Some(mut headers), Some(uri)) => {
+                // The refused answer is not the caller's: let its connection slot go.
+                drop(response);
+                drop(permit);
+                let new_auth = refresh_for(true).await?;
+                refreshed = new_auth.refreshed.clone();
+                for name in [
+                    bearer::UID_HEADER,
+                    bearer::CLIENT_ID_HEADER,
+                    bearer::SCOPE_HEADER,
+                ] {
+                    headers.remove(name);
+                }
+                policy::apply(new_auth, &route.auth, &mut headers);
+                let mut again = Request::new(match body {
+                    Some(bytes) => UpstreamBody::Full(Some(bytes)),
+                    None => UpstreamBody::Empty,
+                });
+                *again.method_mut() = method.clone();
+                *again.uri_mut() = uri;
+                *again.headers_mut() = headers;
+                permit = upstream.acquire().await?;
+                response = send(upstream, again, &None, limit).await?;
+                refresh_note = Some(RefreshNote::Replayed);
+                note_replay(state, snapshot, matched.route.index, "replayed");
+            }
+            _ => {
+                // The body is gone upstream: the caller gets the 401 and the new token.
+                refreshed = refresh_for(false).await?.refreshed;
+                refresh_note = Some(RefreshNote::NotReplayed);
+                note_replay(state, snapshot, matched.route.index, "not_replayed");
+            }
         }
-        Err(CallError::RequestBody) => {
-            return Err(over_limit(&exceeded, limit)
-                .unwrap_or(GatewayError::BadRequest("request body ended early")));
+        if let Some(r) = &refreshed {
+            note_refresh(state, snapshot, matched.route.index, r.source.into());
         }
-    };
+    }
+
     let view = matched_view(&matched);
     let mut response = respond::finish(
         response,
@@ -384,7 +509,77 @@ async fn proxy(
         state.metrics.backoff_header(name, secs);
     }
     quota_headers.apply(response.headers_mut());
+    if let (Some(r), Some(note)) = (&refreshed, refresh_note) {
+        hand_over_token(response.headers_mut(), &r.grant, note, state.clock.now());
+    }
     Ok(response)
+}
+
+/// Sends one request upstream; a body over the cap is 413, not a 502.
+async fn send(
+    upstream: &Upstream,
+    req: Request<UpstreamBody>,
+    exceeded: &Option<Arc<AtomicBool>>,
+    limit: u64,
+) -> Result<Response<Incoming>, GatewayError> {
+    match upstream.send(req).await {
+        Ok(r) => Ok(r),
+        Err(CallError::Gateway(e)) => Err(over_limit(exceeded, limit).unwrap_or(e)),
+        Err(CallError::RequestBody) => Err(over_limit(exceeded, limit)
+            .unwrap_or(GatewayError::BadRequest("request body ended early"))),
+    }
+}
+
+/// What refresh did to the request, for `X-FxA-Refresh`.
+#[derive(Debug, Clone, Copy)]
+enum RefreshNote {
+    Refreshed,
+    Replayed,
+    NotReplayed,
+}
+
+/// Gives the caller its new access token: it must store it (and it must not be cached).
+fn hand_over_token(headers: &mut HeaderMap, grant: &Grant, note: RefreshNote, now: SystemTime) {
+    if let Ok(mut token) = HeaderValue::from_str(grant.access_token()) {
+        token.set_sensitive(true);
+        headers.insert(refresh::ACCESS_TOKEN_HEADER, token);
+        headers.insert(
+            refresh::EXPIRES_IN_HEADER,
+            HeaderValue::from(grant.expires_in(now)),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            refresh::REFRESH_HEADER,
+            HeaderValue::from_static(match note {
+                RefreshNote::Refreshed => "refreshed",
+                RefreshNote::Replayed => "replayed",
+                RefreshNote::NotReplayed => "not-replayed",
+            }),
+        );
+    }
+}
+
+fn note_refresh(state: &State, snapshot: &Snapshot, route: usize, outcome: &'static str) {
+    if let Some(name) = snapshot.route_names.get(route) {
+        state.metrics.refresh(name, outcome);
+    }
+}
+
+fn note_replay(state: &State, snapshot: &Snapshot, route: usize, outcome: &'static str) {
+    if let Some(name) = snapshot.route_names.get(route) {
+        state.metrics.replay(name, outcome);
+    }
+}
+
+/// Counts a refresh that ended the request.
+fn note_refresh_error(state: &State, snapshot: &Snapshot, route: usize, e: &GatewayError) {
+    let outcome = match e {
+        GatewayError::ReauthRequired => "reauth",
+        GatewayError::RefreshMisconfigured { .. } => "misconfigured",
+        GatewayError::RefreshUnavailable { .. } => "unavailable",
+        _ => return,
+    };
+    note_refresh(state, snapshot, route, outcome);
 }
 
 /// The parts of a route match the response stage needs.

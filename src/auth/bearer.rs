@@ -5,6 +5,7 @@
 //! Never sends anything upstream for a refused token, never answers 401 for an OAuth outage
 //! (503 errno 104), and never puts the token in an error, a log line or a cache key.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::Method;
@@ -40,23 +41,54 @@ pub async fn authenticate(
     headers: &HeaderMap,
     now: SystemTime,
 ) -> Result<AuthOutcome, GatewayError> {
-    // A CORS preflight carries no credentials by design; the upstream answers it.
-    if presets::is_cors_preflight(method, headers) {
+    let Some(required) = required_scopes(policy, method, rest, headers)? else {
         return Ok(AuthOutcome::default());
-    }
-    let required = match needed(policy, method, rest) {
-        Needed::Public => return Ok(AuthOutcome::default()),
-        Needed::Forbidden => return Err(GatewayError::EndpointNotAllowed),
-        Needed::OneOf(scopes) => scopes,
     };
     let token = bearer_token(headers)?;
-    let info = introspector.introspect(token).await.map_err(|e| match e {
+    let info = introspect(introspector, token).await?;
+    accept(&info, &required, policy.identity_headers, now)
+}
+
+/// What the request needs: `None` when no token is needed (public endpoint, CORS preflight),
+/// else one of these scopes (empty = any valid token).
+pub fn required_scopes<'p>(
+    policy: &'p BearerPolicy,
+    method: &Method,
+    rest: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Vec<&'p str>>, GatewayError> {
+    // A CORS preflight carries no credentials by design; the upstream answers it.
+    if presets::is_cors_preflight(method, headers) {
+        return Ok(None);
+    }
+    match needed(policy, method, rest) {
+        Needed::Public => Ok(None),
+        Needed::Forbidden => Err(GatewayError::EndpointNotAllowed),
+        Needed::OneOf(scopes) => Ok(Some(scopes)),
+    }
+}
+
+/// The OAuth server's answer for `token` (cached); an outage is 503 errno 104, a refusal 401.
+pub async fn introspect(
+    introspector: &Introspector,
+    token: &str,
+) -> Result<Arc<TokenInfo>, GatewayError> {
+    introspector.introspect(token).await.map_err(|e| match e {
         IntrospectError::Unavailable { retry_after } => {
             GatewayError::IntrospectionUnavailable { retry_after }
         }
         IntrospectError::Refused => GatewayError::InvalidToken(BearerChallenge::InvalidToken),
-    })?;
-    if !usable(&info, now) {
+    })
+}
+
+/// Accepts a token the introspection describes, for an endpoint needing one of `required`.
+pub fn accept(
+    info: &TokenInfo,
+    required: &[&str],
+    identity_headers: bool,
+    now: SystemTime,
+) -> Result<AuthOutcome, GatewayError> {
+    if !usable(info, now) {
         return Err(GatewayError::InvalidToken(BearerChallenge::InvalidToken));
     }
     // Granted scopes come from the OAuth server: invalid values are dropped, never widened.
@@ -66,11 +98,11 @@ pub async fn authenticate(
             required: required.join(" "),
         });
     }
-    Ok(outcome(&info, policy.identity_headers))
+    Ok(outcome(info, identity_headers))
 }
 
 /// Active, an access token (not a refresh token), and not past its `exp` on the gateway's clock.
-fn usable(info: &TokenInfo, now: SystemTime) -> bool {
+pub fn usable(info: &TokenInfo, now: SystemTime) -> bool {
     info.is_active_access_token() && !info.is_expired_at(now)
 }
 
@@ -101,6 +133,7 @@ fn outcome(info: &TokenInfo, identity_headers: bool) -> AuthOutcome {
         upstream_headers,
         identity,
         client_id: info.client_id.clone(),
+        ..AuthOutcome::default()
     }
 }
 
@@ -145,6 +178,11 @@ fn path_under(prefix: &str, path: &str) -> bool {
             && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
 }
 
+/// A byte of an RFC 6750 `b64token` (token68).
+pub fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
+}
+
 /// The one bearer token of the request, per RFC 6750 §2.1 and §3.1.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
@@ -162,8 +200,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(GatewayError::InvalidToken(BearerChallenge::NoCredentials));
     }
-    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.bytes().all(token68) {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.bytes().all(is_token68) {
         return Err(malformed);
     }
     Ok(token)

@@ -39,6 +39,7 @@ use tracing::Instrument as _;
 pub use answer::{MILLIS_THRESHOLD, MalformedAnswer, TokenInfo, epoch_time, parse_answer};
 pub use cache::entry_ttl;
 
+use crate::auth::form_post::RawAnswer;
 use crate::backoff::{
     Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
     parse_retry_after, whole_seconds_up,
@@ -47,7 +48,6 @@ use crate::clock::SharedClock;
 use crate::upstream::Upstream;
 use breaker::Breaker;
 use cache::{CacheKey, Cached, CachedExpiry};
-use call::RawAnswer;
 
 /// Tokens longer than this are refused without a call: FxA's opaque tokens are 64 hex chars
 /// and its JWT access tokens are capped at 1024 (`fxa-reference.md` §1.3).

@@ -5,7 +5,9 @@
 
 pub mod amo_jwt;
 pub mod bearer;
+pub mod form_post;
 pub mod introspect;
 pub mod policy;
 pub mod presets;
+pub mod refresh;
 pub mod scope;

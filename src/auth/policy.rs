@@ -14,9 +14,10 @@ use super::amo_jwt::{AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig
 use std::sync::Arc;
 
 use super::introspect::{IntrospectSettings, Introspector};
+use super::refresh::{Grant, OldToken, RefreshError, Refresher, Source};
 use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
-use crate::config::{AuthPolicy, Config, IpNet};
+use crate::config::{AuthPolicy, BearerPolicy, Config, IpNet};
 use crate::errno::GatewayError;
 use crate::upstream::Upstream;
 
@@ -27,7 +28,8 @@ pub const AMO_ISSUER_HEADER: HeaderName = HeaderName::from_static("x-fxa-amo-iss
 
 /// Auth state built once per configuration.
 pub struct AuthRuntime {
-    introspector: Option<Introspector>,
+    introspector: Option<Arc<Introspector>>,
+    refresher: Option<Refresher>,
     credentials: Vec<SigningCredential>,
     verifier: Option<AmoVerifier>,
     issuer_keys: Vec<String>,
@@ -52,6 +54,30 @@ pub struct AuthOutcome {
     pub identity: Option<String>,
     /// The OAuth client the token was issued to (503 errno 202/204 windows are per client).
     pub client_id: Option<String>,
+    /// The access token was refreshed before forwarding (it expired, expires soon, or is
+    /// inactive): `authorization` carries the new one.
+    pub refreshed: Option<Refreshed>,
+    /// A proactive refresh failed for an outage and the still-valid old token is used.
+    pub refresh_deferred: bool,
+}
+
+/// A refresh this request used.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    pub grant: Arc<Grant>,
+    pub source: Source,
+}
+
+/// The access token an upstream answered 401 to, and whether the request can be sent again.
+pub struct Rejected<'a> {
+    pub old_token: &'a str,
+    pub replay: bool,
+}
+
+/// The caller's refresh token and the route's refresh options, for one request.
+pub struct RefreshRequest<'a> {
+    pub refresh_token: &'a str,
+    pub scope: Option<&'a str>,
 }
 
 /// The connection facts a policy may consult.
@@ -78,12 +104,22 @@ impl AuthRuntime {
                 capacity: b.cache_size,
                 breaker: b.breaker,
             };
-            Some(Introspector::new(
+            Some(Arc::new(Introspector::new(
                 upstream,
                 b.oauth_upstream,
                 gate.clone(),
                 clock.clone(),
                 settings,
+            )))
+        });
+        let refresher = config.refresh.as_ref().and_then(|r| {
+            let upstream = upstreams.get(r.oauth_upstream)?.clone();
+            Some(Refresher::new(
+                r,
+                upstream,
+                gate.clone(),
+                clock.clone(),
+                introspector.clone(),
             ))
         });
         let credentials = config
@@ -132,6 +168,7 @@ impl AuthRuntime {
             .collect();
         Ok(AuthRuntime {
             introspector,
+            refresher,
             credentials,
             verifier,
             issuer_keys,
@@ -145,22 +182,29 @@ impl AuthRuntime {
         headers: &HeaderMap,
         caller: &Caller<'_>,
         now: SystemTime,
+        refresh: Option<&RefreshRequest<'_>>,
     ) -> Result<AuthOutcome, GatewayError> {
         match policy {
             AuthPolicy::None => Ok(AuthOutcome::default()),
             AuthPolicy::Bearer(bearer) => {
-                let introspector = self.introspector.as_ref().ok_or_else(|| {
-                    GatewayError::Misconfigured("bearer route without [bearer]".into())
-                })?;
-                super::bearer::authenticate(
-                    introspector,
-                    bearer,
-                    caller.method,
-                    caller.path,
-                    headers,
-                    now,
-                )
-                .await
+                let introspector = self.introspector()?;
+                match (refresh, &self.refresher) {
+                    (Some(refresh), Some(refresher)) => {
+                        self.bearer_refreshing(bearer, headers, caller, now, refresh, refresher)
+                            .await
+                    }
+                    _ => {
+                        super::bearer::authenticate(
+                            introspector,
+                            bearer,
+                            caller.method,
+                            caller.path,
+                            headers,
+                            now,
+                        )
+                        .await
+                    }
+                }
             }
             AuthPolicy::AmoJwt {
                 credential,
@@ -176,6 +220,7 @@ impl AuthRuntime {
                     upstream_headers: Vec::new(),
                     identity: Some(format!("iss:{}", chosen.credential.key())),
                     client_id: None,
+                    ..AuthOutcome::default()
                 })
             }
             AuthPolicy::AmoJwtVerify { issuers } => {
@@ -202,9 +247,136 @@ impl AuthRuntime {
                     upstream_headers: vec![(AMO_ISSUER_HEADER, issuer)],
                     identity: Some(format!("iss:{}", verified.key())),
                     client_id: None,
+                    ..AuthOutcome::default()
                 })
             }
         }
+    }
+
+    fn introspector(&self) -> Result<&Introspector, GatewayError> {
+        self.introspector
+            .as_deref()
+            .ok_or_else(|| GatewayError::Misconfigured("bearer route without [bearer]".into()))
+    }
+
+    /// The refresher, on a configuration with `[refresh]`.
+    pub fn refresher(&self) -> Option<&Refresher> {
+        self.refresher.as_ref()
+    }
+
+    /// A bearer route with a refresh token at hand: refresh before forwarding when the token
+    /// is inactive or expired (FxA answers an expired token with `active: false`), or expires
+    /// within the skew. An outage during a proactive refresh of a still-valid token is not an
+    /// error: the old token goes upstream.
+    async fn bearer_refreshing(
+        &self,
+        policy: &BearerPolicy,
+        headers: &HeaderMap,
+        caller: &Caller<'_>,
+        now: SystemTime,
+        refresh: &RefreshRequest<'_>,
+        refresher: &Refresher,
+    ) -> Result<AuthOutcome, GatewayError> {
+        use super::bearer;
+        let introspector = self.introspector()?;
+        let Some(required) = bearer::required_scopes(policy, caller.method, caller.path, headers)?
+        else {
+            return Ok(AuthOutcome::default());
+        };
+        let token = bearer::bearer_token(headers)?;
+        let info = bearer::introspect(introspector, token).await?;
+        let usable = bearer::usable(&info, now);
+        let expiring = info
+            .exp
+            .is_some_and(|exp| exp <= now.checked_add(refresher.skew()).unwrap_or(now));
+        if usable && !expiring {
+            return bearer::accept(&info, &required, policy.identity_headers, now);
+        }
+        let old = OldToken {
+            token,
+            info: Some(&info),
+        };
+        let (result, source) = refresher
+            .refresh(refresh.refresh_token, old, refresh.scope)
+            .await;
+        match result {
+            Ok(grant) => {
+                let mut outcome = self
+                    .accept_new_token(policy, &required, &grant, now)
+                    .await?;
+                outcome.refreshed = Some(Refreshed { grant, source });
+                Ok(outcome)
+            }
+            Err(RefreshError::Unavailable { .. }) if usable => {
+                let mut outcome = bearer::accept(&info, &required, policy.identity_headers, now)?;
+                outcome.refresh_deferred = true;
+                Ok(outcome)
+            }
+            Err(e) => Err(refresh_error(e)),
+        }
+    }
+
+    /// After the upstream answered 401 to `old_token`: refresh, and say what the replay sends
+    /// (on a bearer route the new token passes the route's checks first). Without a replay
+    /// only the grant is returned.
+    pub async fn refresh_rejected(
+        &self,
+        policy: &AuthPolicy,
+        headers: &HeaderMap,
+        caller: &Caller<'_>,
+        rejected: Rejected<'_>,
+        refresh: &RefreshRequest<'_>,
+        now: SystemTime,
+    ) -> Result<AuthOutcome, GatewayError> {
+        let Rejected { old_token, replay } = rejected;
+        let refresher = self
+            .refresher
+            .as_ref()
+            .ok_or_else(|| GatewayError::Misconfigured("refresh route without [refresh]".into()))?;
+        let old = OldToken {
+            token: old_token,
+            info: None,
+        };
+        let (result, source) = refresher
+            .refresh(refresh.refresh_token, old, refresh.scope)
+            .await;
+        let grant = result.map_err(refresh_error)?;
+        let mut outcome = match policy {
+            // Not replayed: the caller only needs the new token.
+            _ if !replay => AuthOutcome::default(),
+            AuthPolicy::Bearer(bearer) => {
+                let required =
+                    super::bearer::required_scopes(bearer, caller.method, caller.path, headers)?
+                        .unwrap_or_default();
+                self.accept_new_token(bearer, &required, &grant, now)
+                    .await?
+            }
+            _ => AuthOutcome {
+                authorization: Some(bearer_value(grant.access_token())?),
+                ..AuthOutcome::default()
+            },
+        };
+        outcome.refreshed = Some(Refreshed { grant, source });
+        Ok(outcome)
+    }
+
+    /// The route's checks for a freshly minted token (its introspection is seeded when its
+    /// user is known for sure, else asked), and the header that carries it upstream.
+    async fn accept_new_token(
+        &self,
+        policy: &BearerPolicy,
+        required: &[&str],
+        grant: &Grant,
+        now: SystemTime,
+    ) -> Result<AuthOutcome, GatewayError> {
+        let token = grant.access_token();
+        let info = super::bearer::introspect(self.introspector()?, token).await?;
+        if let (Some(sub), Some(refresher)) = (info.sub.as_deref(), &self.refresher) {
+            refresher.learn_user(token, sub).await;
+        }
+        let mut outcome = super::bearer::accept(&info, required, policy.identity_headers, now)?;
+        outcome.authorization = Some(bearer_value(token)?);
+        Ok(outcome)
     }
 
     /// The credential to sign with: the caller's pick where the config grants it, else the
@@ -248,6 +420,27 @@ impl AuthRuntime {
     pub fn replaces_authorization(policy: &AuthPolicy) -> bool {
         matches!(policy, AuthPolicy::AmoJwt { .. })
     }
+}
+
+/// What a failed refresh answers.
+fn refresh_error(e: RefreshError) -> GatewayError {
+    match e {
+        RefreshError::Reauth => GatewayError::ReauthRequired,
+        RefreshError::Unavailable { retry_after } => {
+            GatewayError::RefreshUnavailable { retry_after }
+        }
+        RefreshError::Misconfigured { status, errno } => {
+            GatewayError::RefreshMisconfigured { status, errno }
+        }
+    }
+}
+
+/// `Bearer <token>` as a header value (`Sensitive`, so HTTP/2 never indexes it).
+fn bearer_value(token: &str) -> Result<HeaderValue, GatewayError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| GatewayError::Internal("new access token is not a header value"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Applies an outcome to the (already hygiene-checked) upstream request headers.

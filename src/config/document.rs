@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::Problems;
 use super::raw::{
     RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawBearer, RawLimits,
-    RawListener, RawRoute, RawServer, RawUpstream,
+    RawListener, RawRefresh, RawRoute, RawServer, RawUpstream,
 };
 
 /// The sections of a file after deserialization; `None` entries failed (and were reported).
@@ -32,10 +32,11 @@ pub struct RawDocument {
     pub amo_verify: Option<RawAmoVerify>,
     pub backoff: Option<RawBackoff>,
     pub bearer: Option<RawBearer>,
+    pub refresh: Option<RawRefresh>,
 }
 
 const SECTIONS: &str = "server, listeners, admin, upstreams, routes, limits, trusted_proxies, \
-                        amo_credentials, amo_issuers, amo_verify, backoff, bearer";
+                        amo_credentials, amo_issuers, amo_verify, backoff, bearer, refresh";
 
 pub struct Document<'i> {
     table: Spanned<DeTable<'i>>,
@@ -72,6 +73,7 @@ impl<'i> Document<'i> {
                 "amo_verify" => raw.amo_verify = de(value, name, p),
                 "backoff" => raw.backoff = de(value, name, p),
                 "bearer" => raw.bearer = de(value, name, p),
+                "refresh" => raw.refresh = de(value, name, p),
                 "upstreams" => {
                     raw.upstreams = de_each(value, name, p);
                     raw.upstream_names = elements(value)

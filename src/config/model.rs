@@ -30,6 +30,53 @@ pub struct Config {
     pub backoff: BackoffSettings,
     /// Token introspection for `bearer` routes; required when any route uses it.
     pub bearer: Option<BearerSettings>,
+    /// Transparent token refresh; required when any route has `refresh = true`.
+    pub refresh: Option<RefreshSettings>,
+}
+
+/// `[refresh]`: the OAuth client credentials and the rules of transparent refresh.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    /// Index into `Config::upstreams` of the OAuth server (`POST <token_path>`).
+    pub oauth_upstream: usize,
+    pub token_endpoint: TokenEndpoint,
+    /// 16 lowercase hex characters.
+    pub client_id: String,
+    /// `None` for a public (PKCE) client.
+    pub client_secret: Option<Secret>,
+    /// Request bodies up to this size are buffered so they can be replayed.
+    pub max_replay_body: u64,
+    /// A new access token is reused for the same old token and refresh token this long.
+    pub grace: Duration,
+    /// Refresh before forwarding when the cached token expires within this.
+    pub skew: Duration,
+    /// Most refresh results and token lineages held at once.
+    pub cache_size: u64,
+}
+
+/// Which FxA token route the gateway refreshes at (their errors differ, reference §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    /// `POST /v1/token` (OAuth errno namespace; a dead refresh token is 400 errno 108).
+    OAuth,
+    /// `POST /v1/oauth/token` (auth-server namespace; a dead refresh token is 401 errno 110).
+    AuthServer,
+}
+
+impl TokenEndpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            TokenEndpoint::OAuth => "/v1/token",
+            TokenEndpoint::AuthServer => "/v1/oauth/token",
+        }
+    }
+}
+
+/// A route's refresh options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRefresh {
+    /// `scope` sent with the refresh grant (narrowing), if any.
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +244,8 @@ pub struct ListenerConfig {
     pub tls: Option<TlsSettings>,
     /// The operator acknowledged a plain listener on a non-loopback address.
     pub allow_plain_non_loopback: bool,
+    /// Callers may send `X-FxA-Refresh-Token` here (default: loopback listeners only).
+    pub accept_refresh_token: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -265,6 +314,8 @@ pub struct RouteConfig {
     pub auth: AuthPolicy,
     pub quota: Option<RouteQuota>,
     pub backoff_scope: BackoffScope,
+    /// Transparent refresh on this route (`None` = off).
+    pub refresh: Option<RouteRefresh>,
 }
 
 #[derive(Debug, Clone)]

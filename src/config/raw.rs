@@ -106,6 +106,8 @@ pub struct RawListener {
     pub addr: String,
     #[serde(default)]
     pub allow_plain_non_loopback: bool,
+    /// Accept `X-FxA-Refresh-Token` from callers (default: only on a loopback address).
+    pub accept_refresh_token: Option<bool>,
     pub tls: Option<RawTls>,
 }
 
@@ -259,6 +261,11 @@ pub struct RawRoute {
     /// `"auto"` (default: a 429 closes the caller's identity) or `"upstream"` (any back-off
     /// answer closes the whole upstream).
     pub backoff_scope: Option<String>,
+    /// Transparent refresh with the caller's `X-FxA-Refresh-Token` (needs `[refresh]`).
+    #[serde(default)]
+    pub refresh: bool,
+    /// Scope asked for on refresh (may only narrow the refresh token's scope).
+    pub refresh_scope: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +339,45 @@ impl RawBearer {
     }
     fn breaker() -> DurationValue {
         secs(1)
+    }
+}
+
+/// `[refresh]`: the OAuth client the gateway refreshes access tokens as.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRefresh {
+    /// Default: `[bearer] oauth_upstream`.
+    pub oauth_upstream: Option<String>,
+    #[serde(default = "RawRefresh::token_path")]
+    pub token_path: String,
+    pub client_id: String,
+    /// Omitted for a public (PKCE) client, which sends no secret.
+    pub client_secret: Option<SecretRef>,
+    #[serde(default = "RawRefresh::max_replay_body")]
+    pub max_replay_body: SizeValue,
+    #[serde(default = "RawRefresh::grace")]
+    pub grace: DurationValue,
+    #[serde(default = "RawRefresh::skew")]
+    pub skew: DurationValue,
+    #[serde(default = "RawRefresh::cache_size")]
+    pub cache_size: u64,
+}
+
+impl RawRefresh {
+    fn token_path() -> String {
+        "/v1/token".to_owned()
+    }
+    fn max_replay_body() -> SizeValue {
+        kib(64)
+    }
+    fn grace() -> DurationValue {
+        secs(60)
+    }
+    fn skew() -> DurationValue {
+        secs(30)
+    }
+    fn cache_size() -> u64 {
+        100_000
     }
 }
 

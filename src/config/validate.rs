@@ -8,6 +8,7 @@ mod amo;
 mod backoff;
 mod bearer;
 mod listeners;
+mod refresh;
 mod routes;
 mod upstreams;
 
@@ -83,6 +84,15 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         .flatten()
         .any(|r| matches!(r.auth, AuthPolicy::Bearer(_)));
     let bearer = bearer::settings(raw.bearer.as_ref(), &raw.upstream_names, needs_bearer, p);
+    let needs_refresh = routes.iter().flatten().any(|r| r.refresh.is_some());
+    let refresh = refresh::settings(
+        raw.refresh.as_ref(),
+        raw.bearer.as_ref().map(|b| b.oauth_upstream.as_str()),
+        &raw.upstream_names,
+        needs_refresh,
+        ctx,
+        p,
+    );
     let trusted_proxies: Vec<IpNet> = raw
         .trusted_proxies
         .iter()
@@ -110,6 +120,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         amo_verify,
         backoff,
         bearer,
+        refresh,
     })
 }
 

@@ -19,6 +19,7 @@ fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
         auth: AuthPolicy::None,
         quota: None,
         backoff_scope: Default::default(),
+        refresh: None,
     }
 }
 

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::breaker::Breaker;
 use super::cache::Cached;
-use super::call::form_encode_into;
 use super::*;
+use crate::auth::form_post::encode_into as form_encode_into;
 
 const DAY: Duration = Duration::from_secs(86_400);
 

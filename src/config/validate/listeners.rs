@@ -62,6 +62,11 @@ pub fn validate(
             addr,
             tls,
             allow_plain_non_loopback: l.allow_plain_non_loopback,
+            // Refresh tokens may only travel between the RP and the OAuth server: a sidecar
+            // on loopback is the RP's own host; anywhere else the operator must say so.
+            accept_refresh_token: l
+                .accept_refresh_token
+                .unwrap_or_else(|| addr.ip().is_loopback()),
         }));
     }
     out

@@ -92,6 +92,7 @@ fn route(
         .map(|q| super::backoff::route_quota(q, &k("quota"), p));
     let backoff_scope =
         super::backoff::backoff_scope(r.backoff_scope.as_deref(), &k("backoff_scope"), p);
+    let refresh = super::refresh::route(r, auth.as_ref().ok().and_then(Option::as_ref), key, p);
     Some(RouteConfig {
         name: r.name.clone(),
         host: host?,
@@ -108,6 +109,7 @@ fn route(
             None => None,
         },
         backoff_scope,
+        refresh,
     })
 }
 

@@ -1,0 +1,605 @@
+//! Transparent refresh (DESIGN.md step 7, `fxa-reference.md` §1.2 and §7): exchanges a
+//! caller's refresh token for a new access token at the OAuth server, once per refresh token
+//! however many requests are waiting, and remembers the result for a short grace period.
+//!
+//! - Keys are HMAC-SHA256 of the tokens under a per-process random key; no raw token is ever
+//!   a key. The new access token is held in memory only while it may be reused (the grace
+//!   period, never past its expiry), so late requests holding the same old access token and
+//!   refresh token get it without another call.
+//! - Concurrent refreshes of one refresh token make one call (moka's `try_get_with`), in its
+//!   own task so a caller that goes away never cuts it short.
+//! - The introspection cache is seeded with the new token only with what is known for sure:
+//!   its scope and expiry from the token endpoint, its client (ours), and its user only when
+//!   the old token was itself minted here from the same refresh token (same grant). Otherwise
+//!   the new token is introspected on first use.
+//! - A rejected refresh token (re-authentication) drops every cached entry of the old access
+//!   token, the refresh token and the access token last minted from it.
+//! - The OAuth server's back-off windows are checked before every call and told every answer.
+
+mod answer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_lc_rs::{hmac, rand};
+use http::header::{HeaderMap, HeaderName};
+use moka::future::Cache;
+use moka::ops::compute::Op;
+use tracing::Instrument as _;
+
+pub use answer::{NewToken, TokenAnswer, judge};
+
+use super::form_post;
+use super::introspect::{Introspector, TokenInfo};
+use crate::backoff::{
+    Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
+    parse_retry_after, whole_seconds_up,
+};
+use crate::clock::SharedClock;
+use crate::config::{RefreshSettings, Secret, TokenEndpoint};
+use crate::errno::GatewayError;
+use crate::upstream::Upstream;
+
+/// The caller's refresh token. Never forwarded (hygiene strips every `X-FxA-*` header), never
+/// logged.
+pub const REFRESH_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-fxa-refresh-token");
+/// The new access token, in the answer to a request that was refreshed.
+pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-fxa-access-token");
+/// Whole seconds the new access token has left.
+pub const EXPIRES_IN_HEADER: HeaderName = HeaderName::from_static("x-fxa-access-token-expires-in");
+/// What the gateway did: `refreshed` (sent with the new token), `replayed` (sent again with
+/// it after a 401), `not-replayed` (the 401 is returned: the body could not be replayed).
+pub const REFRESH_HEADER: HeaderName = HeaderName::from_static("x-fxa-refresh");
+
+/// FxA refresh tokens are 32 random bytes as 64 hex characters (`fxa-reference.md` §1.3).
+const REFRESH_TOKEN_LEN: usize = 64;
+
+/// The refresh token a caller sent, for a route that refreshes (`wanted`): refused (400) on a
+/// listener that does not accept refresh tokens whatever the route, and when it is not one
+/// FxA refresh token. Elsewhere the header is only dropped.
+pub fn caller_refresh_token(
+    headers: &HeaderMap,
+    accepted_here: bool,
+    wanted: bool,
+) -> Result<Option<String>, GatewayError> {
+    let mut values = headers.get_all(REFRESH_TOKEN_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if !accepted_here {
+        return Err(GatewayError::RefreshTokenNotAccepted);
+    }
+    if !wanted {
+        return Ok(None);
+    }
+    let bytes = value.as_bytes();
+    if values.next().is_some()
+        || bytes.len() != REFRESH_TOKEN_LEN
+        || !bytes.iter().all(u8::is_ascii_hexdigit)
+    {
+        return Err(GatewayError::RefreshTokenMalformed);
+    }
+    // FxA issues lowercase hex; its validator takes either case.
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// HMAC of a token: what the refresh state is keyed by.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey([u8; 32]);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenKey({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+/// The result of one refresh, shared by every request it serves. Holds a live access token:
+/// `Debug` does not show it.
+pub struct Grant {
+    /// The access token this refresh replaced (the one the first caller held).
+    old: TokenKey,
+    /// The `scope` asked for (a route's narrowing), if any.
+    asked_scope: Option<String>,
+    access_token: String,
+    /// Space-separated, as the token endpoint granted it.
+    granted_scope: String,
+    /// On the gateway's clock.
+    pub expires_at: SystemTime,
+    /// Reuse ends here (grace period, never past `expires_at`), on the gateway's clock.
+    reuse_until: SystemTime,
+    /// The same span for moka's eviction.
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Grant {
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
+    /// Whole seconds the new token has left at `now` (what `X-FxA-Access-Token-Expires-In`
+    /// says), at least 0.
+    pub fn expires_in(&self, now: SystemTime) -> u64 {
+        self.expires_at
+            .duration_since(now)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    fn reusable_for(&self, old: TokenKey, scope: Option<&str>, now: SystemTime) -> bool {
+        self.old == old && self.asked_scope.as_deref() == scope && now < self.reuse_until
+    }
+}
+
+/// Who minted an access token here: the refresh token it came from, and its user when known
+/// for sure (from an introspection of a token of the same grant).
+#[derive(Clone)]
+struct Lineage {
+    refresh: TokenKey,
+    sub: Option<String>,
+    ttl: Duration,
+}
+
+/// Why a refresh gave no token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// The refresh token is dead: the user must sign in again.
+    #[error("refresh token rejected")]
+    Reauth,
+    /// The OAuth server is down, failing, slow or backed off (whole seconds to wait if known).
+    #[error("OAuth server unavailable for refresh")]
+    Unavailable { retry_after: Option<u64> },
+    /// The OAuth server refused the gateway's own request.
+    #[error("refresh request refused (status {status}, errno {errno:?})")]
+    Misconfigured { status: u16, errno: Option<u16> },
+}
+
+/// Whether this request made the token endpoint call or used another's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Called,
+    Reused,
+}
+
+impl From<Source> for &'static str {
+    /// The metrics label of a successful refresh.
+    fn from(source: Source) -> &'static str {
+        match source {
+            Source::Called => "refreshed",
+            Source::Reused => "reused",
+        }
+    }
+}
+
+/// What a refresh needs to know about the request's current access token.
+pub struct OldToken<'a> {
+    pub token: &'a str,
+    /// Its introspection answer when one was made (bearer routes).
+    pub info: Option<&'a TokenInfo>,
+}
+
+/// The refresh state for one OAuth client. Build one at start-up and share it.
+pub struct Refresher {
+    key: hmac::Key,
+    grants: Cache<TokenKey, Arc<Grant>>,
+    lineage: Cache<TokenKey, Lineage>,
+    call: Arc<TokenCall>,
+    skew: Duration,
+    max_replay_body: u64,
+}
+
+/// Everything one token endpoint call needs, owned by its spawned task.
+struct TokenCall {
+    upstream: Arc<Upstream>,
+    upstream_index: usize,
+    endpoint: TokenEndpoint,
+    client_id: String,
+    client_secret: Option<Secret>,
+    gate: Arc<BackoffGate>,
+    clock: SharedClock,
+    grace: Duration,
+    introspector: Option<Arc<Introspector>>,
+}
+
+struct GrantExpiry;
+
+impl moka::Expiry<TokenKey, Arc<Grant>> for GrantExpiry {
+    fn expire_after_create(
+        &self,
+        _: &TokenKey,
+        value: &Arc<Grant>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _: &TokenKey,
+        value: &Arc<Grant>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+struct LineageExpiry;
+
+impl moka::Expiry<TokenKey, Lineage> for LineageExpiry {
+    fn expire_after_create(&self, _: &TokenKey, value: &Lineage, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _: &TokenKey,
+        value: &Lineage,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+// === impl Refresher ===
+
+impl Refresher {
+    /// Call at start-up: draws the HMAC key from the system RNG.
+    pub fn new(
+        settings: &RefreshSettings,
+        upstream: Arc<Upstream>,
+        gate: Arc<BackoffGate>,
+        clock: SharedClock,
+        introspector: Option<Arc<Introspector>>,
+    ) -> Refresher {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret).expect("the system RNG is available at startup");
+        Refresher {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            grants: Cache::builder()
+                .name("refresh-grants")
+                .max_capacity(settings.cache_size)
+                .expire_after(GrantExpiry)
+                .build(),
+            lineage: Cache::builder()
+                .name("refresh-lineage")
+                .max_capacity(settings.cache_size)
+                .expire_after(LineageExpiry)
+                .build(),
+            call: Arc::new(TokenCall {
+                upstream,
+                upstream_index: settings.oauth_upstream,
+                endpoint: settings.token_endpoint,
+                client_id: settings.client_id.clone(),
+                client_secret: settings.client_secret.clone(),
+                gate,
+                clock,
+                grace: settings.grace,
+                introspector,
+            }),
+            skew: settings.skew,
+            max_replay_body: settings.max_replay_body,
+        }
+    }
+
+    /// Refresh proactively when the token expires within this.
+    pub fn skew(&self) -> Duration {
+        self.skew
+    }
+
+    /// Request bodies up to this size are buffered for a replay.
+    pub fn max_replay_body(&self) -> u64 {
+        self.max_replay_body
+    }
+
+    /// A new access token for `refresh_token`, replacing `old`: from a grant made within the
+    /// grace period for the same old token and scope, from a refresh already under way for
+    /// this refresh token, or from a new call.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        old: OldToken<'_>,
+        scope: Option<&str>,
+    ) -> (Result<Arc<Grant>, RefreshError>, Source) {
+        let refresh_key = self.key_of(refresh_token);
+        let old_key = self.key_of(old.token);
+        let now = self.call.clock.now();
+        if let Some(grant) = self.grants.get(&refresh_key).await {
+            if grant.reusable_for(old_key, scope, now) {
+                return (Ok(grant), Source::Reused);
+            }
+            self.forget_grant_if_same(refresh_key, &grant).await;
+        }
+        let known_sub = self.known_user(old_key, refresh_key, old.info).await;
+        let called = Arc::new(AtomicBool::new(false));
+        let init = {
+            let call = Arc::clone(&self.call);
+            let refresh_token = refresh_token.to_owned();
+            let scope = scope.map(str::to_owned);
+            let called = Arc::clone(&called);
+            async move {
+                called.store(true, Ordering::Relaxed);
+                let span = tracing::debug_span!("refresh", upstream = %call.upstream.name);
+                tokio::spawn(
+                    call.exchange(refresh_token, old_key, scope)
+                        .instrument(span),
+                )
+                .await
+                .unwrap_or(Err(RefreshError::Unavailable { retry_after: None }))
+            }
+        };
+        let result = self
+            .grants
+            .try_get_with(refresh_key, init)
+            .await
+            .map_err(|e| *e);
+        let source = if called.load(Ordering::Relaxed) {
+            Source::Called
+        } else {
+            Source::Reused
+        };
+        match &result {
+            Ok(grant) if source == Source::Called => {
+                self.record_lineage(grant, refresh_key, known_sub).await;
+            }
+            Err(RefreshError::Reauth) => {
+                self.forget(refresh_token, old.token).await;
+            }
+            _ => {}
+        }
+        (result, source)
+    }
+
+    /// The user of the new token's grant, when the introspection of `token` (minted here)
+    /// tells it: lets the next refresh of the same grant seed the cache with it.
+    pub async fn learn_user(&self, token: &str, sub: &str) {
+        let key = self.key_of(token);
+        if let Some(mut lineage) = self.lineage.get(&key).await
+            && lineage.sub.is_none()
+        {
+            lineage.sub = Some(sub.to_owned());
+            self.lineage.insert(key, lineage).await;
+        }
+    }
+
+    /// Drops everything cached about a dead refresh token and the access token it was sent
+    /// with: the grant (and the introspection of the token it minted), lineage, and both
+    /// tokens' introspection entries.
+    pub async fn forget(&self, refresh_token: &str, access_token: &str) {
+        let refresh_key = self.key_of(refresh_token);
+        if let Some(grant) = self.grants.remove(&refresh_key).await {
+            self.lineage
+                .invalidate(&self.key_of(&grant.access_token))
+                .await;
+            if let Some(introspector) = &self.call.introspector {
+                introspector.invalidate(&grant.access_token).await;
+            }
+        }
+        self.lineage.invalidate(&self.key_of(access_token)).await;
+        if let Some(introspector) = &self.call.introspector {
+            introspector.invalidate(access_token).await;
+            introspector.invalidate(refresh_token).await;
+        }
+    }
+
+    fn key_of(&self, token: &str) -> TokenKey {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(hmac::sign(&self.key, token.as_bytes()).as_ref());
+        TokenKey(digest)
+    }
+
+    /// The old token's user, if the old token was minted here from this refresh token (so
+    /// the new one belongs to the same user). A token from anywhere else proves nothing: the
+    /// caller could pair one user's access token with another's refresh token.
+    async fn known_user(
+        &self,
+        old: TokenKey,
+        refresh: TokenKey,
+        info: Option<&TokenInfo>,
+    ) -> Option<String> {
+        let lineage = self.lineage.get(&old).await?;
+        if lineage.refresh != refresh {
+            return None;
+        }
+        info.filter(|i| i.active)
+            .and_then(|i| i.sub.clone())
+            .or(lineage.sub)
+    }
+
+    /// Notes where the new token came from, and seeds the introspection cache when its user
+    /// is known for sure.
+    async fn record_lineage(&self, grant: &Grant, refresh: TokenKey, sub: Option<String>) {
+        let now = self.call.clock.now();
+        let lifetime = grant.expires_at.duration_since(now).unwrap_or_default();
+        if lifetime.is_zero() {
+            return;
+        }
+        if let (Some(sub), Some(introspector)) = (&sub, &self.call.introspector) {
+            let info = TokenInfo {
+                active: true,
+                sub: Some(sub.clone()),
+                client_id: Some(self.call.client_id.clone()),
+                scope: grant.granted_scope.clone(),
+                token_type: Some("access_token".to_owned()),
+                exp: Some(grant.expires_at),
+                iat: Some(now),
+            };
+            introspector.seed(&grant.access_token, info).await;
+        }
+        let lineage = Lineage {
+            refresh,
+            sub,
+            ttl: lifetime,
+        };
+        self.lineage
+            .insert(self.key_of(&grant.access_token), lineage)
+            .await;
+    }
+
+    /// Removes a grant that cannot be reused, unless another caller already replaced it.
+    async fn forget_grant_if_same(&self, key: TokenKey, seen: &Arc<Grant>) {
+        self.grants
+            .entry(key)
+            .and_compute_with(|current| {
+                let same = current.is_some_and(|entry| Arc::ptr_eq(entry.value(), seen));
+                std::future::ready(if same { Op::Remove } else { Op::Nop })
+            })
+            .await;
+    }
+}
+
+impl std::fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresher")
+            .field("upstream", &self.call.upstream.name)
+            .field("client_id", &self.call.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl TokenCall ===
+
+impl TokenCall {
+    /// One `POST /v1/token` with `grant_type=refresh_token`: back-off gate, the call, its
+    /// bookkeeping. Logs no token and no secret.
+    async fn exchange(
+        self: Arc<Self>,
+        refresh_token: String,
+        old: TokenKey,
+        scope: Option<String>,
+    ) -> Result<Arc<Grant>, RefreshError> {
+        let now = self.clock.now();
+        let scopes = [
+            Scope::Upstream(self.upstream_index),
+            Scope::Client {
+                upstream: self.upstream_index,
+                client_id: &self.client_id,
+            },
+        ];
+        let mut probes = Vec::new();
+        for scope in scopes {
+            match self.gate.check(scope, now) {
+                Admission::Allow => {}
+                Admission::Probe => probes.push(scope),
+                Admission::Deny(denial) => {
+                    for probe in probes {
+                        self.gate.release_probe(probe, now);
+                    }
+                    return Err(RefreshError::Unavailable {
+                        retry_after: Some(denial.retry_after_secs),
+                    });
+                }
+            }
+        }
+        let form = self.form(&refresh_token, scope.as_deref());
+        drop(refresh_token);
+        let result = form_post::post(&self.upstream, self.endpoint.path(), form).await;
+        let now = self.clock.now();
+        let raw = match result {
+            Ok(raw) => raw,
+            Err(cause) => {
+                for probe in probes {
+                    self.gate.release_probe(probe, now);
+                }
+                tracing::warn!(upstream = %self.upstream.name, %cause, "refresh call failed");
+                return Err(RefreshError::Unavailable { retry_after: None });
+            }
+        };
+        let verdict = judge(raw.status, raw.body.as_deref());
+        let errno = raw
+            .body
+            .as_deref()
+            .filter(|_| !raw.status.is_success())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v.get("errno").and_then(serde_json::Value::as_u64))
+            .and_then(|n| u16::try_from(n).ok());
+        let retry_after =
+            parse_retry_after(raw.retry_after.as_ref().map(|v| v.as_bytes()), None, now);
+        self.gate.record(
+            &Caller {
+                upstream: self.upstream_index,
+                client_id: Some(&self.client_id),
+                identity: None,
+            },
+            &UpstreamAnswer {
+                status: raw.status,
+                errno,
+                retry_after,
+                backoff: None,
+            },
+            now,
+        );
+        match verdict {
+            TokenAnswer::Granted(new) => Ok(Arc::new(self.grant(new, old, scope, now))),
+            TokenAnswer::Reauth => {
+                tracing::info!(
+                    upstream = %self.upstream.name,
+                    client_id = %self.client_id,
+                    status = raw.status.as_u16(),
+                    "refresh token rejected by the OAuth server: the user must re-authenticate"
+                );
+                Err(RefreshError::Reauth)
+            }
+            TokenAnswer::Misconfigured { errno } => {
+                tracing::error!(
+                    upstream = %self.upstream.name,
+                    client_id = %self.client_id,
+                    status = raw.status.as_u16(),
+                    errno,
+                    "the OAuth server refused the gateway's refresh request: check [refresh] client_id, client_secret, token_path and the routes' refresh_scope"
+                );
+                Err(RefreshError::Misconfigured {
+                    status: raw.status.as_u16(),
+                    errno,
+                })
+            }
+            TokenAnswer::Unavailable => {
+                tracing::warn!(upstream = %self.upstream.name, status = raw.status.as_u16(), "refresh answer unusable");
+                let retry_after = retry_after
+                    .map(|w| whole_seconds_up(clamp_retry_after(w, self.gate.policy().max_window)));
+                Err(RefreshError::Unavailable { retry_after })
+            }
+        }
+    }
+
+    /// The form body: client credentials in the body (never also in `Authorization`, which
+    /// FxA refuses), no secret for a public client.
+    fn form(&self, refresh_token: &str, scope: Option<&str>) -> String {
+        let mut form = String::with_capacity(256);
+        form_post::push_field(&mut form, "grant_type", "refresh_token");
+        form_post::push_field(&mut form, "refresh_token", refresh_token);
+        form_post::push_field(&mut form, "client_id", &self.client_id);
+        if let Some(secret) = &self.client_secret {
+            let secret = std::str::from_utf8(secret.expose()).unwrap_or_default();
+            form_post::push_field(&mut form, "client_secret", secret);
+        }
+        if let Some(scope) = scope {
+            form_post::push_field(&mut form, "scope", scope);
+        }
+        form
+    }
+
+    fn grant(&self, new: NewToken, old: TokenKey, scope: Option<String>, now: SystemTime) -> Grant {
+        let expires_at = now.checked_add(new.expires_in).unwrap_or(now);
+        let ttl = self.grace.min(new.expires_in);
+        Grant {
+            old,
+            asked_scope: scope,
+            access_token: new.access_token,
+            granted_scope: new.scope,
+            expires_at,
+            reuse_until: now.checked_add(ttl).unwrap_or(now),
+            ttl,
+        }
+    }
+}
