@@ -962,3 +962,82 @@ async fn a_listener_can_be_told_not_to_accept_refresh_tokens_even_on_loopback() 
     let resp = env.get("/open/v1/thing", OLD, Some(REFRESH)).await;
     assert_errno(&resp, 400, 999);
 }
+
+/// A chunked upload (no declared length) as raw HTTP/1.1.
+fn chunked_upload(path: &str, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {OLD}\r\n\
+         X-FxA-Refresh-Token: {REFRESH}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in chunks {
+        raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        raw.extend_from_slice(chunk);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    raw
+}
+
+fn head_of(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn a_chunked_body_within_the_limit_is_buffered_and_replayed() {
+    let env = Env::start_with(Setup {
+        max_replay_body: "1KiB",
+        ..Setup::default()
+    })
+    .await;
+    env.grant_refresh(REFRESH, UID, "profile");
+    let raw = client::raw_exchange(
+        env.gw.addr,
+        &chunked_upload("/open/v1/upload", &[b"hello ", b"chunked ", b"world"]),
+        Duration::from_secs(5),
+    )
+    .await;
+    let head = head_of(&raw);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-fxa-refresh: replayed"), "{head}");
+    let requests = env.api.requests();
+    assert_eq!(requests.len(), 2);
+    for req in &requests {
+        assert_eq!(req.body_str(), "hello chunked world");
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_streams_whole_and_is_not_replayed() {
+    let env = Env::start_with(Setup {
+        max_replay_body: "1KiB",
+        ..Setup::default()
+    })
+    .await;
+    env.grant_refresh(REFRESH, UID, "profile");
+    let first = vec![b'a'; 700];
+    let second = vec![b'b'; 700];
+    let third = vec![b'c'; 100];
+    let raw = client::raw_exchange(
+        env.gw.addr,
+        &chunked_upload("/open/v1/upload", &[&first, &second, &third]),
+        Duration::from_secs(5),
+    )
+    .await;
+    let head = head_of(&raw);
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("x-fxa-refresh: not-replayed"), "{head}");
+    assert!(head.contains("x-fxa-access-token:"), "{head}");
+    let requests = env.api.requests();
+    assert_eq!(requests.len(), 1);
+    let expected: Vec<u8> = [first, second, third].concat();
+    assert_eq!(
+        requests[0].body.as_ref(),
+        expected.as_slice(),
+        "buffered part sent first"
+    );
+}

@@ -188,6 +188,8 @@ mod tests;
 #[cfg(test)]
 mod tests_amo;
 #[cfg(test)]
+mod tests_refresh;
+#[cfg(test)]
 mod tests_rules;
 #[cfg(test)]
 mod tests_tls;
