@@ -44,6 +44,18 @@ name = "api-route"
 path_prefix = "/api"
 upstream = "api"
 versions = ["v1"]
+
+[[routes]]
+name = "refresh-route"
+path_prefix = "/rt"
+upstream = "api"
+refresh = true
+
+[refresh]
+oauth_upstream = "api"
+token_path = "/v1/oauth/token"
+client_id = "5882386c6d801776"
+client_secret = {{ file = "client_secret" }}
 "#
     )
 }
@@ -80,6 +92,13 @@ fn text_field(line: &str, key: &str) -> Option<String> {
     };
     Some(value.to_owned())
 }
+
+/// Refresh tokens are 64 hex characters, so they cannot carry the `SECRET-` marker: checked
+/// by value. The first is exchanged for `SECRET-NEWTOKEN-12`, the second refused with 400
+/// errno 102 (wrong client secret: logged at error level).
+const REFRESH_OK: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
+const REFRESH_REFUSED: &str = "7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75";
+const CLIENT_SECRET: &str = "c11e475ec7e7c11e475ec7e7c11e475ec7e7c11e475ec7e7c11e475ec7e7c11e";
 
 /// A request carrying a secret somewhere, and what its access event must say.
 struct Case {
@@ -139,6 +158,30 @@ const CASES: &[Case] = &[
         route: "api-route",
     },
     Case {
+        id: "req-refresh-replay",
+        method: "GET",
+        path: "/rt/v1/unauthorized",
+        headers: &[
+            ("authorization", "Bearer SECRET-TOKEN-13"),
+            ("x-fxa-refresh-token", REFRESH_OK),
+        ],
+        body: "",
+        status: 401,
+        route: "refresh-route",
+    },
+    Case {
+        id: "req-refresh-misconfigured",
+        method: "GET",
+        path: "/rt/v1/unauthorized",
+        headers: &[
+            ("authorization", "Bearer SECRET-TOKEN-14"),
+            ("x-fxa-refresh-token", REFRESH_REFUSED),
+        ],
+        body: "",
+        status: 500,
+        route: "refresh-route",
+    },
+    Case {
         id: "req-upstream-error",
         method: "GET",
         path: "/api/v1/fail",
@@ -177,11 +220,32 @@ async fn run_cases(format: &str) -> (ExitStatus, String) {
             .body("<html>Internal error SECRET-UPSTREAM-ERROR-11</html>"),
     );
     fake.on(
+        "/v1/unauthorized",
+        Reply::new()
+            .status(401)
+            .json(serde_json::json!({"code": 401, "errno": 100, "message": "Unauthorized"})),
+    );
+    fake.on_fn("/v1/oauth/token", |req| {
+        if req.form_field("refresh_token").as_deref() == Some(REFRESH_OK) {
+            Reply::new().json(serde_json::json!({
+                "access_token": "SECRET-NEWTOKEN-12",
+                "token_type": "bearer",
+                "scope": "profile",
+                "expires_in": 3600,
+            }))
+        } else {
+            Reply::new()
+                .status(400)
+                .json(serde_json::json!({"code": 400, "errno": 102, "message": "Incorrect secret"}))
+        }
+    });
+    fake.on(
         "/v1/slow",
         Reply::new().delay(Duration::from_millis(1000)).body("slow"),
     );
 
     let dir = TempDir::new().expect("temp dir");
+    std::fs::write(dir.path().join("client_secret"), CLIENT_SECRET).expect("secret file");
     let mut gw = Process::spawn(dir.path(), &config(format, &fake.url()));
     let addr: SocketAddr = match format {
         "json" => {
@@ -225,9 +289,10 @@ async fn run_cases(format: &str) -> (ExitStatus, String) {
     let slow = tokio::spawn(async move {
         client::try_send("GET", &slow_url, &[("x-request-id", "req-slow")], "").await
     });
-    let proxied = CASES.iter().filter(|c| c.route != "-").count();
+    // Every case has been answered, so the next request the fake sees is the slow one.
+    let answered = fake.request_count();
     assert!(
-        fake.wait_for_requests(proxied + 1, Duration::from_secs(10))
+        fake.wait_for_requests(answered + 1, Duration::from_secs(10))
             .await,
         "the slow request never reached the upstream"
     );
@@ -245,6 +310,9 @@ async fn run_cases(format: &str) -> (ExitStatus, String) {
 fn assert_no_secrets(stderr: &str) {
     for (n, line) in stderr.lines().enumerate() {
         assert!(!line.contains("SECRET-"), "line {n} logs a secret:\n{line}");
+        for secret in [REFRESH_OK, REFRESH_REFUSED, CLIENT_SECRET] {
+            assert!(!line.contains(secret), "line {n} logs a secret:\n{line}");
+        }
         // The Basic credentials' base64 form, too.
         assert!(
             !line.contains("U0VDUkVULUJBU0lDLTY"),
@@ -323,6 +391,22 @@ async fn json_logs_have_one_access_event_per_request_and_no_secrets() {
         .find(|f| f["request_id"] == "req-no-route")
         .unwrap();
     assert_eq!(not_found["errno"], 999, "{not_found}");
+    // A refresh request the OAuth server refuses as the gateway's own mistake is an error.
+    let misconfigured: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["Fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("refused the gateway's refresh request"))
+        })
+        .collect();
+    assert_eq!(misconfigured.len(), 1, "{stderr}");
+    assert_eq!(
+        misconfigured[0]["Severity"], 3,
+        "error level: {}",
+        misconfigured[0]
+    );
     assert!(
         stderr.contains("shutting down"),
         "no shutdown event:\n{stderr}"
@@ -347,6 +431,7 @@ async fn text_logs_have_one_access_event_per_request_and_no_secrets() {
     for (id, method, status, route) in ids {
         let events: Vec<&str> = stderr
             .lines()
+            .filter(|l| strip_ansi(l).contains(" access: "))
             .filter(|l| text_field(l, "request_id").as_deref() == Some(id))
             .collect();
         assert_eq!(
