@@ -20,6 +20,10 @@ const EXAMPLE_SECRETS: &[(&str, &str)] = &[
         "AMO_REVIEWER_API_SECRET",
         "example-reviewer-secret-not-real",
     ),
+    (
+        "FXA_CLIENT_SECRET",
+        "00000000000000000000000000000000000000000000000000000000000000ff",
+    ),
 ];
 
 /// `fxa-gateway --check` with the example secrets set, except those named in `unset`.
