@@ -423,6 +423,11 @@ fn assert_handed_over(resp: &TestResponse, how: &str) -> String {
     token
 }
 
+#[track_caller]
+fn assert_metric(metrics: &str, line: &str) {
+    assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+}
+
 fn assert_errno(resp: &TestResponse, status: u16, errno: u64) -> Value {
     assert_eq!(resp.status_u16(), status, "{}", resp.text());
     let body = resp.json();
@@ -534,14 +539,13 @@ async fn an_upstream_401_is_refreshed_and_replayed() {
     assert_refresh_token_never_forwarded(&env);
 
     let metrics = env.metrics().await;
-    assert!(
-        metrics
-            .contains(r#"fxa_gateway_refresh_replays_total{route="profile",outcome="replayed"} 1"#),
-        "{metrics}"
+    assert_metric(
+        &metrics,
+        r#"fxa_gateway_refresh_replays_total{route="profile",outcome="replayed"} 1"#,
     );
-    assert!(
-        metrics.contains(r#"fxa_gateway_refreshes_total{route="profile",outcome="refreshed"} 1"#),
-        "{metrics}"
+    assert_metric(
+        &metrics,
+        r#"fxa_gateway_refreshes_total{route="profile",outcome="refreshed"} 1"#,
     );
 }
 
@@ -673,9 +677,9 @@ async fn a_rejected_refresh_token_means_reauthentication_and_drops_the_cache() {
     assert_errno(&resp, 401, 110);
     assert_eq!(env.introspections(), before + 1, "cache entry dropped");
     let metrics = env.metrics().await;
-    assert!(
-        metrics.contains(r#"fxa_gateway_refreshes_total{route="profile",outcome="reauth"} 1"#),
-        "{metrics}"
+    assert_metric(
+        &metrics,
+        r#"fxa_gateway_refreshes_total{route="profile",outcome="reauth"} 1"#,
     );
 }
 
@@ -754,9 +758,9 @@ async fn a_refused_client_secret_is_a_500_and_never_reauthentication() {
         Some("refresh-misconfigured")
     );
     let metrics = env.metrics().await;
-    assert!(
-        metrics.contains(r#"fxa_gateway_refreshes_total{route="open",outcome="misconfigured"} 1"#),
-        "{metrics}"
+    assert_metric(
+        &metrics,
+        r#"fxa_gateway_refreshes_total{route="open",outcome="misconfigured"} 1"#,
     );
 }
 
@@ -818,13 +822,13 @@ async fn two_hundred_concurrent_requests_with_one_expired_token_make_one_refresh
     assert_eq!(tokens.len(), 1, "everyone got the same new token");
     assert_eq!(env.api.request_count(), 200);
     let metrics = env.metrics().await;
-    assert!(
-        metrics.contains(r#"fxa_gateway_refreshes_total{route="profile",outcome="refreshed"} 1"#),
-        "{metrics}"
+    assert_metric(
+        &metrics,
+        r#"fxa_gateway_refreshes_total{route="profile",outcome="refreshed"} 1"#,
     );
-    assert!(
-        metrics.contains(r#"fxa_gateway_refreshes_total{route="profile",outcome="reused"} 199"#),
-        "{metrics}"
+    assert_metric(
+        &metrics,
+        r#"fxa_gateway_refreshes_total{route="profile",outcome="reused"} 199"#,
     );
 }
 

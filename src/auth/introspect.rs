@@ -36,10 +36,13 @@ use moka::ops::compute::Op;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-pub use answer::{MILLIS_THRESHOLD, MalformedAnswer, TokenInfo, epoch_time, parse_answer};
+pub use answer::{
+    MILLIS_THRESHOLD, MalformedAnswer, TokenInfo, epoch_time, parse_answer, scope_field,
+};
 pub use cache::entry_ttl;
 
 use crate::auth::form_post::RawAnswer;
+use crate::auth::ttl::TtlExpiry;
 use crate::backoff::{
     Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
     parse_retry_after, whole_seconds_up,
@@ -47,7 +50,7 @@ use crate::backoff::{
 use crate::clock::SharedClock;
 use crate::upstream::Upstream;
 use breaker::Breaker;
-use cache::{CacheKey, Cached, CachedExpiry};
+use cache::{CacheKey, Cached};
 
 /// Tokens longer than this are refused without a call: FxA's opaque tokens are 64 hex chars
 /// and its JWT access tokens are capped at 1024 (`fxa-reference.md` §1.3).
@@ -146,7 +149,7 @@ impl Introspector {
         let cache = Cache::builder()
             .name("introspection")
             .max_capacity(settings.capacity)
-            .expire_after(CachedExpiry)
+            .expire_after(TtlExpiry)
             .build();
         Introspector {
             cache,

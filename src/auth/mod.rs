@@ -11,3 +11,4 @@ pub mod policy;
 pub mod presets;
 pub mod refresh;
 pub mod scope;
+pub mod ttl;

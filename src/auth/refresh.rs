@@ -23,7 +23,7 @@ mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::{hmac, rand};
 use http::header::{HeaderMap, HeaderName};
@@ -35,6 +35,7 @@ pub use answer::{NewToken, TokenAnswer, judge};
 
 use super::form_post;
 use super::introspect::{Introspector, TokenInfo};
+use super::ttl::{Ttl, TtlExpiry};
 use crate::backoff::{
     Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
     parse_retry_after, whole_seconds_up,
@@ -212,42 +213,15 @@ struct TokenCall {
     introspector: Option<Arc<Introspector>>,
 }
 
-struct GrantExpiry;
-
-impl moka::Expiry<TokenKey, Arc<Grant>> for GrantExpiry {
-    fn expire_after_create(
-        &self,
-        _: &TokenKey,
-        value: &Arc<Grant>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
-    fn expire_after_update(
-        &self,
-        _: &TokenKey,
-        value: &Arc<Grant>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl Ttl for Grant {
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 }
 
-struct LineageExpiry;
-
-impl moka::Expiry<TokenKey, Lineage> for LineageExpiry {
-    fn expire_after_create(&self, _: &TokenKey, value: &Lineage, _: Instant) -> Option<Duration> {
-        Some(value.ttl)
-    }
-    fn expire_after_update(
-        &self,
-        _: &TokenKey,
-        value: &Lineage,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl Ttl for Lineage {
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 }
 
@@ -269,12 +243,12 @@ impl Refresher {
             grants: Cache::builder()
                 .name("refresh-grants")
                 .max_capacity(settings.cache_size)
-                .expire_after(GrantExpiry)
+                .expire_after(TtlExpiry)
                 .build(),
             lineage: Cache::builder()
                 .name("refresh-lineage")
                 .max_capacity(settings.cache_size)
-                .expire_after(LineageExpiry)
+                .expire_after(TtlExpiry)
                 .build(),
             call: Arc::new(TokenCall {
                 upstream,

@@ -135,7 +135,7 @@ fn string_field(fields: &Map<String, Value>, name: &str) -> Option<String> {
 
 /// RFC 7662 and FxA send a space-separated string; an array of strings (as `/v1/verify` uses)
 /// is joined rather than lost.
-fn scope_field(fields: &Map<String, Value>) -> String {
+pub fn scope_field(fields: &Map<String, Value>) -> String {
     match fields.get("scope") {
         Some(Value::String(scope)) => scope.clone(),
         Some(Value::Array(items)) => items

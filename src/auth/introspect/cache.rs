@@ -1,12 +1,12 @@
 //! What the introspection cache holds and for how long.
 //!
-//! Freshness is decided twice: moka evicts by its own (real) clock through [`CachedExpiry`],
+//! Freshness is decided twice: moka evicts by its own (real) clock through [`crate::auth::ttl::TtlExpiry`],
 //! which only bounds memory; every hit is then judged against the gateway's clock
 //! ([`Cached::is_fresh`], [`Cached::serve`]), so a test that moves a manual clock sees expiry at
 //! once and an entry past the token's `exp` is never served as active.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use super::{IntrospectError, IntrospectSettings, TokenInfo};
 
@@ -24,9 +24,6 @@ pub(super) struct Cached {
     /// The same span for moka's eviction.
     ttl: Duration,
 }
-
-/// moka's per-entry expiry: the TTL computed when the entry was made.
-pub(super) struct CachedExpiry;
 
 /// How long an answer may be reused, from `now` (pure, so it is tested without moka):
 /// - active with `exp` in the future: until `exp`, at most `max_ttl` (the revocation window:
@@ -99,22 +96,10 @@ impl Cached {
     }
 }
 
-// === impl CachedExpiry ===
+// === impl Ttl ===
 
-impl moka::Expiry<CacheKey, Cached> for CachedExpiry {
-    fn expire_after_create(&self, _: &CacheKey, value: &Cached, _: Instant) -> Option<Duration> {
-        Some(value.ttl)
-    }
-
-    /// moka's default keeps the old entry's remaining time; a re-insert (seed, refetch) must
-    /// get its own.
-    fn expire_after_update(
-        &self,
-        _: &CacheKey,
-        value: &Cached,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl crate::auth::ttl::Ttl for Cached {
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 }

@@ -13,6 +13,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::auth::bearer::is_token68;
+use crate::auth::introspect::scope_field;
 
 /// Longest access token accepted from the token endpoint (FxA caps JWTs at 1024 characters).
 const MAX_ACCESS_TOKEN_LEN: usize = 4096;
@@ -85,15 +86,7 @@ fn granted(body: &[u8]) -> Option<NewToken> {
     if !expires_in.is_finite() || expires_in <= 0.0 || expires_in > 10.0 * 365.0 * 86_400.0 {
         return None;
     }
-    let scope = match value.get("scope") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    };
+    let scope = scope_field(value.as_object()?);
     Some(NewToken {
         access_token: access_token.to_owned(),
         expires_in: Duration::from_secs_f64(expires_in),
