@@ -10,20 +10,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::auth::bearer;
-use crate::auth::policy::{self, AuthRuntime, Caller, RefreshRequest, Rejected};
-use crate::auth::refresh::{self, Grant};
-use crate::body::{
-    Body, BufferError, InFlight, LimitedIncoming, TrackedBody, UpstreamBody, buffer_for_replay,
-};
+use crate::auth::policy::{self, AuthRuntime, Caller};
+use crate::body::{Body, InFlight, TrackedBody, UpstreamBody};
 use crate::clock::SharedClock;
 use crate::config::{Config, IpNet, Limits};
 use crate::errno::{Fault, GatewayError};
@@ -34,6 +29,12 @@ use crate::request_id::{self, IdGenerator};
 use crate::respond;
 use crate::routing::{RouteMatch, Router};
 use crate::upstream::{CallError, Upstream};
+
+mod refresh_step;
+mod target;
+
+use refresh_step::{Handover, RefreshContext, Replay, Step};
+use target::{check_target, declared_length, host_header_value, request_host};
 
 /// Everything one configuration needs at request time, swapped atomically as a whole.
 pub struct Snapshot {
@@ -286,53 +287,32 @@ async fn proxy(
     // and authenticating a request that cannot be sent would be wasted work.
     let upstream_ticket = snapshot.gates.upstream_gate(route.upstream, now)?;
 
-    // The caller's refresh token: refused on a listener that does not take refresh tokens,
-    // used only where the route refreshes, never forwarded (hygiene strips every X-FxA-*).
-    let refresh_token = refresh::caller_refresh_token(
-        req.headers(),
-        conn.accept_refresh_token,
-        route.refresh.is_some(),
-    )?;
-    let refresh = match (&route.refresh, refresh_token.as_deref()) {
-        (Some(options), Some(token)) => Some(RefreshRequest {
-            refresh_token: token,
-            scope: options.scope.as_deref(),
-        }),
-        _ => None,
+    // The caller's refresh token is read (or refused) before authentication, which may
+    // already need it: an expired token is refreshed before anything is forwarded.
+    let refresh =
+        RefreshContext::from_request(req.headers(), conn, route, &path[matched.rest_start..])?;
+    let step = Step {
+        state,
+        snapshot,
+        route,
+        route_index: matched.route.index,
+        conn,
     };
-    // What a replay after an upstream 401 needs: the token that 401 was about.
-    let sent_token = refresh
-        .as_ref()
-        .and_then(|_| bearer::bearer_token(req.headers()).ok())
-        .map(str::to_owned);
 
     // Authenticate before any upstream traffic: a refused caller costs the upstream nothing.
     // Reads the caller's headers before hygiene strips the `X-FxA-*` selection header.
-    let rest_path = &path[matched.rest_start..];
     let caller = Caller {
         listener: &conn.listener,
         peer: conn.peer.ip(),
         method: req.method(),
-        path: rest_path,
+        path: &path[matched.rest_start..],
     };
-    let auth = snapshot
-        .auth
-        .authenticate(&route.auth, req.headers(), &caller, now, refresh.as_ref())
-        .await
-        .inspect_err(|e| note_refresh_error(state, snapshot, matched.route.index, e))?;
+    let auth = step
+        .authenticate(req.headers(), &caller, now, refresh.as_ref())
+        .await?;
     let identity = auth.identity.clone();
     let client_id = auth.client_id.clone();
-    let mut refreshed = auth.refreshed.clone();
-    let mut refresh_note = if auth.refreshed.is_some() {
-        Some(RefreshNote::Refreshed)
-    } else {
-        None
-    };
-    if let Some(r) = &auth.refreshed {
-        note_refresh(state, snapshot, matched.route.index, r.source.into());
-    } else if auth.refresh_deferred {
-        note_refresh(state, snapshot, matched.route.index, "unavailable");
-    }
+    let mut handover = Handover::before_forwarding(&auth);
 
     // Per-identity gates once the caller is known: a 429 from FxA is about one account, and
     // quotas count per caller.
@@ -349,12 +329,14 @@ async fn proxy(
     snapshot.gates.upstream_cap(route.upstream)?;
 
     let upstream_uri = {
-        let rest = if route.strip_prefix { rest_path } else { path };
+        let rest = if route.strip_prefix {
+            &path[matched.rest_start..]
+        } else {
+            path
+        };
         upstream.uri_for(rest, req.uri().query())?
     };
     let method = req.method().clone();
-    // A replay after a 401 re-checks the new token on the same endpoint.
-    let replay_target = refresh.as_ref().map(|_| rest_path.to_owned());
     let origin_host = host_header_value(&req);
     let headers = req.headers_mut();
     headers::strip_hop_by_hop(headers);
@@ -374,112 +356,28 @@ async fn proxy(
     let exceeded = declared.is_none().then(|| Arc::new(AtomicBool::new(false)));
     let (mut parts, incoming) = req.into_parts();
     parts.uri = upstream_uri;
-    // Where a refresh may follow, bodies up to the replay limit are buffered so the request
-    // can be sent again; larger or endless ones stream and are never replayed.
-    let replay_max = refresh
-        .as_ref()
-        .and(snapshot.auth.refresher())
-        .map(|r| r.max_replay_body().min(limit));
-    let body = if declared == Some(0)
-        || (declared.is_none() && hyper::body::Body::is_end_stream(&incoming))
-    {
-        UpstreamBody::Empty
-    } else if let Some(max) = replay_max
-        && declared.is_none_or(|len| len <= max)
-    {
-        let read = buffer_for_replay(incoming, max, limit, exceeded.clone());
-        match tokio::time::timeout(upstream.response_timeout(), read).await {
-            Err(_) => return Err(GatewayError::BodyTimeout),
-            Ok(Err(BufferError::TooLarge)) => return Err(GatewayError::BodyTooLarge { limit }),
-            Ok(Err(BufferError::Broken)) => {
-                return Err(GatewayError::BadRequest("request body ended early"));
-            }
-            Ok(Ok(body)) => body,
-        }
-    } else {
-        UpstreamBody::Stream(LimitedIncoming::new(incoming, limit, exceeded.clone()))
-    };
-    let replay = match (&body, &refresh) {
-        (UpstreamBody::Empty, Some(_)) => Some(None),
-        (UpstreamBody::Full(bytes), Some(_)) => Some(bytes.clone()),
-        _ => None,
-    };
-    let replay_headers = replay.as_ref().map(|_| parts.headers.clone());
-    let replay_uri = replay.as_ref().map(|_| parts.uri.clone());
+    // Where a refresh may follow, small bodies are buffered so the request can be replayed.
+    let replay_max = refresh.as_ref().and_then(|_| step.replay_max(limit));
+    let body = step
+        .request_body(incoming, declared, limit, replay_max, &exceeded, upstream)
+        .await?;
+    let replay = refresh.as_ref().and_then(|_| Replay::keep(&parts, &body));
     let upstream_req = Request::from_parts(parts, body);
 
-    let mut permit = upstream.acquire().await?;
-    let mut response = send(upstream, upstream_req, &exceeded, limit).await?;
-
-    // Step 7, refresh after a 401: the upstream refused the token the caller holds. Refresh
-    // once, replay once with the new token; a 401 after that goes back as it is.
-    if response.status() == StatusCode::UNAUTHORIZED
-        && refreshed.is_none()
-        && let (Some(refresh), Some(old_token), Some(target)) =
-            (&refresh, &sent_token, &replay_target)
-    {
-        let caller = Caller {
-            listener: &conn.listener,
-            peer: conn.peer.ip(),
-            method: &method,
-            path: target,
-        };
-        let check_headers = replay_headers.clone().unwrap_or_default();
-        let refresh_for = |replayable: bool| async move {
-            snapshot
-                .auth
-                .refresh_rejected(
-                    &route.auth,
-                    &check_headers,
-                    &caller,
-                    Rejected {
-                        old_token,
-                        replay: replayable,
-                    },
-                    refresh,
-                    state.clock.now(),
-                )
-                .await
-                .inspect_err(|e| note_refresh_error(state, snapshot, matched.route.index, e))
-        };
-        match (replay, replay_headers, replay_uri) {
-            (Some(body), Some(mut headers), Some(uri)) => {
-                // The refused answer is not the caller's: let its connection slot go.
-                drop(response);
-                drop(permit);
-                let new_auth = refresh_for(true).await?;
-                refreshed = new_auth.refreshed.clone();
-                for name in [
-                    bearer::UID_HEADER,
-                    bearer::CLIENT_ID_HEADER,
-                    bearer::SCOPE_HEADER,
-                ] {
-                    headers.remove(name);
-                }
-                policy::apply(new_auth, &route.auth, &mut headers);
-                let mut again = Request::new(match body {
-                    Some(bytes) => UpstreamBody::Full(Some(bytes)),
-                    None => UpstreamBody::Empty,
-                });
-                *again.method_mut() = method.clone();
-                *again.uri_mut() = uri;
-                *again.headers_mut() = headers;
-                permit = upstream.acquire().await?;
-                response = send(upstream, again, &None, limit).await?;
-                refresh_note = Some(RefreshNote::Replayed);
-                note_replay(state, snapshot, matched.route.index, "replayed");
-            }
-            _ => {
-                // The body is gone upstream: the caller gets the 401 and the new token.
-                refreshed = refresh_for(false).await?.refreshed;
-                refresh_note = Some(RefreshNote::NotReplayed);
-                note_replay(state, snapshot, matched.route.index, "not_replayed");
-            }
+    let permit = upstream.acquire().await?;
+    let response = send(upstream, upstream_req, &exceeded, limit).await?;
+    // Step 7 after a 401: refresh once, replay once with the new token; a 401 after that (or
+    // after a refresh before forwarding) goes back as it is.
+    let (response, permit) = match &refresh {
+        Some(ctx) if response.status() == StatusCode::UNAUTHORIZED && handover.is_none() => {
+            let after = step
+                .after_unauthorized(ctx, &method, replay, response, permit, upstream)
+                .await?;
+            handover = after.handover;
+            (after.response, after.permit)
         }
-        if let Some(r) = &refreshed {
-            note_refresh(state, snapshot, matched.route.index, r.source.into());
-        }
-    }
+        _ => (response, permit),
+    };
 
     let view = matched_view(&matched);
     let mut response = respond::finish(
@@ -509,14 +407,14 @@ async fn proxy(
         state.metrics.backoff_header(name, secs);
     }
     quota_headers.apply(response.headers_mut());
-    if let (Some(r), Some(note)) = (&refreshed, refresh_note) {
-        hand_over_token(response.headers_mut(), &r.grant, note, state.clock.now());
+    if let Some(handover) = handover {
+        handover.apply(response.headers_mut(), state.clock.now());
     }
     Ok(response)
 }
 
 /// Sends one request upstream; a body over the cap is 413, not a 502.
-async fn send(
+pub(super) async fn send(
     upstream: &Upstream,
     req: Request<UpstreamBody>,
     exceeded: &Option<Arc<AtomicBool>>,
@@ -528,58 +426,6 @@ async fn send(
         Err(CallError::RequestBody) => Err(over_limit(exceeded, limit)
             .unwrap_or(GatewayError::BadRequest("request body ended early"))),
     }
-}
-
-/// What refresh did to the request, for `X-FxA-Refresh`.
-#[derive(Debug, Clone, Copy)]
-enum RefreshNote {
-    Refreshed,
-    Replayed,
-    NotReplayed,
-}
-
-/// Gives the caller its new access token: it must store it (and it must not be cached).
-fn hand_over_token(headers: &mut HeaderMap, grant: &Grant, note: RefreshNote, now: SystemTime) {
-    if let Ok(mut token) = HeaderValue::from_str(grant.access_token()) {
-        token.set_sensitive(true);
-        headers.insert(refresh::ACCESS_TOKEN_HEADER, token);
-        headers.insert(
-            refresh::EXPIRES_IN_HEADER,
-            HeaderValue::from(grant.expires_in(now)),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            refresh::REFRESH_HEADER,
-            HeaderValue::from_static(match note {
-                RefreshNote::Refreshed => "refreshed",
-                RefreshNote::Replayed => "replayed",
-                RefreshNote::NotReplayed => "not-replayed",
-            }),
-        );
-    }
-}
-
-fn note_refresh(state: &State, snapshot: &Snapshot, route: usize, outcome: &'static str) {
-    if let Some(name) = snapshot.route_names.get(route) {
-        state.metrics.refresh(name, outcome);
-    }
-}
-
-fn note_replay(state: &State, snapshot: &Snapshot, route: usize, outcome: &'static str) {
-    if let Some(name) = snapshot.route_names.get(route) {
-        state.metrics.replay(name, outcome);
-    }
-}
-
-/// Counts a refresh that ended the request.
-fn note_refresh_error(state: &State, snapshot: &Snapshot, route: usize, e: &GatewayError) {
-    let outcome = match e {
-        GatewayError::ReauthRequired => "reauth",
-        GatewayError::RefreshMisconfigured { .. } => "misconfigured",
-        GatewayError::RefreshUnavailable { .. } => "unavailable",
-        _ => return,
-    };
-    note_refresh(state, snapshot, route, outcome);
 }
 
 /// The parts of a route match the response stage needs.
@@ -601,85 +447,4 @@ fn over_limit(flag: &Option<Arc<AtomicBool>>, limit: u64) -> Option<GatewayError
     flag.as_ref()
         .filter(|f| f.load(Ordering::Acquire))
         .map(|_| GatewayError::BodyTooLarge { limit })
-}
-
-/// Refuses request targets that could mean different paths to the gateway and the upstream.
-fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> {
-    if req.method() == Method::CONNECT {
-        return Err(GatewayError::BadRequest("CONNECT is not supported"));
-    }
-    let path = req.uri().path();
-    if !path.starts_with('/') {
-        return Err(GatewayError::BadRequest("request target must be a path"));
-    }
-    // Fast path: nothing that could hide a dot segment or a separator.
-    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
-        return Ok(());
-    }
-    for segment in path.split('/') {
-        let dots = segment.len() <= 6
-            && [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."]
-                .iter()
-                .any(|d| segment.eq_ignore_ascii_case(d));
-        if dots {
-            return Err(GatewayError::BadRequest(
-                "dot segments are not allowed in the path",
-            ));
-        }
-        let encoded_separator = segment.contains('\\')
-            || segment.as_bytes().windows(3).any(|w| {
-                w[0] == b'%'
-                    && (w[1..].eq_ignore_ascii_case(b"2f")
-                        || w[1..].eq_ignore_ascii_case(b"5c")
-                        || &w[1..] == b"00")
-            });
-        if encoded_separator {
-            return Err(GatewayError::BadRequest(
-                "encoded separators are not allowed in the path",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The declared body length, if any; an unparsable one is a malformed request.
-fn declared_length(req: &Request<Incoming>) -> Result<Option<u64>, GatewayError> {
-    match req.headers().get(header::CONTENT_LENGTH) {
-        None => Ok(hyper::body::Body::size_hint(req.body()).exact()),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Some)
-            .ok_or(GatewayError::BadRequest("invalid Content-Length")),
-    }
-}
-
-/// Host the client asked for, without port: `:authority` (h2) or `Host`. Any case.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
-    let raw = match req.uri().host() {
-        Some(h) => h,
-        None => strip_port(req.headers().get(header::HOST)?.to_str().ok()?),
-    };
-    Some(raw.trim_end_matches('.'))
-}
-
-fn host_header_value(req: &Request<Incoming>) -> Option<HeaderValue> {
-    match req.headers().get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
 }

@@ -1,0 +1,89 @@
+//! Reading the request target and head: refusals of ambiguous targets, the declared body
+//! length, and the host the client asked for.
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request};
+use hyper::body::Incoming;
+
+use crate::errno::GatewayError;
+
+/// Refuses request targets that could mean different paths to the gateway and the upstream.
+pub(super) fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> {
+    if req.method() == Method::CONNECT {
+        return Err(GatewayError::BadRequest("CONNECT is not supported"));
+    }
+    let path = req.uri().path();
+    if !path.starts_with('/') {
+        return Err(GatewayError::BadRequest("request target must be a path"));
+    }
+    // Fast path: nothing that could hide a dot segment or a separator.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return Ok(());
+    }
+    for segment in path.split('/') {
+        let dots = segment.len() <= 6
+            && [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."]
+                .iter()
+                .any(|d| segment.eq_ignore_ascii_case(d));
+        if dots {
+            return Err(GatewayError::BadRequest(
+                "dot segments are not allowed in the path",
+            ));
+        }
+        let encoded_separator = segment.contains('\\')
+            || segment.as_bytes().windows(3).any(|w| {
+                w[0] == b'%'
+                    && (w[1..].eq_ignore_ascii_case(b"2f")
+                        || w[1..].eq_ignore_ascii_case(b"5c")
+                        || &w[1..] == b"00")
+            });
+        if encoded_separator {
+            return Err(GatewayError::BadRequest(
+                "encoded separators are not allowed in the path",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The declared body length, if any; an unparsable one is a malformed request.
+pub(super) fn declared_length(req: &Request<Incoming>) -> Result<Option<u64>, GatewayError> {
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(hyper::body::Body::size_hint(req.body()).exact()),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or(GatewayError::BadRequest("invalid Content-Length")),
+    }
+}
+
+/// Host the client asked for, without port: `:authority` (h2) or `Host`. Any case.
+pub(super) fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    let raw = match req.uri().host() {
+        Some(h) => h,
+        None => strip_port(req.headers().get(header::HOST)?.to_str().ok()?),
+    };
+    Some(raw.trim_end_matches('.'))
+}
+
+pub(super) fn host_header_value(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.headers().get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
