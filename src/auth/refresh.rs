@@ -17,6 +17,7 @@
 //! - The OAuth server's back-off windows are checked before every call and told every answer.
 
 mod answer;
+mod call;
 
 #[cfg(test)]
 mod tests;
@@ -32,16 +33,13 @@ use moka::ops::compute::Op;
 use tracing::Instrument as _;
 
 pub use answer::{NewToken, TokenAnswer, judge};
+use call::TokenCall;
 
-use super::form_post;
 use super::introspect::{Introspector, TokenInfo};
 use super::ttl::{Ttl, TtlExpiry};
-use crate::backoff::{
-    Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
-    parse_retry_after, whole_seconds_up,
-};
+use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
-use crate::config::{RefreshSettings, Secret, TokenEndpoint};
+use crate::config::RefreshSettings;
 use crate::errno::GatewayError;
 use crate::upstream::Upstream;
 
@@ -198,19 +196,6 @@ pub struct Refresher {
     call: Arc<TokenCall>,
     skew: Duration,
     max_replay_body: u64,
-}
-
-/// Everything one token endpoint call needs, owned by its spawned task.
-struct TokenCall {
-    upstream: Arc<Upstream>,
-    upstream_index: usize,
-    endpoint: TokenEndpoint,
-    client_id: String,
-    client_secret: Option<Secret>,
-    gate: Arc<BackoffGate>,
-    clock: SharedClock,
-    grace: Duration,
-    introspector: Option<Arc<Introspector>>,
 }
 
 impl Ttl for Grant {
@@ -438,142 +423,5 @@ impl std::fmt::Debug for Refresher {
             .field("upstream", &self.call.upstream.name)
             .field("client_id", &self.call.client_id)
             .finish_non_exhaustive()
-    }
-}
-
-// === impl TokenCall ===
-
-impl TokenCall {
-    /// One `POST /v1/token` with `grant_type=refresh_token`: back-off gate, the call, its
-    /// bookkeeping. Logs no token and no secret.
-    async fn exchange(
-        self: Arc<Self>,
-        refresh_token: String,
-        old: TokenKey,
-        scope: Option<String>,
-    ) -> Result<Arc<Grant>, RefreshError> {
-        let now = self.clock.now();
-        let scopes = [
-            Scope::Upstream(self.upstream_index),
-            Scope::Client {
-                upstream: self.upstream_index,
-                client_id: &self.client_id,
-            },
-        ];
-        let mut probes = Vec::new();
-        for scope in scopes {
-            match self.gate.check(scope, now) {
-                Admission::Allow => {}
-                Admission::Probe => probes.push(scope),
-                Admission::Deny(denial) => {
-                    for probe in probes {
-                        self.gate.release_probe(probe, now);
-                    }
-                    return Err(RefreshError::Unavailable {
-                        retry_after: Some(denial.retry_after_secs),
-                    });
-                }
-            }
-        }
-        let form = self.form(&refresh_token, scope.as_deref());
-        drop(refresh_token);
-        let result = form_post::post(&self.upstream, self.endpoint.path(), form).await;
-        let now = self.clock.now();
-        let raw = match result {
-            Ok(raw) => raw,
-            Err(cause) => {
-                for probe in probes {
-                    self.gate.release_probe(probe, now);
-                }
-                tracing::warn!(upstream = %self.upstream.name, %cause, "refresh call failed");
-                return Err(RefreshError::Unavailable { retry_after: None });
-            }
-        };
-        let verdict = judge(raw.status, raw.body.as_deref());
-        let errno = raw
-            .body
-            .as_deref()
-            .filter(|_| !raw.status.is_success())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-            .and_then(|v| v.get("errno").and_then(serde_json::Value::as_u64))
-            .and_then(|n| u16::try_from(n).ok());
-        let retry_after =
-            parse_retry_after(raw.retry_after.as_ref().map(|v| v.as_bytes()), None, now);
-        self.gate.record(
-            &Caller {
-                upstream: self.upstream_index,
-                client_id: Some(&self.client_id),
-                identity: None,
-            },
-            &UpstreamAnswer {
-                status: raw.status,
-                errno,
-                retry_after,
-                backoff: None,
-            },
-            now,
-        );
-        match verdict {
-            TokenAnswer::Granted(new) => Ok(Arc::new(self.grant(new, old, scope, now))),
-            TokenAnswer::Reauth => {
-                tracing::info!(
-                    upstream = %self.upstream.name,
-                    client_id = %self.client_id,
-                    status = raw.status.as_u16(),
-                    "refresh token rejected by the OAuth server: the user must re-authenticate"
-                );
-                Err(RefreshError::Reauth)
-            }
-            TokenAnswer::Misconfigured { errno } => {
-                tracing::error!(
-                    upstream = %self.upstream.name,
-                    client_id = %self.client_id,
-                    status = raw.status.as_u16(),
-                    errno,
-                    "the OAuth server refused the gateway's refresh request: check [refresh] client_id, client_secret, token_path and the routes' refresh_scope"
-                );
-                Err(RefreshError::Misconfigured {
-                    status: raw.status.as_u16(),
-                    errno,
-                })
-            }
-            TokenAnswer::Unavailable => {
-                tracing::warn!(upstream = %self.upstream.name, status = raw.status.as_u16(), "refresh answer unusable");
-                let retry_after = retry_after
-                    .map(|w| whole_seconds_up(clamp_retry_after(w, self.gate.policy().max_window)));
-                Err(RefreshError::Unavailable { retry_after })
-            }
-        }
-    }
-
-    /// The form body: client credentials in the body (never also in `Authorization`, which
-    /// FxA refuses), no secret for a public client.
-    fn form(&self, refresh_token: &str, scope: Option<&str>) -> String {
-        let mut form = String::with_capacity(256);
-        form_post::push_field(&mut form, "grant_type", "refresh_token");
-        form_post::push_field(&mut form, "refresh_token", refresh_token);
-        form_post::push_field(&mut form, "client_id", &self.client_id);
-        if let Some(secret) = &self.client_secret {
-            let secret = std::str::from_utf8(secret.expose()).unwrap_or_default();
-            form_post::push_field(&mut form, "client_secret", secret);
-        }
-        if let Some(scope) = scope {
-            form_post::push_field(&mut form, "scope", scope);
-        }
-        form
-    }
-
-    fn grant(&self, new: NewToken, old: TokenKey, scope: Option<String>, now: SystemTime) -> Grant {
-        let expires_at = now.checked_add(new.expires_in).unwrap_or(now);
-        let ttl = self.grace.min(new.expires_in);
-        Grant {
-            old,
-            asked_scope: scope,
-            access_token: new.access_token,
-            granted_scope: new.scope,
-            expires_at,
-            reuse_until: now.checked_add(ttl).unwrap_or(now),
-            ttl,
-        }
     }
 }
