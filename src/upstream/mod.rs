@@ -1,36 +1,45 @@
-//! Upstream clients: one pooled hyper-util client per configured upstream, over rustls with the
-//! webpki roots and/or the upstream's own CA, HTTP/2 when the upstream offers it by ALPN.
+//! Upstream clients: one connection pool per configured upstream, over rustls with the webpki
+//! roots and/or the upstream's own CA, HTTP/2 when the upstream offers it by ALPN.
 //!
-//! Every call is bounded: a per-upstream cap on requests in flight (the legacy client only caps
+//! Every call is bounded: a per-upstream cap on requests in flight (the pool itself only caps
 //! idle connections), a connect timeout and a timeout to the response head. An idempotent
 //! request whose connection dies before any response byte is retried once.
+
+mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_service::Service as _;
 
 use crate::body::UpstreamBody;
 use crate::config::UpstreamConfig;
 use crate::errno::GatewayError;
+use pool::{Pool, Sender};
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+pub use pool::ResponseBody;
+
+type Connector = HttpsConnector<HttpConnector>;
 
 /// One upstream service and its connection pool.
 pub struct Upstream {
     pub name: String,
     scheme: Scheme,
     authority: Authority,
+    /// `Host` for HTTP/1.1 requests: the authority without a default port.
+    host: HeaderValue,
     /// Base path without a trailing '/' ("" for the root).
     base_path: String,
-    client: HttpClient,
+    connector: Connector,
+    pool: Pool,
     permits: Arc<Semaphore>,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -53,12 +62,15 @@ impl Upstream {
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("upstream {} has no host", config.name))?;
         let base_path = config.url.path().trim_end_matches('/').to_owned();
+        let host = host_header(&scheme, &authority)?;
         Ok(Upstream {
             name: config.name.clone(),
             scheme,
             authority,
+            host,
             base_path,
-            client: build_client(config)?,
+            connector: build_connector(config)?,
+            pool: Pool::new(config.pool_idle_timeout, config.max_connections),
             permits: Arc::new(Semaphore::new(config.max_connections)),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
@@ -116,27 +128,140 @@ impl Upstream {
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, CallError> {
-        // The downstream may be h2; the client picks the upstream's version from ALPN.
+    ) -> Result<Response<ResponseBody>, CallError> {
+        // The downstream may be h2; the upstream's version comes from ALPN.
         *req.version_mut() = Version::HTTP_11;
         let replay = replayable(&req);
-        match self.send_once(req).await {
+        match self.send_once(req, false).await {
             Err(Failure::BeforeResponse(cause)) if replay.is_some() => {
                 tracing::debug!(upstream = %self.name, %cause, "retrying idempotent request on a fresh connection");
                 let req = replay
                     .map(ReplayParts::into_request)
                     .ok_or(CallError::RequestBody)?;
-                self.send_once(req).await.map_err(|f| self.classify(f))
+                self.send_once(req, true)
+                    .await
+                    .map_err(|f| self.classify(f))
             }
             other => other.map_err(|f| self.classify(f)),
         }
     }
 
-    async fn send_once(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, Failure> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+    async fn send_once(
+        &self,
+        req: Request<UpstreamBody>,
+        fresh: bool,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        match tokio::time::timeout(self.response_timeout, self.dispatch(req, fresh)).await {
             Err(_) => Err(Failure::Timeout),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(Failure::from_client_error(&e)),
+            Ok(result) => result,
+        }
+    }
+
+    /// One request on a pooled connection (unless `fresh`) or a new one. A request that a
+    /// pooled connection gave back unsent (it was closing) goes out once more on a new one.
+    async fn dispatch(
+        &self,
+        mut req: Request<UpstreamBody>,
+        mut fresh: bool,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        loop {
+            let pooled = if fresh { None } else { self.pool.checkout() };
+            let reused = pooled.is_some();
+            let sender = match pooled {
+                Some(s) => s,
+                // Boxed: the connect and handshake futures are large and rarely needed, and
+                // would otherwise be moved with every request's future.
+                None => Box::pin(self.connect()).await?,
+            };
+            let unsent = match sender {
+                Sender::H1(mut tx) => {
+                    self.to_http1(&mut req);
+                    match tx.try_send_request(req).await {
+                        Ok(resp) => {
+                            let (parts, body) = resp.into_parts();
+                            let body = self.pool.response_body(body, tx);
+                            return Ok(Response::from_parts(parts, body));
+                        }
+                        Err(mut e) => (e.take_message(), e.into_error()),
+                    }
+                }
+                Sender::H2(mut tx) => {
+                    self.to_http2(&mut req);
+                    match tx.try_send_request(req).await {
+                        Ok(resp) => return Ok(resp.map(ResponseBody::unpooled)),
+                        Err(mut e) => (e.take_message(), e.into_error()),
+                    }
+                }
+            };
+            match unsent {
+                (Some(unsent), _) if reused => {
+                    req = unsent;
+                    fresh = true;
+                }
+                (_, e) => return Err(Failure::from_hyper(&e)),
+            }
+        }
+    }
+
+    /// Opens a connection (TCP, TLS and ALPN as configured) and spawns its driver task.
+    async fn connect(&self) -> Result<Sender, Failure> {
+        let mut connector = self.connector.clone();
+        let uri = Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+            parts
+        })
+        .map_err(|e| Failure::Connect(e.to_string()))?;
+        let io = connector
+            .call(uri)
+            .await
+            .map_err(|e| Failure::from_connect_error(&*e))?;
+        if io.connected().is_negotiated_h2() {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| Failure::Connect(error_chain(&e)))?;
+            tokio::spawn(drive(self.name.clone(), conn));
+            self.pool.keep_h2(&tx);
+            Ok(Sender::H2(tx))
+        } else {
+            let (tx, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| Failure::Connect(error_chain(&e)))?;
+            tokio::spawn(drive(self.name.clone(), conn));
+            Ok(Sender::H1(tx))
+        }
+    }
+
+    /// HTTP/1.1 wants origin-form (`/path?query`) and a `Host` header.
+    fn to_http1(&self, req: &mut Request<UpstreamBody>) {
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.host.clone());
+        }
+        if req.uri().scheme().is_some() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(pq);
+        }
+    }
+
+    /// HTTP/2 takes `:scheme` and `:authority` from an absolute URI; hyper drops the
+    /// connection-specific headers.
+    fn to_http2(&self, req: &mut Request<UpstreamBody>) {
+        if req.uri().scheme().is_none() {
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
         }
     }
 
@@ -172,16 +297,17 @@ enum Failure {
 }
 
 impl Failure {
-    fn from_client_error(e: &hyper_util::client::legacy::Error) -> Failure {
-        let cause = error_chain(e);
-        if e.is_connect() {
-            return if find_io_kind(e) == Some(std::io::ErrorKind::TimedOut) {
-                Failure::ConnectTimeout
-            } else {
-                Failure::Connect(cause)
-            };
+    fn from_connect_error(e: &(dyn std::error::Error + 'static)) -> Failure {
+        if find_io_kind(e) == Some(std::io::ErrorKind::TimedOut) {
+            Failure::ConnectTimeout
+        } else {
+            Failure::Connect(error_chain(e))
         }
-        let mut source = std::error::Error::source(e);
+    }
+
+    fn from_hyper(e: &hyper::Error) -> Failure {
+        let cause = error_chain(e);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = source {
             if err.is::<crate::body::BodyTooLarge>() {
                 return Failure::RequestBody;
@@ -203,6 +329,26 @@ impl Failure {
             _ => Failure::Protocol(cause),
         }
     }
+}
+
+/// Runs one connection until it closes.
+async fn drive<F>(upstream: String, conn: F)
+where
+    F: std::future::Future<Output = hyper::Result<()>>,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(%upstream, error = %e, "upstream connection closed with an error");
+    }
+}
+
+/// The `Host` value HTTP/1.1 requests carry: host, and the port unless it is the scheme's.
+fn host_header(scheme: &Scheme, authority: &Authority) -> anyhow::Result<HeaderValue> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let value = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    Ok(HeaderValue::try_from(value)?)
 }
 
 fn find_io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
@@ -266,7 +412,7 @@ fn replayable(req: &Request<UpstreamBody>) -> Option<ReplayParts> {
     })
 }
 
-fn build_client(config: &UpstreamConfig) -> anyhow::Result<HttpClient> {
+fn build_connector(config: &UpstreamConfig) -> anyhow::Result<Connector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -276,17 +422,11 @@ fn build_client(config: &UpstreamConfig) -> anyhow::Result<HttpClient> {
     let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    let connector = if config.http2 && config.url.scheme() == Some(&Scheme::HTTPS) {
-        builder.enable_all_versions().wrap_connector(http)
-    } else {
-        builder.enable_http1().wrap_connector(http)
-    };
-    let client = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .pool_max_idle_per_host(config.max_connections)
-        .set_host(true)
-        .build(connector);
-    Ok(client)
+    Ok(
+        if config.http2 && config.url.scheme() == Some(&Scheme::HTTPS) {
+            builder.enable_all_versions().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        },
+    )
 }
