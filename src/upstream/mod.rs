@@ -243,10 +243,9 @@ impl Upstream {
             req.headers_mut().insert(HOST, self.host.clone());
         }
         if req.uri().scheme().is_some() {
-            let pq = req
-                .uri()
-                .path_and_query()
-                .cloned()
+            let pq = std::mem::take(req.uri_mut())
+                .into_parts()
+                .path_and_query
                 .unwrap_or_else(|| PathAndQuery::from_static("/"));
             *req.uri_mut() = Uri::from(pq);
         }
