@@ -28,6 +28,9 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// FxA's back-off hints on any answer (seconds), read by the back-off gate.
+pub const BACKOFF: HeaderName = HeaderName::from_static("backoff");
+pub const X_BACKOFF: HeaderName = HeaderName::from_static("x-backoff");
 
 /// Prefix of the gateway-only header namespace.
 const GATEWAY_PREFIX: &[u8] = b"x-fxa-";

@@ -25,8 +25,8 @@ const SUNSET: HeaderName = HeaderName::from_static("sunset");
 const KEPT_ON_REWRITE: [HeaderName; 5] = [
     header::RETRY_AFTER,
     header::WWW_AUTHENTICATE,
-    HeaderName::from_static("backoff"),
-    HeaderName::from_static("x-backoff"),
+    headers::BACKOFF,
+    headers::X_BACKOFF,
     header::CACHE_CONTROL,
 ];
 

@@ -146,37 +146,28 @@ impl Upstream {
         }
     }
 
+    /// One attempt, on a pooled connection (unless `fresh`) or a new one, within the response
+    /// timeout. A request that a pooled connection gave back unsent (it was closing) goes out
+    /// once more on a new one. The timeout wraps each step rather than the whole: a wrapped
+    /// future would be moved, all of it, with every request.
     async fn send_once(
-        &self,
-        req: Request<UpstreamBody>,
-        fresh: bool,
-    ) -> Result<Response<ResponseBody>, Failure> {
-        match tokio::time::timeout(self.response_timeout, self.dispatch(req, fresh)).await {
-            Err(_) => Err(Failure::Timeout),
-            Ok(result) => result,
-        }
-    }
-
-    /// One request on a pooled connection (unless `fresh`) or a new one. A request that a
-    /// pooled connection gave back unsent (it was closing) goes out once more on a new one.
-    async fn dispatch(
         &self,
         mut req: Request<UpstreamBody>,
         mut fresh: bool,
     ) -> Result<Response<ResponseBody>, Failure> {
+        let deadline = tokio::time::Instant::now() + self.response_timeout;
         loop {
             let pooled = if fresh { None } else { self.pool.checkout() };
             let reused = pooled.is_some();
             let sender = match pooled {
                 Some(s) => s,
-                // Boxed: the connect and handshake futures are large and rarely needed, and
-                // would otherwise be moved with every request's future.
-                None => Box::pin(self.connect()).await?,
+                // Boxed: the connect and handshake futures are large and rarely needed.
+                None => within(deadline, Box::pin(self.connect())).await??,
             };
             let unsent = match sender {
                 Sender::H1(mut tx) => {
                     self.to_http1(&mut req);
-                    match tx.try_send_request(req).await {
+                    match within(deadline, tx.try_send_request(req)).await? {
                         Ok(resp) => {
                             let (parts, body) = resp.into_parts();
                             let body = self.pool.response_body(body, tx);
@@ -187,7 +178,7 @@ impl Upstream {
                 }
                 Sender::H2(mut tx) => {
                     self.to_http2(&mut req);
-                    match tx.try_send_request(req).await {
+                    match within(deadline, tx.try_send_request(req)).await? {
                         Ok(resp) => return Ok(resp.map(ResponseBody::unpooled)),
                         Err(mut e) => (e.take_message(), e.into_error()),
                     }
@@ -328,6 +319,15 @@ impl Failure {
             _ => Failure::Protocol(cause),
         }
     }
+}
+
+async fn within<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    step: F,
+) -> Result<F::Output, Failure> {
+    tokio::time::timeout_at(deadline, step)
+        .await
+        .map_err(|_| Failure::Timeout)
 }
 
 /// Runs one connection until it closes.
