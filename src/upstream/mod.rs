@@ -77,7 +77,9 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for a request path (already stripped of the route prefix if asked).
+    /// The upstream URI for a request path (already stripped of the route prefix if asked), in
+    /// origin-form (`/base/path?query`): what HTTP/1.1 sends; `send` adds this upstream's scheme
+    /// and authority when the connection is HTTP/2.
     pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 1,
@@ -91,13 +93,8 @@ impl Upstream {
             pq.push('?');
             pq.push_str(q);
         }
-        let pq = PathAndQuery::try_from(pq)
-            .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+        PathAndQuery::try_from(pq)
+            .map(Uri::from)
             .map_err(|_| GatewayError::BadRequest("invalid request target"))
     }
 
@@ -228,7 +225,7 @@ impl Upstream {
         }
     }
 
-    /// HTTP/1.1 wants origin-form (`/path?query`) and a `Host` header.
+    /// HTTP/1.1 wants origin-form (`/path?query`, as `uri_for` makes it) and a `Host` header.
     fn to_http1(&self, req: &mut Request<UpstreamBody>) {
         if !req.headers().contains_key(HOST) {
             req.headers_mut().insert(HOST, self.host.clone());
