@@ -18,6 +18,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout_at;
 use tower_service::Service as _;
 
 use crate::body::UpstreamBody;
@@ -159,12 +160,17 @@ impl Upstream {
             let sender = match pooled {
                 Some(s) => s,
                 // Boxed: the connect and handshake futures are large and rarely needed.
-                None => within(deadline, Box::pin(self.connect())).await??,
+                None => timeout_at(deadline, Box::pin(self.connect()))
+                    .await
+                    .map_err(|_| Failure::Timeout)??,
             };
             let unsent = match sender {
                 Sender::H1(mut tx) => {
                     self.to_http1(&mut req);
-                    match within(deadline, tx.try_send_request(req)).await? {
+                    match timeout_at(deadline, tx.try_send_request(req))
+                        .await
+                        .map_err(|_| Failure::Timeout)?
+                    {
                         Ok(resp) => {
                             let (parts, body) = resp.into_parts();
                             let body = self.pool.response_body(body, tx);
@@ -175,7 +181,10 @@ impl Upstream {
                 }
                 Sender::H2(mut tx) => {
                     self.to_http2(&mut req);
-                    match within(deadline, tx.try_send_request(req)).await? {
+                    match timeout_at(deadline, tx.try_send_request(req))
+                        .await
+                        .map_err(|_| Failure::Timeout)?
+                    {
                         Ok(resp) => return Ok(resp.map(ResponseBody::unpooled)),
                         Err(mut e) => (e.take_message(), e.into_error()),
                     }
@@ -316,15 +325,6 @@ impl Failure {
             _ => Failure::Protocol(cause),
         }
     }
-}
-
-async fn within<F: std::future::Future>(
-    deadline: tokio::time::Instant,
-    step: F,
-) -> Result<F::Output, Failure> {
-    tokio::time::timeout_at(deadline, step)
-        .await
-        .map_err(|_| Failure::Timeout)
 }
 
 /// Runs one connection until it closes.
