@@ -11,6 +11,8 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::upstream::ResponseBody;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the gateway sends back to its client.
@@ -20,7 +22,7 @@ pub enum Body {
     /// An upstream body streamed through; the permit holds the upstream's connection slot
     /// until the body is done.
     Upstream {
-        inner: Incoming,
+        inner: ResponseBody,
         _permit: Option<OwnedSemaphorePermit>,
     },
 }
@@ -36,7 +38,7 @@ impl Body {
             Body::Full(Some(bytes))
         }
     }
-    pub fn upstream(inner: Incoming, permit: Option<OwnedSemaphorePermit>) -> Self {
+    pub fn upstream(inner: ResponseBody, permit: Option<OwnedSemaphorePermit>) -> Self {
         Body::Upstream {
             inner,
             _permit: permit,

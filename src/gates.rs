@@ -17,6 +17,7 @@ use crate::backoff::{
 };
 use crate::config::{BackoffScope, Config, QuotaKey, RouteConfig};
 use crate::errno::GatewayError;
+use crate::headers::{BACKOFF, X_BACKOFF};
 use crate::ratelimit::{self, GlobalLimiter, KeyedLimiter, Limit, RateKey, SecretKeyHasher};
 
 /// Most keys a route quota tracks at once.
@@ -260,8 +261,8 @@ impl Gates {
             now,
         );
         let backoff_header = headers
-            .get("backoff")
-            .or_else(|| headers.get("x-backoff"))
+            .get(BACKOFF)
+            .or_else(|| headers.get(X_BACKOFF))
             .and_then(|v| backoff::parse_retry_after(Some(v.as_bytes()), None, now));
         let (identity, client_id) = match route.backoff_scope {
             BackoffScope::Auto => (identity, client_id),

@@ -11,8 +11,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::IpNet;
 
-/// Headers defined as hop-by-hop by RFC 9110 §7.6.1 plus the legacy ones proxies still see.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers defined as hop-by-hop by RFC 9110 §7.6.1 plus the legacy ones proxies still see, and
+/// `Transfer-Encoding`: hyper frames bodies itself on each hop. `Connection` comes first.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -21,33 +22,57 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::UPGRADE,
+    header::TRANSFER_ENCODING,
 ];
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// FxA's back-off hints on any answer (seconds), read by the back-off gate.
+pub const BACKOFF: HeaderName = HeaderName::from_static("backoff");
+pub const X_BACKOFF: HeaderName = HeaderName::from_static("x-backoff");
 
 /// Prefix of the gateway-only header namespace.
 const GATEWAY_PREFIX: &[u8] = b"x-fxa-";
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
-/// `Transfer-Encoding` goes too: hyper frames bodies itself on each hop.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
+    // One pass over the names finds which are present (usually none, or `Connection` alone):
+    // cheaper than a hashed removal for each of them.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0
+        && let Some(conn) = headers.get(header::CONNECTION)
+    {
         let named: Vec<HeaderName> = conn
             .to_str()
             .unwrap_or("")
             .split(',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .map(str::trim)
+            // `keep-alive` and the like go below anyway; no need to parse them.
+            .filter(|n| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_str().eq_ignore_ascii_case(n))
+            })
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP.iter() {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
 /// Removes every `X-FxA-*` header.
@@ -159,6 +184,23 @@ mod tests {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn headers_without_hop_by_hop_ones_are_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert("x-custom", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Custom"),
+        );
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));

@@ -3,9 +3,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
-pub const HEADER: &str = "x-request-id";
+/// A `HeaderName` rather than a `&str`: a string key is parsed again on every lookup.
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest caller-supplied id we keep.
 const MAX_LEN: usize = 128;

@@ -8,7 +8,6 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::Body;
@@ -17,7 +16,7 @@ use crate::errno::GatewayError;
 use crate::headers;
 use crate::pipeline::{MatchView, Outcome};
 use crate::rewrite::{self, UpstreamError, Verdict};
-use crate::upstream::Upstream;
+use crate::upstream::{ResponseBody, Upstream};
 
 const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 const SUNSET: HeaderName = HeaderName::from_static("sunset");
@@ -26,13 +25,13 @@ const SUNSET: HeaderName = HeaderName::from_static("sunset");
 const KEPT_ON_REWRITE: [HeaderName; 5] = [
     header::RETRY_AFTER,
     header::WWW_AUTHENTICATE,
-    HeaderName::from_static("backoff"),
-    HeaderName::from_static("x-backoff"),
+    headers::BACKOFF,
+    headers::X_BACKOFF,
     header::CACHE_CONTROL,
 ];
 
 pub async fn finish(
-    response: Response<Incoming>,
+    response: Response<ResponseBody>,
     permit: OwnedSemaphorePermit,
     view: &MatchView<'_>,
     upstream: &Upstream,
@@ -140,7 +139,7 @@ pub async fn finish(
 /// Reads an error body up to `cap` bytes (None when larger: the rest is dropped, not
 /// buffered), within the upstream's response timeout.
 async fn read_capped(
-    mut incoming: Incoming,
+    mut incoming: ResponseBody,
     headers: &HeaderMap,
     cap: usize,
     upstream: &Upstream,

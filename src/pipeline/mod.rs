@@ -208,9 +208,11 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         outcome.errno,
         started.elapsed(),
     );
-    response
-        .headers_mut()
-        .insert(request_id::HEADER, request_id.clone());
+    // New on every answer: HPACK's "never indexed" form keeps it out of each HTTP/2
+    // connection's header table, where it would only evict reusable entries (HTTP/1 ignores it).
+    let mut echoed = request_id.clone();
+    echoed.set_sensitive(true);
+    response.headers_mut().insert(request_id::HEADER, echoed);
     if snapshot.access_log {
         crate::logging::access(
             &snapshot,

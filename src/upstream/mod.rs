@@ -1,0 +1,428 @@
+//! Upstream clients: one connection pool per configured upstream, over rustls with the webpki
+//! roots and/or the upstream's own CA, HTTP/2 when the upstream offers it by ALPN.
+//!
+//! Every call is bounded: a per-upstream cap on requests in flight (the pool itself only caps
+//! idle connections), a connect timeout and a timeout to the response head. An idempotent
+//! request whose connection dies before any response byte is retried once.
+
+mod pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout_at;
+use tower_service::Service as _;
+
+use crate::body::UpstreamBody;
+use crate::config::UpstreamConfig;
+use crate::errno::GatewayError;
+use pool::{Pool, Sender};
+
+pub use pool::ResponseBody;
+
+type Connector = HttpsConnector<HttpConnector>;
+
+/// One upstream service and its connection pool.
+pub struct Upstream {
+    pub name: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// `Host` for HTTP/1.1 requests: the authority without a default port.
+    host: HeaderValue,
+    /// Base path without a trailing '/' ("" for the root).
+    base_path: String,
+    connector: Connector,
+    pool: Pool,
+    permits: Arc<Semaphore>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+/// What an upstream call failed with, before the pipeline turns it into an errno answer.
+#[derive(Debug)]
+pub enum CallError {
+    Gateway(GatewayError),
+    /// The request body failed (e.g. over the size cap); the pipeline decides what to answer.
+    RequestBody,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> anyhow::Result<Upstream> {
+        let scheme = config.url.scheme().cloned().unwrap_or(Scheme::HTTPS);
+        let authority = config
+            .url
+            .authority()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("upstream {} has no host", config.name))?;
+        let base_path = config.url.path().trim_end_matches('/').to_owned();
+        let host = host_header(&scheme, &authority)?;
+        Ok(Upstream {
+            name: config.name.clone(),
+            scheme,
+            authority,
+            host,
+            base_path,
+            connector: build_connector(config)?,
+            pool: Pool::new(config.pool_idle_timeout, config.max_connections),
+            permits: Arc::new(Semaphore::new(config.max_connections)),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+        })
+    }
+
+    /// The upstream URI for a request path (already stripped of the route prefix if asked), in
+    /// origin-form (`/base/path?query`): what HTTP/1.1 sends; `send` adds this upstream's scheme
+    /// and authority when the connection is HTTP/2.
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+        let mut pq = String::with_capacity(
+            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 1,
+        );
+        pq.push_str(&self.base_path);
+        if !path.starts_with('/') {
+            pq.push('/');
+        }
+        pq.push_str(path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        PathAndQuery::try_from(pq)
+            .map(Uri::from)
+            .map_err(|_| GatewayError::BadRequest("invalid request target"))
+    }
+
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// Root URI of the upstream, for health checks.
+    pub fn base_uri(&self) -> Result<Uri, GatewayError> {
+        self.uri_for("/", None)
+    }
+
+    /// Waits (up to the connect timeout) for a free connection slot.
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, GatewayError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        match tokio::time::timeout(self.connect_timeout, self.permits.clone().acquire_owned()).await
+        {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(GatewayError::UpstreamBusy {
+                upstream: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Sends a request and waits for the response head, within the response timeout.
+    pub async fn send(
+        &self,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, CallError> {
+        // The downstream may be h2; the upstream's version comes from ALPN.
+        *req.version_mut() = Version::HTTP_11;
+        let replay = replayable(&req);
+        match self.send_once(req, false).await {
+            Err(Failure::BeforeResponse(cause)) if replay.is_some() => {
+                tracing::debug!(upstream = %self.name, %cause, "retrying idempotent request on a fresh connection");
+                let req = replay
+                    .map(ReplayParts::into_request)
+                    .ok_or(CallError::RequestBody)?;
+                self.send_once(req, true)
+                    .await
+                    .map_err(|f| self.classify(f))
+            }
+            other => other.map_err(|f| self.classify(f)),
+        }
+    }
+
+    /// One attempt, on a pooled connection (unless `fresh`) or a new one, within the response
+    /// timeout. A request that a pooled connection gave back unsent (it was closing) goes out
+    /// once more on a new one. The timeout wraps each step rather than the whole: a wrapped
+    /// future would be moved, all of it, with every request.
+    async fn send_once(
+        &self,
+        mut req: Request<UpstreamBody>,
+        mut fresh: bool,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let deadline = tokio::time::Instant::now() + self.response_timeout;
+        loop {
+            let pooled = if fresh { None } else { self.pool.checkout() };
+            let reused = pooled.is_some();
+            let sender = match pooled {
+                Some(s) => s,
+                // Boxed: the connect and handshake futures are large and rarely needed.
+                None => timeout_at(deadline, Box::pin(self.connect()))
+                    .await
+                    .map_err(|_| Failure::Timeout)??,
+            };
+            let unsent = match sender {
+                Sender::H1(mut tx) => {
+                    self.to_http1(&mut req);
+                    match timeout_at(deadline, tx.try_send_request(req))
+                        .await
+                        .map_err(|_| Failure::Timeout)?
+                    {
+                        Ok(resp) => {
+                            let (parts, body) = resp.into_parts();
+                            let body = self.pool.response_body(body, tx);
+                            return Ok(Response::from_parts(parts, body));
+                        }
+                        Err(mut e) => (e.take_message(), e.into_error()),
+                    }
+                }
+                Sender::H2(mut tx) => {
+                    self.to_http2(&mut req);
+                    match timeout_at(deadline, tx.try_send_request(req))
+                        .await
+                        .map_err(|_| Failure::Timeout)?
+                    {
+                        Ok(resp) => return Ok(resp.map(ResponseBody::unpooled)),
+                        Err(mut e) => (e.take_message(), e.into_error()),
+                    }
+                }
+            };
+            match unsent {
+                (Some(unsent), _) if reused => {
+                    req = unsent;
+                    fresh = true;
+                }
+                (_, e) => return Err(Failure::from_hyper(&e)),
+            }
+        }
+    }
+
+    /// Opens a connection (TCP, TLS and ALPN as configured) and spawns its driver task.
+    async fn connect(&self) -> Result<Sender, Failure> {
+        let mut connector = self.connector.clone();
+        let uri = Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+            parts
+        })
+        .map_err(|e| Failure::Connect(e.to_string()))?;
+        let io = connector
+            .call(uri)
+            .await
+            .map_err(|e| Failure::from_connect_error(&*e))?;
+        if io.connected().is_negotiated_h2() {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| Failure::Connect(error_chain(&e)))?;
+            tokio::spawn(drive(self.name.clone(), conn));
+            self.pool.keep_h2(&tx);
+            Ok(Sender::H2(tx))
+        } else {
+            let (tx, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| Failure::Connect(error_chain(&e)))?;
+            tokio::spawn(drive(self.name.clone(), conn));
+            Ok(Sender::H1(tx))
+        }
+    }
+
+    /// HTTP/1.1 wants origin-form (`/path?query`, as `uri_for` makes it) and a `Host` header.
+    fn to_http1(&self, req: &mut Request<UpstreamBody>) {
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.host.clone());
+        }
+        if req.uri().scheme().is_some() {
+            let pq = std::mem::take(req.uri_mut())
+                .into_parts()
+                .path_and_query
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(pq);
+        }
+    }
+
+    /// HTTP/2 takes `:scheme` and `:authority` from an absolute URI; hyper drops the
+    /// connection-specific headers.
+    fn to_http2(&self, req: &mut Request<UpstreamBody>) {
+        if req.uri().scheme().is_none() {
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+
+    fn classify(&self, failure: Failure) -> CallError {
+        let upstream = self.name.clone();
+        CallError::Gateway(match failure {
+            Failure::Timeout => GatewayError::UpstreamTimeout {
+                upstream,
+                after: self.response_timeout,
+            },
+            Failure::ConnectTimeout => GatewayError::UpstreamTimeout {
+                upstream,
+                after: self.connect_timeout,
+            },
+            Failure::Connect(cause) => GatewayError::UpstreamUnreachable { upstream, cause },
+            Failure::BeforeResponse(cause) | Failure::Protocol(cause) => {
+                GatewayError::UpstreamBadResponse { upstream, cause }
+            }
+            Failure::RequestBody => return CallError::RequestBody,
+        })
+    }
+}
+
+/// Why one attempt failed.
+enum Failure {
+    Timeout,
+    ConnectTimeout,
+    Connect(String),
+    /// The connection closed or reset before any response byte: safe to retry if idempotent.
+    BeforeResponse(String),
+    Protocol(String),
+    RequestBody,
+}
+
+impl Failure {
+    fn from_connect_error(e: &(dyn std::error::Error + 'static)) -> Failure {
+        if find_io_kind(e) == Some(std::io::ErrorKind::TimedOut) {
+            Failure::ConnectTimeout
+        } else {
+            Failure::Connect(error_chain(e))
+        }
+    }
+
+    fn from_hyper(e: &hyper::Error) -> Failure {
+        let cause = error_chain(e);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = source {
+            if err.is::<crate::body::BodyTooLarge>() {
+                return Failure::RequestBody;
+            }
+            if let Some(h) = err.downcast_ref::<hyper::Error>() {
+                if h.is_user() {
+                    return Failure::RequestBody;
+                }
+                if h.is_incomplete_message() || h.is_canceled() {
+                    return Failure::BeforeResponse(cause);
+                }
+            }
+            source = err.source();
+        }
+        match find_io_kind(e) {
+            Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+                Failure::BeforeResponse(cause)
+            }
+            _ => Failure::Protocol(cause),
+        }
+    }
+}
+
+/// Runs one connection until it closes.
+async fn drive<F>(upstream: String, conn: F)
+where
+    F: std::future::Future<Output = hyper::Result<()>>,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(%upstream, error = %e, "upstream connection closed with an error");
+    }
+}
+
+/// The `Host` value HTTP/1.1 requests carry: host, and the port unless it is the scheme's.
+fn host_header(scheme: &Scheme, authority: &Authority) -> anyhow::Result<HeaderValue> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let value = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
+    Ok(HeaderValue::try_from(value)?)
+}
+
+fn find_io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = err.source();
+    }
+    None
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        source = err.source();
+    }
+    out
+}
+
+/// What is kept to replay an idempotent, body-less request once.
+struct ReplayParts {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Option<bytes::Bytes>,
+}
+
+impl ReplayParts {
+    fn into_request(self) -> Request<UpstreamBody> {
+        let mut req = Request::new(match self.body {
+            Some(b) => UpstreamBody::Full(Some(b)),
+            None => UpstreamBody::Empty,
+        });
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
+
+fn replayable(req: &Request<UpstreamBody>) -> Option<ReplayParts> {
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    let body = match req.body() {
+        UpstreamBody::Empty => None,
+        UpstreamBody::Full(b) => b.clone(),
+        UpstreamBody::Stream(_) => return None,
+    };
+    idempotent.then(|| ReplayParts {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        headers: req.headers().clone(),
+        body,
+    })
+}
+
+fn build_connector(config: &UpstreamConfig) -> anyhow::Result<Connector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let tls = crate::tls::client_config(config.ca_pem.as_deref(), config.ca_only)?;
+    let builder = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    Ok(
+        if config.http2 && config.url.scheme() == Some(&Scheme::HTTPS) {
+            builder.enable_all_versions().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        },
+    )
+}

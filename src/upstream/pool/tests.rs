@@ -1,0 +1,129 @@
+use std::convert::Infallible;
+
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinHandle;
+
+use super::*;
+
+const IDLE: Duration = Duration::from_secs(30);
+
+/// An HTTP/1.1 connection over an in-memory pipe to a server answering `body_len` bytes;
+/// the handle finishes when the server side sees the connection closed.
+async fn connection(body_len: usize) -> (H1Sender, JoinHandle<()>) {
+    let (client_io, server_io) = tokio::io::duplex(1024);
+    let server = tokio::spawn(async move {
+        let service = service_fn(move |_req: Request<Incoming>| async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; body_len]))))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server_io), service)
+            .await;
+    });
+    let (tx, conn) = http1::handshake(TokioIo::new(client_io))
+        .await
+        .expect("handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (tx, server)
+}
+
+async fn get(pool: &Pool, mut tx: H1Sender) -> ResponseBody {
+    let req = Request::builder()
+        .uri("/")
+        .header("host", "upstream")
+        .body(UpstreamBody::Empty)
+        .expect("request");
+    let resp = tx.send_request(req).await.expect("response");
+    pool.response_body(resp.into_body(), tx)
+}
+
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_is_pooled_when_its_body_ends_and_reused() {
+    let pool = Pool::new(IDLE, 8);
+    let (tx, _server) = connection(100_000).await;
+    let body = get(&pool, tx).await;
+    let bytes = body.collect().await.expect("body").to_bytes();
+    assert_eq!(bytes.len(), 100_000);
+    settle().await;
+    assert_eq!(pool.idle_count(), 1);
+    let Some(Sender::H1(tx)) = pool.checkout() else {
+        panic!("no pooled connection");
+    };
+    assert_eq!(pool.idle_count(), 0);
+    let body = get(&pool, tx).await;
+    assert_eq!(
+        body.collect().await.expect("body").to_bytes().len(),
+        100_000
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_whose_body_was_dropped_early_is_not_pooled() {
+    let pool = Pool::new(IDLE, 8);
+    let (tx, server) = connection(100_000).await;
+    let mut body = get(&pool, tx).await;
+    let first = body.frame().await.expect("a frame").expect("data");
+    assert!(first.is_data());
+    drop(body);
+    settle().await;
+    assert_eq!(pool.idle_count(), 0);
+    assert!(pool.checkout().is_none());
+    server.await.expect("server side closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connection_is_closed_after_the_idle_timeout() {
+    let pool = Pool::new(IDLE, 8);
+    let (tx, server) = connection(10).await;
+    let body = get(&pool, tx).await;
+    body.collect().await.expect("body");
+    settle().await;
+    assert_eq!(pool.idle_count(), 1);
+
+    tokio::time::advance(IDLE / 2).await;
+    settle().await;
+    assert_eq!(pool.idle_count(), 1, "closed before the idle timeout");
+
+    tokio::time::advance(IDLE).await;
+    settle().await;
+    assert_eq!(pool.idle_count(), 0);
+    server.await.expect("server side closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn closed_connection_is_never_checked_out() {
+    let pool = Pool::new(IDLE, 8);
+    let (tx, server) = connection(10).await;
+    let body = get(&pool, tx).await;
+    body.collect().await.expect("body");
+    settle().await;
+    assert_eq!(pool.idle_count(), 1);
+    server.abort();
+    let _ = server.await;
+    settle().await;
+    assert!(pool.checkout().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_over_the_cap_are_closed_oldest_first() {
+    let pool = Pool::new(IDLE, 2);
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let (tx, server) = connection(10).await;
+        get(&pool, tx).await.collect().await.expect("body");
+        servers.push(server);
+        settle().await;
+    }
+    assert_eq!(pool.idle_count(), 2);
+    servers.remove(0).await.expect("the oldest was closed");
+}
