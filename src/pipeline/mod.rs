@@ -28,7 +28,7 @@ use crate::metrics::{Metrics, Name};
 use crate::request_id::{self, IdGenerator};
 use crate::respond;
 use crate::routing::{RouteMatch, Router};
-use crate::upstream::{CallError, Upstream};
+use crate::upstream::{CallError, ResponseBody, Upstream};
 
 mod refresh_step;
 mod target;
@@ -421,7 +421,7 @@ pub(super) async fn send(
     req: Request<UpstreamBody>,
     exceeded: &Option<Arc<AtomicBool>>,
     limit: u64,
-) -> Result<Response<Incoming>, GatewayError> {
+) -> Result<Response<ResponseBody>, GatewayError> {
     match upstream.send(req).await {
         Ok(r) => Ok(r),
         Err(CallError::Gateway(e)) => Err(over_limit(exceeded, limit).unwrap_or(e)),

@@ -22,7 +22,7 @@ use crate::auth::refresh;
 use crate::body::{BufferError, LimitedIncoming, UpstreamBody, buffer_for_replay};
 use crate::config::RouteConfig;
 use crate::errno::GatewayError;
-use crate::upstream::Upstream;
+use crate::upstream::{ResponseBody, Upstream};
 
 /// A refreshing route's request that came with a refresh token.
 pub(super) struct RefreshContext {
@@ -69,7 +69,7 @@ pub(super) struct Handover {
 
 /// What the 401 step leaves for the response stage.
 pub(super) struct AfterUnauthorized {
-    pub response: Response<Incoming>,
+    pub response: Response<ResponseBody>,
     pub permit: OwnedSemaphorePermit,
     pub handover: Option<Handover>,
 }
@@ -185,7 +185,7 @@ impl Step<'_> {
         ctx: &RefreshContext,
         method: &Method,
         replay: Option<Replay>,
-        response: Response<Incoming>,
+        response: Response<ResponseBody>,
         permit: OwnedSemaphorePermit,
         upstream: &Upstream,
     ) -> Result<AfterUnauthorized, GatewayError> {
