@@ -322,9 +322,11 @@ impl FakeUpstream {
         Self::spawn(Some(tokio_rustls::TlsAcceptor::from(config))).await
     }
 
-    /// An address on 127.0.0.1 where nothing listens (connections are refused).
+    /// An address on loopback where nothing listens (connections are refused). On 127.0.0.2,
+    /// which no other test binds: a port freed on 127.0.0.1 could be handed to a listener a
+    /// test running in parallel opens a moment later.
     pub fn refusing() -> SocketAddr {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe listener");
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").expect("bind probe listener");
         listener.local_addr().expect("probe listener address")
     }
 
