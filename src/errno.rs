@@ -507,6 +507,15 @@ pub fn localized_delay(secs: u64) -> String {
     }
 }
 
+/// The `errno` of an errno-shaped JSON body (FxA's services, the gateway's own errors).
+pub fn errno_in(body: &[u8]) -> Option<u16> {
+    #[derive(serde::Deserialize)]
+    struct Errno {
+        errno: u16,
+    }
+    serde_json::from_slice::<Errno>(body).ok().map(|e| e.errno)
+}
+
 /// Serialises an errno body as an `application/json` response; HEAD gets the headers only.
 pub fn json_response(
     status: StatusCode,

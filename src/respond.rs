@@ -88,7 +88,7 @@ pub async fn finish(
     match rewrite::rewrite(&error, limits.max_error_body_bytes) {
         Verdict::PassThrough => {
             let bytes = body.unwrap_or_default();
-            outcome.errno = errno_of(&bytes);
+            outcome.errno = crate::errno::errno_in(&bytes);
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -113,7 +113,7 @@ pub async fn finish(
             Ok(Response::from_parts(parts, body))
         }
         Verdict::Rewritten(json) => {
-            outcome.errno = errno_of(&json);
+            outcome.errno = crate::errno::errno_in(&json);
             let mut out = Response::new(if method == Method::HEAD {
                 Body::empty()
             } else {
@@ -198,13 +198,4 @@ fn backoff_fields(body: Option<&[u8]>, headers: &HeaderMap) -> (Option<u16>, Opt
             .unwrap_or((None, None)),
         _ => (None, None),
     }
-}
-
-/// The errno of an errno-shaped body, for the access log.
-fn errno_of(body: &[u8]) -> Option<u16> {
-    #[derive(serde::Deserialize)]
-    struct Errno {
-        errno: u16,
-    }
-    serde_json::from_slice::<Errno>(body).ok().map(|e| e.errno)
 }

@@ -18,7 +18,9 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::auth::policy::{self, AuthRuntime, Caller};
-use crate::body::{Body, InFlight, TrackedBody, UpstreamBody};
+use crate::body::{
+    Body, BufferError, InFlight, LimitedIncoming, TrackedBody, UpstreamBody, buffer_for_replay,
+};
 use crate::clock::SharedClock;
 use crate::config::{Config, IpNet, Limits};
 use crate::errno::{Fault, GatewayError};
@@ -360,9 +362,7 @@ async fn proxy(
     parts.uri = upstream_uri;
     // Where a refresh may follow, small bodies are buffered so the request can be replayed.
     let replay_max = refresh.as_ref().and_then(|_| step.replay_max(limit));
-    let body = step
-        .request_body(incoming, declared, limit, replay_max, &exceeded, upstream)
-        .await?;
+    let body = request_body(incoming, declared, limit, replay_max, &exceeded, upstream).await?;
     let replay = refresh.as_ref().and_then(|_| Replay::keep(&parts, &body));
     let upstream_req = Request::from_parts(parts, body);
 
@@ -413,6 +413,36 @@ async fn proxy(
         handover.apply(response.headers_mut(), state.clock.now());
     }
     Ok(response)
+}
+
+/// The body to send upstream: nothing, the client's stream under the size cap, or (with
+/// `replay_max`) the whole body read first when it is that small, within the upstream's
+/// response timeout.
+async fn request_body(
+    incoming: Incoming,
+    declared: Option<u64>,
+    limit: u64,
+    replay_max: Option<u64>,
+    exceeded: &Option<Arc<AtomicBool>>,
+    upstream: &Upstream,
+) -> Result<UpstreamBody, GatewayError> {
+    if declared == Some(0) || (declared.is_none() && hyper::body::Body::is_end_stream(&incoming)) {
+        return Ok(UpstreamBody::Empty);
+    }
+    let Some(max) = replay_max.filter(|max| declared.is_none_or(|len| len <= *max)) else {
+        return Ok(UpstreamBody::Stream(LimitedIncoming::new(
+            incoming,
+            limit,
+            exceeded.clone(),
+        )));
+    };
+    let read = buffer_for_replay(incoming, max, limit, exceeded.clone());
+    match tokio::time::timeout(upstream.response_timeout(), read).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(Err(BufferError::TooLarge)) => Err(GatewayError::BodyTooLarge { limit }),
+        Ok(Err(BufferError::Broken)) => Err(GatewayError::BadRequest("request body ended early")),
+        Ok(Ok(body)) => Ok(body),
+    }
 }
 
 /// Sends one request upstream; a body over the cap is 413, not a 502.

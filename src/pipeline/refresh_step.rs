@@ -1,25 +1,22 @@
 //! Step 7 of the pipeline, refresh (DESIGN.md), as the pipeline sees it: reading the caller's
-//! refresh token, buffering a body that may have to be sent twice, refreshing and replaying
-//! after an upstream 401, and handing the new token back. The refresh itself (single flight,
+//! refresh token, how much of a body to keep for a replay, refreshing and replaying after an
+//! upstream 401, and handing the new token back. The refresh itself (single flight,
 //! grace period, seeding) is `auth::refresh`.
 //!
 //! A request is replayed at most once, and only with a body the gateway holds whole.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ConnInfo, Snapshot, State, send};
 use crate::auth::bearer;
 use crate::auth::policy::{self, AuthOutcome, Caller, RefreshRequest, Refreshed, Rejected};
 use crate::auth::refresh;
-use crate::body::{BufferError, LimitedIncoming, UpstreamBody, buffer_for_replay};
+use crate::body::UpstreamBody;
 use crate::config::RouteConfig;
 use crate::errno::GatewayError;
 use crate::upstream::{ResponseBody, Upstream};
@@ -140,41 +137,6 @@ impl Step<'_> {
     pub(super) fn replay_max(&self, limit: u64) -> Option<u64> {
         let refresher = self.snapshot.auth.refresher()?;
         Some(refresher.max_replay_body().min(limit))
-    }
-
-    /// The body to send upstream: nothing, the client's stream under the size cap, or (with
-    /// `replay_max`) the whole body read first when it is that small, within the upstream's
-    /// response timeout.
-    pub(super) async fn request_body(
-        &self,
-        incoming: Incoming,
-        declared: Option<u64>,
-        limit: u64,
-        replay_max: Option<u64>,
-        exceeded: &Option<Arc<AtomicBool>>,
-        upstream: &Upstream,
-    ) -> Result<UpstreamBody, GatewayError> {
-        if declared == Some(0)
-            || (declared.is_none() && hyper::body::Body::is_end_stream(&incoming))
-        {
-            return Ok(UpstreamBody::Empty);
-        }
-        let Some(max) = replay_max.filter(|max| declared.is_none_or(|len| len <= *max)) else {
-            return Ok(UpstreamBody::Stream(LimitedIncoming::new(
-                incoming,
-                limit,
-                exceeded.clone(),
-            )));
-        };
-        let read = buffer_for_replay(incoming, max, limit, exceeded.clone());
-        match tokio::time::timeout(upstream.response_timeout(), read).await {
-            Err(_) => Err(GatewayError::BodyTimeout),
-            Ok(Err(BufferError::TooLarge)) => Err(GatewayError::BodyTooLarge { limit }),
-            Ok(Err(BufferError::Broken)) => {
-                Err(GatewayError::BadRequest("request body ended early"))
-            }
-            Ok(Ok(body)) => Ok(body),
-        }
     }
 
     /// The upstream answered 401 to the caller's token: refresh, and send the request again

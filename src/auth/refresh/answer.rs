@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::auth::bearer::is_token68;
 use crate::auth::introspect::scope_field;
+use crate::errno::errno_in;
 
 /// Longest access token accepted from the token endpoint (FxA caps JWTs at 1024 characters).
 const MAX_ACCESS_TOKEN_LEN: usize = 4096;
@@ -48,7 +49,7 @@ pub fn judge(status: StatusCode, body: Option<&[u8]>) -> TokenAnswer {
             .and_then(granted)
             .map_or(TokenAnswer::Unavailable, TokenAnswer::Granted);
     }
-    let errno = body.and_then(errno_of);
+    let errno = body.and_then(errno_in);
     match (status.as_u16(), errno) {
         (400, Some(108)) | (401, Some(110)) => TokenAnswer::Reauth,
         // 429 and every 5xx (including FxA's 503 errno 202 "client disabled") are outages.
@@ -57,14 +58,6 @@ pub fn judge(status: StatusCode, body: Option<&[u8]>) -> TokenAnswer {
         (408, _) => TokenAnswer::Unavailable,
         _ => TokenAnswer::Misconfigured { errno },
     }
-}
-
-fn errno_of(body: &[u8]) -> Option<u16> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    value
-        .get("errno")?
-        .as_u64()
-        .and_then(|n| u16::try_from(n).ok())
 }
 
 /// `{access_token, expires_in, scope, token_type: "bearer"}`; unknown fields ignored.

@@ -83,9 +83,7 @@ impl TokenCall {
             .body
             .as_deref()
             .filter(|_| !raw.status.is_success())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-            .and_then(|v| v.get("errno").and_then(serde_json::Value::as_u64))
-            .and_then(|n| u16::try_from(n).ok());
+            .and_then(crate::errno::errno_in);
         let retry_after =
             parse_retry_after(raw.retry_after.as_ref().map(|v| v.as_bytes()), None, now);
         self.gate.record(
