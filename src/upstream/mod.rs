@@ -4,7 +4,11 @@
 //! Every call is bounded: a per-upstream cap on requests in flight (the pool itself only caps
 //! idle connections), a connect timeout and a timeout to the response head. An idempotent
 //! request whose connection dies before any response byte is retried once.
+//!
+//! HTTP/1.1 requests whose body is already held (none, or buffered) go through the gateway's
+//! own client ([`h1`]), in the request's task; streamed bodies and HTTP/2 through hyper's.
 
+mod h1;
 mod pool;
 
 use std::sync::Arc;
@@ -129,79 +133,107 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, CallError> {
         // The downstream may be h2; the upstream's version comes from ALPN.
         *req.version_mut() = Version::HTTP_11;
-        let replay = replayable(&req);
         match self.send_once(req, false).await {
-            Err(Failure::BeforeResponse(cause)) if replay.is_some() => {
+            Ok(response) => Ok(response),
+            Err((Failure::BeforeResponse(cause), Some(req))) => {
                 tracing::debug!(upstream = %self.name, %cause, "retrying idempotent request on a fresh connection");
-                let req = replay
-                    .map(ReplayParts::into_request)
-                    .ok_or(CallError::RequestBody)?;
                 self.send_once(req, true)
                     .await
-                    .map_err(|f| self.classify(f))
+                    .map_err(|(f, _)| self.classify(f))
             }
-            other => other.map_err(|f| self.classify(f)),
+            Err((f, _)) => Err(self.classify(f)),
         }
     }
 
     /// One attempt, on a pooled connection (unless `fresh`) or a new one, within the response
     /// timeout. A request that a pooled connection gave back unsent (it was closing) goes out
-    /// once more on a new one. The timeout wraps each step rather than the whole: a wrapped
-    /// future would be moved, all of it, with every request.
+    /// once more on a new one. A failure before any response byte on a first attempt comes
+    /// with the request to retry, when it is idempotent and can be sent again. The timeout
+    /// wraps each step rather than the whole: a wrapped future would be moved, all of it, with
+    /// every request.
     async fn send_once(
         &self,
         mut req: Request<UpstreamBody>,
-        mut fresh: bool,
-    ) -> Result<Response<ResponseBody>, Failure> {
+        fresh: bool,
+    ) -> Result<Response<ResponseBody>, (Failure, Option<Request<UpstreamBody>>)> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
+        let fast = h1::eligible(&req);
+        let mut new_conn = fresh;
+        // What a retry would send, for hyper's client, which takes the request.
+        let mut replay;
         loop {
-            let pooled = if fresh { None } else { self.pool.checkout() };
+            let pooled = if new_conn {
+                None
+            } else {
+                self.pool.checkout(fast)
+            };
             let reused = pooled.is_some();
             let sender = match pooled {
                 Some(s) => s,
                 // Boxed: the connect and handshake futures are large and rarely needed.
-                None => timeout_at(deadline, Box::pin(self.connect()))
-                    .await
-                    .map_err(|_| Failure::Timeout)??,
+                None => match timeout_at(deadline, Box::pin(self.connect(fast))).await {
+                    Ok(Ok(sender)) => sender,
+                    Ok(Err(f)) => return Err((f, None)),
+                    Err(_) => return Err((Failure::Timeout, None)),
+                },
             };
             let unsent = match sender {
+                Sender::Fast(conn) => {
+                    return match timeout_at(deadline, conn.send(&req, &self.host, &self.pool)).await
+                    {
+                        Ok(Ok(response)) => Ok(response),
+                        Ok(Err(f @ Failure::BeforeResponse(_))) => {
+                            let again = (!fresh && idempotent(req.method())).then_some(req);
+                            Err((f, again))
+                        }
+                        Ok(Err(f)) => Err((f, None)),
+                        Err(_) => Err((Failure::Timeout, None)),
+                    };
+                }
                 Sender::H1(mut tx) => {
                     self.to_http1(&mut req);
-                    match timeout_at(deadline, tx.try_send_request(req))
-                        .await
-                        .map_err(|_| Failure::Timeout)?
-                    {
-                        Ok(resp) => {
+                    replay = retry_copy(&req, fresh);
+                    match timeout_at(deadline, tx.try_send_request(req)).await {
+                        Err(_) => return Err((Failure::Timeout, None)),
+                        Ok(Ok(resp)) => {
                             let (parts, body) = resp.into_parts();
                             let body = self.pool.response_body(body, tx);
                             return Ok(Response::from_parts(parts, body));
                         }
-                        Err(mut e) => (e.take_message(), e.into_error()),
+                        Ok(Err(mut e)) => (e.take_message(), e.into_error()),
                     }
                 }
                 Sender::H2(mut tx) => {
                     self.to_http2(&mut req);
-                    match timeout_at(deadline, tx.try_send_request(req))
-                        .await
-                        .map_err(|_| Failure::Timeout)?
-                    {
-                        Ok(resp) => return Ok(resp.map(ResponseBody::unpooled)),
-                        Err(mut e) => (e.take_message(), e.into_error()),
+                    replay = retry_copy(&req, fresh);
+                    match timeout_at(deadline, tx.try_send_request(req)).await {
+                        Err(_) => return Err((Failure::Timeout, None)),
+                        Ok(Ok(resp)) => return Ok(resp.map(ResponseBody::unpooled)),
+                        Ok(Err(mut e)) => (e.take_message(), e.into_error()),
                     }
                 }
             };
             match unsent {
                 (Some(unsent), _) if reused => {
                     req = unsent;
-                    fresh = true;
+                    new_conn = true;
                 }
-                (_, e) => return Err(Failure::from_hyper(&e)),
+                (_, e) => {
+                    let failure = Failure::from_hyper(&e);
+                    let again = match failure {
+                        Failure::BeforeResponse(_) => replay.map(ReplayParts::into_request),
+                        _ => None,
+                    };
+                    return Err((failure, again));
+                }
             }
         }
     }
 
-    /// Opens a connection (TCP, TLS and ALPN as configured) and spawns its driver task.
-    async fn connect(&self) -> Result<Sender, Failure> {
+    /// Opens a connection (TCP, TLS and ALPN as configured): for the gateway's own HTTP/1.1
+    /// client when `fast` (unless the upstream chose HTTP/2), else for hyper's, with its driver
+    /// task spawned.
+    async fn connect(&self, fast: bool) -> Result<Sender, Failure> {
         let mut connector = self.connector.clone();
         let uri = Uri::from_parts({
             let mut parts = http::uri::Parts::default();
@@ -224,6 +256,10 @@ impl Upstream {
             tokio::spawn(drive(self.name.clone(), conn));
             self.pool.keep_h2(&tx);
             Ok(Sender::H2(tx))
+        } else if fast {
+            Ok(Sender::Fast(h1::Conn::new(hyper_util::rt::TokioIo::new(
+                io,
+            ))))
         } else {
             let (tx, conn) = http1::Builder::new()
                 .handshake(io)
@@ -293,6 +329,17 @@ enum Failure {
 }
 
 impl Failure {
+    /// A write or read on a connection failed before the response head was complete.
+    fn from_io(e: &std::io::Error) -> Failure {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                Failure::BeforeResponse(error_chain(e))
+            }
+            _ => Failure::Protocol(error_chain(e)),
+        }
+    }
+
     fn from_connect_error(e: &(dyn std::error::Error + 'static)) -> Failure {
         if find_io_kind(e) == Some(std::io::ErrorKind::TimedOut) {
             Failure::ConnectTimeout
@@ -390,17 +437,25 @@ impl ReplayParts {
     }
 }
 
-fn replayable(req: &Request<UpstreamBody>) -> Option<ReplayParts> {
-    let idempotent = matches!(
-        *req.method(),
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
+    )
+}
+
+/// A copy for the one retry, on a first attempt.
+fn retry_copy(req: &Request<UpstreamBody>, fresh: bool) -> Option<ReplayParts> {
+    if fresh { None } else { replayable(req) }
+}
+
+fn replayable(req: &Request<UpstreamBody>) -> Option<ReplayParts> {
     let body = match req.body() {
         UpstreamBody::Empty => None,
         UpstreamBody::Full(b) => b.clone(),
         UpstreamBody::Stream(_) => return None,
     };
-    idempotent.then(|| ReplayParts {
+    idempotent(req.method()).then(|| ReplayParts {
         method: req.method().clone(),
         uri: req.uri().clone(),
         headers: req.headers().clone(),

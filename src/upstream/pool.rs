@@ -1,5 +1,6 @@
-//! The connection pool of one upstream: idle HTTP/1.1 connections (most recently used first)
-//! and at most one shared HTTP/2 connection.
+//! The connection pool of one upstream: idle HTTP/1.1 connections (most recently used first),
+//! of two kinds (this gateway's own client, see `h1`, and hyper's, for streamed request
+//! bodies), and at most one shared HTTP/2 connection.
 //!
 //! An HTTP/1.1 connection goes back to the pool as soon as it can take the next request: at
 //! once after the response head when its body is already in (the usual small answer), else
@@ -19,17 +20,21 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use tokio::time::Instant;
 
-use crate::body::UpstreamBody;
+use super::h1;
+use crate::body::{BoxError, UpstreamBody};
 
 pub(super) type H1Sender = http1::SendRequest<UpstreamBody>;
 pub(super) type H2Sender = http2::SendRequest<UpstreamBody>;
 
 /// A connection ready for one request.
 pub(super) enum Sender {
+    /// The gateway's own HTTP/1.1 client, driven by the request's task.
+    Fast(Box<h1::Conn>),
     H1(H1Sender),
     H2(H2Sender),
 }
 
+#[derive(Clone)]
 pub(super) struct Pool {
     shared: Arc<Shared>,
 }
@@ -44,6 +49,8 @@ struct Shared {
 struct Idle {
     /// Oldest first: checkout takes from the end (the warmest connection), expiry trims the front.
     h1: Vec<(H1Sender, Instant)>,
+    /// Same order, for the gateway's own client.
+    fast: Vec<(Box<h1::Conn>, Instant)>,
     /// Shared by all requests; the instant is its last use.
     h2: Option<(H2Sender, Instant)>,
     sweeping: bool,
@@ -52,8 +59,19 @@ struct Idle {
 /// The response body of an upstream call. For HTTP/1.1 it may carry its connection, which goes
 /// back to the pool when the body ends.
 pub struct ResponseBody {
-    inner: Incoming,
-    release: Option<Release>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// From hyper's client; the HTTP/1.1 connection, if it is still busy, comes back at the end.
+    Hyper {
+        inner: Incoming,
+        release: Option<Release>,
+    },
+    /// Read whole with the head (the connection is already back).
+    Full(Option<Bytes>),
+    /// Still arriving on the gateway's own client connection.
+    Streaming(Box<h1::Streaming>),
 }
 
 struct Release {
@@ -74,8 +92,9 @@ impl Pool {
         }
     }
 
-    /// A pooled connection that can take a request now, if any.
-    pub(super) fn checkout(&self) -> Option<Sender> {
+    /// A pooled connection that can take a request now, if any: the HTTP/2 one, else an
+    /// HTTP/1.1 one of the kind asked for (`fast`: the gateway's own client).
+    pub(super) fn checkout(&self, fast: bool) -> Option<Sender> {
         let now = Instant::now();
         let mut idle = self.shared.lock();
         if let Some((h2, last_used)) = &mut idle.h2 {
@@ -84,6 +103,20 @@ impl Pool {
                 return Some(Sender::H2(h2.clone()));
             }
             idle.h2 = None;
+        }
+        if fast {
+            while let Some((conn, since)) = idle.fast.pop() {
+                let unused = now.duration_since(since);
+                if unused >= self.shared.idle_timeout {
+                    // The rest are older still.
+                    idle.fast.clear();
+                    break;
+                }
+                if unused < h1::PROBE_AFTER || conn.still_open() {
+                    return Some(Sender::Fast(conn));
+                }
+            }
+            return None;
         }
         let mut i = idle.h1.len();
         while i > 0 {
@@ -110,29 +143,39 @@ impl Pool {
         }
     }
 
+    /// Takes back a connection of the gateway's own client that is ready for a request.
+    pub(super) fn checkin_fast(&self, conn: Box<h1::Conn>) {
+        let mut idle = self.shared.lock();
+        if idle.fast.len() >= self.shared.max_idle {
+            idle.fast.remove(0);
+        }
+        if self.shared.start_sweeping(&mut idle) {
+            idle.fast.push((conn, Instant::now()));
+        }
+    }
+
     /// The response body for a response that arrived on `sender`. The connection goes back to
     /// the pool now if it is already free, else with the end of the body.
     pub(super) fn response_body(&self, inner: Incoming, sender: H1Sender) -> ResponseBody {
         if sender.is_ready() {
             self.shared.checkin(sender);
-            return ResponseBody {
-                inner,
-                release: None,
-            };
+            return ResponseBody::unpooled(inner);
         }
         ResponseBody {
-            inner,
-            release: Some(Release {
-                pool: self.shared.clone(),
-                sender,
-            }),
+            kind: Kind::Hyper {
+                inner,
+                release: Some(Release {
+                    pool: self.shared.clone(),
+                    sender,
+                }),
+            },
         }
     }
 
     #[cfg(test)]
     fn idle_count(&self) -> usize {
         let idle = self.shared.lock();
-        idle.h1.len() + usize::from(idle.h2.is_some())
+        idle.h1.len() + idle.fast.len() + usize::from(idle.h2.is_some())
     }
 }
 
@@ -178,6 +221,8 @@ impl Shared {
         let timeout = self.idle_timeout;
         idle.h1
             .retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < timeout);
+        idle.fast
+            .retain(|(_, since)| now.duration_since(*since) < timeout);
         if idle
             .h2
             .as_ref()
@@ -185,7 +230,7 @@ impl Shared {
         {
             idle.h2 = None;
         }
-        idle.sweeping = !idle.h1.is_empty() || idle.h2.is_some();
+        idle.sweeping = !idle.h1.is_empty() || !idle.fast.is_empty() || idle.h2.is_some();
         idle.sweeping
     }
 }
@@ -209,13 +254,31 @@ impl ResponseBody {
     /// A body whose connection is not pooled here (HTTP/2, or already back in the pool).
     pub(super) fn unpooled(inner: Incoming) -> ResponseBody {
         ResponseBody {
-            inner,
-            release: None,
+            kind: Kind::Hyper {
+                inner,
+                release: None,
+            },
         }
     }
 
+    pub(super) fn full(data: Option<Bytes>) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Full(data),
+        }
+    }
+
+    pub(super) fn streaming(body: h1::Streaming) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Streaming(Box::new(body)),
+        }
+    }
+}
+
+impl Kind {
     fn release(&mut self) {
-        if let Some(r) = self.release.take() {
+        if let Kind::Hyper { release, .. } = self
+            && let Some(r) = release.take()
+        {
             r.pool.checkin(r.sender);
         }
     }
@@ -223,39 +286,55 @@ impl ResponseBody {
 
 impl http_body::Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            // hyper closes a connection whose body failed; never pool it.
-            Poll::Ready(Some(Err(_))) => this.release = None,
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let kind = &mut self.get_mut().kind;
+        match kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Streaming(body) => body.poll_frame(cx).map_err(BoxError::from),
+            Kind::Hyper { inner, release } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => kind.release(),
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => kind.release(),
+                    // hyper closes a connection whose body failed; never pool it.
+                    Poll::Ready(Some(Err(_))) => *release = None,
+                    _ => {}
+                }
+                polled.map_err(BoxError::from)
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.kind {
+            Kind::Full(data) => data.is_none(),
+            Kind::Streaming(body) => body.is_end_stream(),
+            Kind::Hyper { inner, .. } => inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.kind {
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Streaming(body) => body.size_hint(),
+            Kind::Hyper { inner, .. } => inner.size_hint(),
+        }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         // A body dropped before its end leaves unread bytes on the connection: hyper closes it,
-        // so it must not be pooled.
-        if self.inner.is_end_stream() {
-            self.release();
+        // so it must not be pooled. (The gateway's own client closes it by dropping it.)
+        if let Kind::Hyper { inner, .. } = &self.kind
+            && inner.is_end_stream()
+        {
+            self.kind.release();
         }
     }
 }

@@ -56,7 +56,7 @@ async fn connection_is_pooled_when_its_body_ends_and_reused() {
     assert_eq!(bytes.len(), 100_000);
     settle().await;
     assert_eq!(pool.idle_count(), 1);
-    let Some(Sender::H1(tx)) = pool.checkout() else {
+    let Some(Sender::H1(tx)) = pool.checkout(false) else {
         panic!("no pooled connection");
     };
     assert_eq!(pool.idle_count(), 0);
@@ -77,7 +77,7 @@ async fn connection_whose_body_was_dropped_early_is_not_pooled() {
     drop(body);
     settle().await;
     assert_eq!(pool.idle_count(), 0);
-    assert!(pool.checkout().is_none());
+    assert!(pool.checkout(false).is_none());
     server.await.expect("server side closed");
 }
 
@@ -111,7 +111,7 @@ async fn closed_connection_is_never_checked_out() {
     server.abort();
     let _ = server.await;
     settle().await;
-    assert!(pool.checkout().is_none());
+    assert!(pool.checkout(false).is_none());
 }
 
 #[tokio::test(start_paused = true)]
