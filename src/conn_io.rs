@@ -108,12 +108,6 @@ impl<T> GuardedIo<T> {
         else {
             return;
         };
-        if !started && self.protocol == Protocol::Http1 {
-            self.header_deadline = true;
-            self.timer
-                .as_mut()
-                .reset(self.last_activity + self.timeouts.header_read);
-        }
         if self.protocol == Protocol::Http2 {
             return;
         }
@@ -123,15 +117,25 @@ impl<T> GuardedIo<T> {
                 (1, b'\n') => 2,
                 (3, b'\n') => {
                     self.state = State::InMessage;
-                    self.header_deadline = false;
-                    // Back to the idle deadline (pushed back lazily by later activity).
-                    let idle_at = self.last_activity + self.timeouts.idle;
-                    self.timer.as_mut().reset(idle_at);
+                    if self.header_deadline {
+                        self.header_deadline = false;
+                        // Back to the idle deadline (pushed back lazily by later activity).
+                        let idle_at = self.last_activity + self.timeouts.idle;
+                        self.timer.as_mut().reset(idle_at);
+                    }
                     return;
                 }
                 (_, b'\r') => 1,
                 _ => 0,
             };
+        }
+        // The head did not arrive whole in one read (the usual head does, and then the timer
+        // is never touched): from its first byte, it has the header-read timeout to arrive.
+        if !started {
+            self.header_deadline = true;
+            self.timer
+                .as_mut()
+                .reset(self.last_activity + self.timeouts.header_read);
         }
         self.state = State::AwaitingHead {
             matched,

@@ -38,8 +38,11 @@ use crate::body::UpstreamBody;
 /// A connection as the hyper-rustls connector opens it, with tokio's I/O traits.
 pub(super) type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
-/// Request bodies up to this size are sent by this client, with the head in one write.
-const MAX_INLINE_BODY: usize = 64 * 1024;
+/// Request bodies up to this size are sent by this client, with the head in one write. Small
+/// enough for the socket buffer to take it whole, so an upstream that answers early (a 413)
+/// without reading cannot stall the write; larger ones go through hyper's client, which reads
+/// while it writes.
+const MAX_INLINE_BODY: usize = 16 * 1024;
 /// The response head must fit in this many bytes.
 const MAX_HEAD_BYTES: usize = 256 * 1024;
 /// And have at most this many header fields (hyper's default).
