@@ -173,7 +173,7 @@ impl Pool {
     }
 
     #[cfg(test)]
-    fn idle_count(&self) -> usize {
+    pub(super) fn idle_count(&self) -> usize {
         let idle = self.shared.lock();
         idle.h1.len() + idle.fast.len() + usize::from(idle.h2.is_some())
     }
