@@ -180,6 +180,7 @@ async fn drive<T>(
             builder
                 .timer(TokioTimer::new())
                 .keep_alive(true)
+                .writev(false)
                 .max_header_size(limits.max_header_bytes)
                 .max_headers(limits.max_headers)
                 // GuardedIo runs the header-read and idle deadlines (hyper's would answer
