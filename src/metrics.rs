@@ -3,8 +3,10 @@
 //! Label values are bounded: route and upstream names from the config, status codes, errno
 //! numbers and static reason labels. Never a path, a request's host, or a token.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -74,8 +76,27 @@ pub struct UpstreamLabels {
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// Handles into the request families (shared with them: the same series), per thread.
+struct HotSeries {
+    metrics: u64,
+    route: Name,
+    status: u16,
+    errno: Option<u16>,
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Enough for the routes and answers a worker thread sees most; the oldest entry makes room.
+const HOT_ENTRIES: usize = 32;
+
+thread_local! {
+    static HOT: RefCell<Vec<HotSeries>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Every series the gateway exports.
 pub struct Metrics {
+    /// Tells this instance's entries apart in the per-thread handle cache.
+    id: u64,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: HistogramFamily,
@@ -162,7 +183,9 @@ impl Metrics {
              answered with the 401 because their body could not be replayed (not_replayed)",
             replays.clone(),
         );
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Metrics {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             refreshes,
             replays,
@@ -179,17 +202,47 @@ impl Metrics {
 
     /// One answered request.
     pub fn request(&self, route: &Name, status: u16, errno: Option<u16>, elapsed: Duration) {
-        let labels = RequestLabels {
-            route: route.clone(),
-            status,
-            errno: Errno(errno),
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.duration
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
+        // The series of the last few (route, status, errno) seen on this thread, so the usual
+        // request does not hash its labels into the families' maps twice.
+        HOT.with_borrow_mut(|hot| {
+            let found = hot.iter().find(|e| {
+                e.metrics == self.id
+                    && Arc::ptr_eq(&e.route.0, &route.0)
+                    && e.status == status
+                    && e.errno == errno
+            });
+            let entry = match found {
+                Some(entry) => entry,
+                None => {
+                    if hot.len() >= HOT_ENTRIES {
+                        hot.remove(0);
+                    }
+                    hot.push(HotSeries {
+                        metrics: self.id,
+                        route: route.clone(),
+                        status,
+                        errno,
+                        requests: self
+                            .requests
+                            .get_or_create(&RequestLabels {
+                                route: route.clone(),
+                                status,
+                                errno: Errno(errno),
+                            })
+                            .clone(),
+                        duration: self
+                            .duration
+                            .get_or_create(&RouteLabels {
+                                route: route.clone(),
+                            })
+                            .clone(),
+                    });
+                    &hot[hot.len() - 1]
+                }
+            };
+            entry.requests.inc();
+            entry.duration.observe(elapsed.as_secs_f64());
+        });
     }
 
     /// An error the gateway made itself.
@@ -260,5 +313,76 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(metrics: &Metrics, line_start: &str) -> Option<String> {
+        metrics
+            .encode()
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn the_per_thread_handles_are_the_exported_series_and_kept_apart_per_instance() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        let route = Name(Arc::from("api"));
+        let other = Name(Arc::from("api")); // same text, another config: its own entry
+        for _ in 0..3 {
+            a.request(&route, 200, None, Duration::from_millis(1));
+        }
+        a.request(&other, 200, None, Duration::from_millis(1));
+        a.request(&route, 503, Some(201), Duration::from_millis(1));
+        b.request(&route, 200, None, Duration::from_millis(1));
+        assert_eq!(
+            count(
+                &a,
+                "fxa_gateway_requests_total{route=\"api\",status=\"200\""
+            )
+            .as_deref(),
+            Some("4")
+        );
+        assert_eq!(
+            count(
+                &a,
+                "fxa_gateway_requests_total{route=\"api\",status=\"503\",errno=\"201\""
+            )
+            .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            count(
+                &b,
+                "fxa_gateway_requests_total{route=\"api\",status=\"200\""
+            )
+            .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            count(
+                &a,
+                "fxa_gateway_request_duration_seconds_count{route=\"api\"}"
+            )
+            .as_deref(),
+            Some("5")
+        );
+    }
+
+    #[test]
+    fn more_series_than_the_cache_holds_are_all_counted() {
+        let metrics = Metrics::new();
+        let route = Name(Arc::from("r"));
+        for round in 0..2 {
+            for status in 200..(200 + 2 * HOT_ENTRIES as u16) {
+                metrics.request(&route, status, None, Duration::ZERO);
+            }
+            let line = "fxa_gateway_requests_total{route=\"r\",status=\"200\"";
+            assert_eq!(count(&metrics, line), Some((round + 1).to_string()));
+        }
     }
 }
