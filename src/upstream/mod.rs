@@ -183,7 +183,7 @@ impl Upstream {
                     {
                         Ok(Ok(response)) => Ok(response),
                         Ok(Err(f @ Failure::BeforeResponse(_))) => {
-                            let again = (!fresh && idempotent(req.method())).then_some(req);
+                            let again = retryable(&req, fresh).then_some(req);
                             Err((f, again))
                         }
                         Ok(Err(f)) => Err((f, None)),
@@ -444,22 +444,22 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
-/// A copy for the one retry, on a first attempt.
-fn retry_copy(req: &Request<UpstreamBody>, fresh: bool) -> Option<ReplayParts> {
-    if fresh { None } else { replayable(req) }
+/// Whether a request that failed before any response byte goes out once more: on a first
+/// attempt, idempotent, and with its body still at hand (none, or held whole).
+fn retryable(req: &Request<UpstreamBody>, fresh: bool) -> bool {
+    !fresh && idempotent(req.method()) && !matches!(req.body(), UpstreamBody::Stream(_))
 }
 
-fn replayable(req: &Request<UpstreamBody>) -> Option<ReplayParts> {
-    let body = match req.body() {
-        UpstreamBody::Empty => None,
-        UpstreamBody::Full(b) => b.clone(),
-        UpstreamBody::Stream(_) => return None,
-    };
-    idempotent(req.method()).then(|| ReplayParts {
+/// The copy hyper's client needs for that retry (it takes the request).
+fn retry_copy(req: &Request<UpstreamBody>, fresh: bool) -> Option<ReplayParts> {
+    retryable(req, fresh).then(|| ReplayParts {
         method: req.method().clone(),
         uri: req.uri().clone(),
         headers: req.headers().clone(),
-        body,
+        body: match req.body() {
+            UpstreamBody::Full(b) => b.clone(),
+            _ => None,
+        },
     })
 }
 

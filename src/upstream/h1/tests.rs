@@ -257,6 +257,34 @@ async fn connect(addr: std::net::SocketAddr) -> Box<Conn> {
     Conn::new(TokioIo::new(MaybeHttpsStream::Http(TokioIo::new(tcp))))
 }
 
+/// A peer that takes one connection, reads once, writes `parts` (none: no answer) and closes.
+async fn answer_and_close(parts: Vec<&'static [u8]>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        for part in parts {
+            sock.write_all(part).await.unwrap();
+        }
+        // Dropped: the close ends the answer.
+    });
+    addr
+}
+
+/// One request on a new connection to `addr`, which must answer with a head.
+async fn exchange(
+    addr: std::net::SocketAddr,
+    req: &Request<UpstreamBody>,
+    pool: &Pool,
+) -> Response<ResponseBody> {
+    match connect(addr).await.send(req, &host(), pool).await {
+        Ok(resp) => resp,
+        Err(_) => panic!("no answer"),
+    }
+}
+
 fn get(path: &str) -> Request<UpstreamBody> {
     Request::builder()
         .uri(path)
@@ -332,12 +360,7 @@ async fn chunked_body_in_odd_pieces_with_extensions_and_trailers() {
     )])
     .await;
     let pool = pool();
-    let resp = connect(peer.addr)
-        .await
-        .send(&get("/"), &host(), &pool)
-        .await
-        .ok()
-        .unwrap();
+    let resp = exchange(peer.addr, &get("/"), &pool).await;
     assert_eq!(body_of(resp).await.unwrap(), "hello world");
     assert_eq!(pool.idle_count(), 1, "read to its end: reusable");
 }
@@ -356,12 +379,7 @@ async fn length_body_split_across_reads_then_reused() {
     ])
     .await;
     let pool = pool();
-    let resp = connect(peer.addr)
-        .await
-        .send(&get("/a"), &host(), &pool)
-        .await
-        .ok()
-        .unwrap();
+    let resp = exchange(peer.addr, &get("/a"), &pool).await;
     assert_eq!(pool.idle_count(), 0, "busy until its body is read");
     assert_eq!(body_of(resp).await.unwrap(), "0123456789");
     assert_eq!(pool.idle_count(), 1);
@@ -376,25 +394,9 @@ async fn length_body_split_across_reads_then_reused() {
 
 #[tokio::test]
 async fn close_delimited_body_ends_with_the_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 1024];
-        let _ = sock.read(&mut buf).await;
-        sock.write_all(b"HTTP/1.1 200 OK\r\n\r\npart one,")
-            .await
-            .unwrap();
-        sock.write_all(b" part two").await.unwrap();
-        // Dropped: the close ends the body.
-    });
+    let addr = answer_and_close(vec![b"HTTP/1.1 200 OK\r\n\r\npart one,", b" part two"]).await;
     let pool = pool();
-    let resp = connect(addr)
-        .await
-        .send(&get("/"), &host(), &pool)
-        .await
-        .ok()
-        .unwrap();
+    let resp = exchange(addr, &get("/"), &pool).await;
     assert_eq!(body_of(resp).await.unwrap(), "part one, part two");
     assert_eq!(
         pool.idle_count(),
@@ -410,21 +412,9 @@ async fn a_body_cut_short_is_an_error_and_not_pooled() {
         &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc"[..],
         &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..],
     ] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = sock.read(&mut buf).await;
-            sock.write_all(response).await.unwrap();
-        });
+        let addr = answer_and_close(vec![response]).await;
         let pool = pool();
-        let resp = connect(addr)
-            .await
-            .send(&get("/"), &host(), &pool)
-            .await
-            .ok()
-            .unwrap();
+        let resp = exchange(addr, &get("/"), &pool).await;
         assert!(
             body_of(resp).await.is_err(),
             "{}",
@@ -445,12 +435,7 @@ async fn interim_answers_are_skipped_and_an_upgrade_refused() {
     )])
     .await;
     let pool = pool();
-    let resp = connect(peer.addr)
-        .await
-        .send(&get("/"), &host(), &pool)
-        .await
-        .ok()
-        .unwrap();
+    let resp = exchange(peer.addr, &get("/"), &pool).await;
     assert_eq!(resp.status(), 200);
     assert!(
         !resp.headers().contains_key("link"),
@@ -478,25 +463,14 @@ async fn bytes_after_a_response_keep_the_connection_out_of_the_pool() {
     )])
     .await;
     let pool = pool();
-    let resp = connect(peer.addr)
-        .await
-        .send(&get("/"), &host(), &pool)
-        .await
-        .ok()
-        .unwrap();
+    let resp = exchange(peer.addr, &get("/"), &pool).await;
     assert_eq!(body_of(resp).await.unwrap(), "ok");
     assert_eq!(pool.idle_count(), 0);
 }
 
 #[tokio::test]
 async fn a_close_before_the_head_is_retryable_and_a_head_answer_has_no_body() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 1024];
-        let _ = sock.read(&mut buf).await;
-    });
+    let addr = answer_and_close(vec![]).await;
     let failed = connect(addr).await.send(&get("/"), &host(), &pool()).await;
     assert!(matches!(failed, Err(Failure::BeforeResponse(_))));
 
@@ -511,12 +485,7 @@ async fn a_close_before_the_head_is_retryable_and_a_head_answer_has_no_body() {
         .uri("/")
         .body(UpstreamBody::Empty)
         .unwrap();
-    let resp = connect(peer.addr)
-        .await
-        .send(&head_req, &host(), &pool)
-        .await
-        .ok()
-        .unwrap();
+    let resp = exchange(peer.addr, &head_req, &pool).await;
     assert_eq!(resp.headers()["content-length"], "1000");
     assert_eq!(body_of(resp).await.unwrap(), "");
     assert_eq!(pool.idle_count(), 1, "reusable at once");
@@ -530,12 +499,7 @@ async fn an_idle_connection_closed_by_the_upstream_is_seen_as_closed() {
     )])
     .await;
     let pool = pool();
-    connect(peer.addr)
-        .await
-        .send(&get("/"), &host(), &pool)
-        .await
-        .ok()
-        .unwrap();
+    exchange(peer.addr, &get("/"), &pool).await;
     let Some(super::super::pool::Sender::Fast(conn)) = pool.checkout(true) else {
         panic!("pooled");
     };
