@@ -270,20 +270,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             let _ = ready!(Pin::new(&mut this.inner).poll_flush(cx));
             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
         }
-        if let Poll::Ready(true) = this.poll_deadline(cx) {
-            if this.pending.is_some() {
+        // The deadlines only matter while the read waits: bytes already there are read, and
+        // the timer is looked at (and its waker registered) only when there are none. A head
+        // that keeps arriving is still bounded by its deadline, checked after each read, and by
+        // hyper's head size limit.
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled();
+                this.observe_read(&filled[before..]);
+                if !(this.header_deadline && this.timer.is_elapsed()) {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+        match this.poll_deadline(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) if this.pending.is_some() => {
                 ready!(this.drive_pending(cx))?;
                 let _ = ready!(Pin::new(&mut this.inner).poll_flush(cx));
-                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
             }
-            // Idle: report end of stream so the connection closes quietly.
-            return Poll::Ready(Ok(()));
+            // Idle: end of stream, so the connection closes quietly.
+            Poll::Ready(_) => Poll::Ready(Ok(())),
         }
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let filled = buf.filled();
-        this.observe_read(&filled[before..]);
-        Poll::Ready(Ok(()))
     }
 }
 

@@ -255,14 +255,29 @@ impl Gates {
         tickets: [Option<ProbeTicket<'_>>; 3],
         now: SystemTime,
     ) -> Option<u64> {
+        // One pass over the answer's fields (a handful) instead of three hashed lookups; the
+        // first value of each name counts, as with `HeaderMap::get`.
+        let mut hints: [Option<&HeaderValue>; 3] = [None; 3];
+        for (name, value) in headers {
+            let slot = if name == RETRY_AFTER {
+                0
+            } else if name == BACKOFF {
+                1
+            } else if name == X_BACKOFF {
+                2
+            } else {
+                continue;
+            };
+            hints[slot].get_or_insert(value);
+        }
+        let [retry_after_field, backoff_field, x_backoff_field] = hints;
         let retry_after = backoff::parse_retry_after(
-            headers.get(RETRY_AFTER).map(|v| v.as_bytes()),
+            retry_after_field.map(|v| v.as_bytes()),
             body_retry_after,
             now,
         );
-        let backoff_header = headers
-            .get(BACKOFF)
-            .or_else(|| headers.get(X_BACKOFF))
+        let backoff_header = backoff_field
+            .or(x_backoff_field)
             .and_then(|v| backoff::parse_retry_after(Some(v.as_bytes()), None, now));
         let (identity, client_id) = match route.backoff_scope {
             BackoffScope::Auto => (identity, client_id),

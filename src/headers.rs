@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::IpNet;
 
@@ -122,31 +122,56 @@ pub fn set_forwarding(
         Some(v) => v.clone(),
         None => peer_header(origin.peer),
     };
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
-        Some(prior) if peer_trusted => join(prior, &peer),
-        _ => peer,
-    };
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
-    if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        let proto = if origin.tls { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    // Entries: one lookup per name, whether it is there or not.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Occupied(mut e) if peer_trusted => {
+            let joined = join(e.get(), &peer);
+            e.insert(joined);
+        }
+        Entry::Occupied(mut e) => {
+            e.insert(peer);
+        }
+        Entry::Vacant(e) => {
+            e.insert(peer);
+        }
     }
-    if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match origin.host {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-            None => headers.remove(X_FORWARDED_HOST),
-        };
+    let proto = HeaderValue::from_static(if origin.tls { "https" } else { "http" });
+    match headers.entry(X_FORWARDED_PROTO) {
+        Entry::Occupied(_) if peer_trusted => {}
+        Entry::Occupied(mut e) => {
+            e.insert(proto);
+        }
+        Entry::Vacant(e) => {
+            e.insert(proto);
+        }
+    }
+    match (headers.entry(X_FORWARDED_HOST), origin.host) {
+        (Entry::Occupied(_), _) if peer_trusted => {}
+        (Entry::Occupied(mut e), Some(host)) => {
+            e.insert(host.clone());
+        }
+        (Entry::Occupied(e), None) => {
+            e.remove();
+        }
+        (Entry::Vacant(e), Some(host)) => {
+            e.insert(host.clone());
+        }
+        (Entry::Vacant(_), None) => {}
     }
     append_via(headers, via);
 }
 
 /// Appends our `Via` entry to any existing ones.
 pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
-    let value = match headers.get(header::VIA) {
-        Some(prior) => join(prior, via),
-        None => via.clone(),
-    };
-    headers.insert(header::VIA, value);
+    match headers.entry(header::VIA) {
+        Entry::Occupied(mut e) => {
+            let joined = join(e.get(), via);
+            e.insert(joined);
+        }
+        Entry::Vacant(e) => {
+            e.insert(via.clone());
+        }
+    }
 }
 
 fn join(prior: &HeaderValue, next: &HeaderValue) -> HeaderValue {

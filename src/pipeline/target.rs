@@ -82,8 +82,37 @@ fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
     }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+    // A trailing `:digits` (or a bare `:`) is the port.
+    let bytes = host.as_bytes();
+    let digits = bytes
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    match bytes.len().checked_sub(digits + 1) {
+        Some(colon) if bytes[colon] == b':' => &host[..colon],
         _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn the_port_is_a_trailing_colon_and_digits() {
+        for (host, bare) in [
+            ("gw.example:8443", "gw.example"),
+            ("gw.example", "gw.example"),
+            ("gw.example:", "gw.example"),
+            ("gw.example:80x", "gw.example:80x"),
+            ("8443", "8443"),
+            (":80", ""),
+            ("a:b:80", "a:b"),
+            ("[::1]:8443", "::1"),
+            ("[::1]", "::1"),
+        ] {
+            assert_eq!(strip_port(host), bare, "{host}");
+        }
     }
 }

@@ -16,9 +16,10 @@
 //!   nothing after it. An idle connection unused for more than [`PROBE_AFTER`] is checked for
 //!   a close from the upstream before it takes a request.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::Failure;
 use super::pool::{Pool, ResponseBody};
@@ -43,6 +45,8 @@ pub(super) type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 /// without reading cannot stall the write; larger ones go through hyper's client, which reads
 /// while it writes.
 const MAX_INLINE_BODY: usize = 16 * 1024;
+/// Hop-by-hop (RFC 9112 appendix C.2.2): parameters for this connection only.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// The response head must fit in this many bytes.
 const MAX_HEAD_BYTES: usize = 256 * 1024;
 /// And have at most this many header fields (hyper's default).
@@ -76,6 +80,10 @@ pub(super) struct Conn {
     read_buf: BytesMut,
     /// The encoded request, kept for its capacity.
     write_buf: Vec<u8>,
+    /// The response deadline of the request in flight. One timer for the connection's life:
+    /// moving a registered timer to a later deadline is an atomic update, where a new timer per
+    /// request takes the timer wheel's lock twice (register, cancel).
+    timer: Pin<Box<Sleep>>,
 }
 
 /// The parts of a response head this client acts on.
@@ -101,6 +109,8 @@ impl Conn {
             io,
             read_buf: BytesMut::with_capacity(READ_RESERVE),
             write_buf: Vec::with_capacity(512),
+            // Registered on the first request's `reset`.
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
         })
     }
 
@@ -117,32 +127,35 @@ impl Conn {
         matches!(tcp.poll_peek(&mut cx, &mut buf), Poll::Pending)
     }
 
-    /// Sends `req` and reads the response head. The connection goes back to `pool` as soon as
-    /// its response is complete: at once for a head-only or already-read body, else when the
-    /// returned body ends. On an error it is closed.
+    /// Sends `req` and reads the response head, failing with [`Failure::Timeout`] at
+    /// `deadline`. The connection goes back to `pool` as soon as its response is complete: at
+    /// once for a head-only or already-read body, else when the returned body ends. On an error
+    /// it is closed.
     pub(super) async fn send(
         mut self: Box<Self>,
         req: &Request<UpstreamBody>,
         host: &HeaderValue,
+        deadline: Instant,
         pool: &Pool,
     ) -> Result<http::Response<ResponseBody>, Failure> {
         self.encode(req, host);
-        if let Err(e) = self.write_request().await {
-            return Err(Failure::from_io(&e));
-        }
         let head_only = req.method() == Method::HEAD;
-        loop {
-            let head = self.read_head(head_only).await?;
-            match head.status.as_u16() {
-                101 => {
-                    return Err(Failure::Protocol(
-                        "unrequested protocol upgrade (101)".into(),
-                    ));
-                }
-                100..=199 => continue,
-                _ => return Ok(self.into_response(head, pool)),
-            }
-        }
+        let head = {
+            let Conn {
+                io,
+                read_buf,
+                write_buf,
+                timer,
+            } = &mut *self;
+            timer.as_mut().reset(deadline);
+            let mut exchange = pin!(exchange(io, write_buf, read_buf, head_only));
+            poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                Poll::Ready(result) => Poll::Ready(result),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| Err(Failure::Timeout)),
+            })
+            .await?
+        };
+        Ok(self.into_response(head, pool))
     }
 
     fn encode(&mut self, req: &Request<UpstreamBody>, host: &HeaderValue) {
@@ -175,42 +188,6 @@ impl Conn {
         }
         buf.extend_from_slice(b"\r\n");
         buf.extend_from_slice(body);
-    }
-
-    async fn write_request(&mut self) -> io::Result<()> {
-        self.io.write_all(&self.write_buf).await?;
-        self.io.flush().await
-    }
-
-    async fn read_head(&mut self, head_only: bool) -> Result<Head, Failure> {
-        loop {
-            if !self.read_buf.is_empty() {
-                if let Some(head) = parse_head(&mut self.read_buf, head_only)? {
-                    return Ok(head);
-                }
-                if self.read_buf.len() >= MAX_HEAD_BYTES {
-                    return Err(Failure::Protocol(format!(
-                        "response head over {MAX_HEAD_BYTES} bytes"
-                    )));
-                }
-            }
-            self.make_room();
-            match self.io.read_buf(&mut self.read_buf).await {
-                Ok(0) => {
-                    return Err(Failure::BeforeResponse(
-                        "connection closed before the response head was complete".into(),
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) => return Err(Failure::from_io(&e)),
-            }
-        }
-    }
-
-    fn make_room(&mut self) {
-        if self.read_buf.capacity() - self.read_buf.len() < READ_RESERVE / 8 {
-            self.read_buf.reserve(READ_RESERVE);
-        }
     }
 
     fn into_response(mut self: Box<Self>, head: Head, pool: &Pool) -> Response<ResponseBody> {
@@ -247,6 +224,66 @@ impl Conn {
         if keep_alive && self.read_buf.is_empty() {
             pool.checkin_fast(self);
         }
+    }
+}
+
+/// Writes the encoded request and reads the final response head (1xx answers other than 101
+/// skipped).
+async fn exchange(
+    io: &mut Io,
+    request: &[u8],
+    read_buf: &mut BytesMut,
+    head_only: bool,
+) -> Result<Head, Failure> {
+    let written = async {
+        io.write_all(request).await?;
+        io.flush().await
+    };
+    if let Err(e) = written.await {
+        return Err(Failure::from_io(&e));
+    }
+    loop {
+        let head = read_head(io, read_buf, head_only).await?;
+        match head.status.as_u16() {
+            101 => {
+                return Err(Failure::Protocol(
+                    "unrequested protocol upgrade (101)".into(),
+                ));
+            }
+            100..=199 => continue,
+            _ => return Ok(head),
+        }
+    }
+}
+
+async fn read_head(io: &mut Io, read_buf: &mut BytesMut, head_only: bool) -> Result<Head, Failure> {
+    loop {
+        if !read_buf.is_empty() {
+            if let Some(head) = parse_head(read_buf, head_only)? {
+                return Ok(head);
+            }
+            if read_buf.len() >= MAX_HEAD_BYTES {
+                return Err(Failure::Protocol(format!(
+                    "response head over {MAX_HEAD_BYTES} bytes"
+                )));
+            }
+        }
+        make_room(read_buf);
+        match io.read_buf(read_buf).await {
+            Ok(0) => {
+                return Err(Failure::BeforeResponse(
+                    "connection closed before the response head was complete".into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Failure::from_io(&e)),
+        }
+    }
+}
+
+fn make_room(read_buf: &mut BytesMut) {
+    if read_buf.capacity() - read_buf.len() < READ_RESERVE / 8 {
+        read_buf.reserve(READ_RESERVE);
     }
 }
 
@@ -327,15 +364,29 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failu
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            // Hop-by-hop, framing only: never forwarded, so never kept.
+            continue;
         } else if name == header::CONNECTION {
+            let mut names_others = false;
             for token in value.as_bytes().split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    if version == Version::HTTP_10 {
+                        close = false;
+                    }
+                } else if !token.is_empty() {
+                    names_others = true;
                 }
             }
+            // Kept only when it names other headers, which the hop-by-hop stripping then
+            // removes with it; `close` and `keep-alive` are this hop's business alone.
+            if !names_others {
+                continue;
+            }
+        } else if name == KEEP_ALIVE {
+            continue;
         }
         headers.append(name, value);
     }
@@ -494,7 +545,7 @@ impl Streaming {
                 },
             }
             // Nothing to hand out: read more.
-            conn.make_room();
+            make_room(&mut conn.read_buf);
             match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.read_buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {

@@ -133,11 +133,28 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, CallError> {
         // The downstream may be h2; the upstream's version comes from ALPN.
         *req.version_mut() = Version::HTTP_11;
-        match self.send_once(req, false).await {
+        let fast = h1::eligible(&req);
+        let first = match self.pool.checkout(fast) {
+            // The common case inline, in a small future; the rest (new connections, hyper's
+            // client, retries) boxed, so that their larger futures do not size every request's.
+            Some(Sender::Fast(conn)) => {
+                let deadline = tokio::time::Instant::now() + self.response_timeout;
+                match conn.send(&req, &self.host, deadline, &self.pool).await {
+                    Ok(response) => Ok(response),
+                    Err(f @ Failure::BeforeResponse(_)) => {
+                        let again = retryable(&req, false).then_some(req);
+                        Err((f, again))
+                    }
+                    Err(f) => Err((f, None)),
+                }
+            }
+            pooled => Box::pin(self.send_once(req, false, pooled)).await,
+        };
+        match first {
             Ok(response) => Ok(response),
             Err((Failure::BeforeResponse(cause), Some(req))) => {
                 tracing::debug!(upstream = %self.name, %cause, "retrying idempotent request on a fresh connection");
-                self.send_once(req, true)
+                Box::pin(self.send_once(req, true, None))
                     .await
                     .map_err(|(f, _)| self.classify(f))
             }
@@ -145,8 +162,8 @@ impl Upstream {
         }
     }
 
-    /// One attempt, on a pooled connection (unless `fresh`) or a new one, within the response
-    /// timeout. A request that a pooled connection gave back unsent (it was closing) goes out
+    /// One attempt, on `pooled` (taken from the pool by the caller) or else a new connection,
+    /// within the response timeout; `fresh` marks the retry. A request that a pooled connection gave back unsent (it was closing) goes out
     /// once more on a new one. A failure before any response byte on a first attempt comes
     /// with the request to retry, when it is idempotent and can be sent again. The timeout
     /// wraps each step rather than the whole: a wrapped future would be moved, all of it, with
@@ -155,20 +172,15 @@ impl Upstream {
         &self,
         mut req: Request<UpstreamBody>,
         fresh: bool,
+        mut pooled: Option<Sender>,
     ) -> Result<Response<ResponseBody>, (Failure, Option<Request<UpstreamBody>>)> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
         let fast = h1::eligible(&req);
-        let mut new_conn = fresh;
         // What a retry would send, for hyper's client, which takes the request.
         let mut replay;
         loop {
-            let pooled = if new_conn {
-                None
-            } else {
-                self.pool.checkout(fast)
-            };
             let reused = pooled.is_some();
-            let sender = match pooled {
+            let sender = match pooled.take() {
                 Some(s) => s,
                 // Boxed: the connect and handshake futures are large and rarely needed.
                 None => match timeout_at(deadline, Box::pin(self.connect(fast))).await {
@@ -179,15 +191,14 @@ impl Upstream {
             };
             let unsent = match sender {
                 Sender::Fast(conn) => {
-                    return match timeout_at(deadline, conn.send(&req, &self.host, &self.pool)).await
-                    {
-                        Ok(Ok(response)) => Ok(response),
-                        Ok(Err(f @ Failure::BeforeResponse(_))) => {
+                    // The connection keeps its own timer for the deadline.
+                    return match conn.send(&req, &self.host, deadline, &self.pool).await {
+                        Ok(response) => Ok(response),
+                        Err(f @ Failure::BeforeResponse(_)) => {
                             let again = retryable(&req, fresh).then_some(req);
                             Err((f, again))
                         }
-                        Ok(Err(f)) => Err((f, None)),
-                        Err(_) => Err((Failure::Timeout, None)),
+                        Err(f) => Err((f, None)),
                     };
                 }
                 Sender::H1(mut tx) => {
@@ -215,8 +226,8 @@ impl Upstream {
             };
             match unsent {
                 (Some(unsent), _) if reused => {
+                    // Again on a new connection (`pooled` is empty now).
                     req = unsent;
-                    new_conn = true;
                 }
                 (_, e) => {
                     let failure = Failure::from_hyper(&e);

@@ -279,7 +279,7 @@ async fn exchange(
     req: &Request<UpstreamBody>,
     pool: &Pool,
 ) -> Response<ResponseBody> {
-    match connect(addr).await.send(req, &host(), pool).await {
+    match connect(addr).await.send(req, &host(), later(), pool).await {
         Ok(resp) => resp,
         Err(_) => panic!("no answer"),
     }
@@ -295,6 +295,11 @@ fn get(path: &str) -> Request<UpstreamBody> {
 
 fn pool() -> Pool {
     Pool::new(Duration::from_secs(90), 8)
+}
+
+/// A response deadline no exchange here comes near.
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(30)
 }
 
 fn host() -> HeaderValue {
@@ -317,7 +322,7 @@ async fn request_bytes_on_the_wire() {
     let pool = pool();
     let conn = connect(peer.addr).await;
     let resp = conn
-        .send(&get("/v1/profile?x=1"), &host(), &pool)
+        .send(&get("/v1/profile?x=1"), &host(), later(), &pool)
         .await
         .ok()
         .unwrap();
@@ -333,7 +338,10 @@ async fn request_bytes_on_the_wire() {
         .header("content-length", "99")
         .body(UpstreamBody::Full(Some(Bytes::from_static(b"a=1"))))
         .unwrap();
-    conn.send(&post, &host(), &pool).await.ok().unwrap();
+    conn.send(&post, &host(), later(), &pool)
+        .await
+        .ok()
+        .unwrap();
     let (seen, _) = peer.task.await.unwrap();
     assert_eq!(
         String::from_utf8_lossy(&seen[0]),
@@ -386,7 +394,11 @@ async fn length_body_split_across_reads_then_reused() {
     let Some(super::super::pool::Sender::Fast(conn)) = pool.checkout(true) else {
         panic!("pooled");
     };
-    let resp = conn.send(&get("/b"), &host(), &pool).await.ok().unwrap();
+    let resp = conn
+        .send(&get("/b"), &host(), later(), &pool)
+        .await
+        .ok()
+        .unwrap();
     assert_eq!(body_of(resp).await.unwrap(), "ok");
     let (seen, _) = peer.task.await.unwrap();
     assert_eq!(seen.len(), 2, "both requests on one connection");
@@ -450,7 +462,7 @@ async fn interim_answers_are_skipped_and_an_upgrade_refused() {
     .await;
     let failed = connect(peer.addr)
         .await
-        .send(&get("/"), &host(), &pool)
+        .send(&get("/"), &host(), later(), &pool)
         .await;
     assert!(matches!(failed, Err(Failure::Protocol(_))));
 }
@@ -471,7 +483,10 @@ async fn bytes_after_a_response_keep_the_connection_out_of_the_pool() {
 #[tokio::test]
 async fn a_close_before_the_head_is_retryable_and_a_head_answer_has_no_body() {
     let addr = answer_and_close(vec![]).await;
-    let failed = connect(addr).await.send(&get("/"), &host(), &pool()).await;
+    let failed = connect(addr)
+        .await
+        .send(&get("/"), &host(), later(), &pool())
+        .await;
     assert!(matches!(failed, Err(Failure::BeforeResponse(_))));
 
     let peer = Peer::start(vec![(
@@ -516,4 +531,109 @@ async fn an_idle_connection_closed_by_the_upstream_is_seen_as_closed() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(!open, "the upstream's close is noticed");
+}
+
+/// A peer that answers its connection's first request at once and the second after `delay`
+/// (never, if None), holding the connection open meanwhile.
+async fn answer_twice(delay: Option<Duration>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        sock.write_all(answer).await.unwrap();
+        let _ = sock.read(&mut buf).await;
+        match delay {
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                let _ = sock.write_all(answer).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+        let _ = sock.read(&mut buf).await;
+    });
+    addr
+}
+
+/// The connection's timer, moved to an earlier deadline than the last request's: it must fire
+/// at the new one.
+#[tokio::test]
+async fn a_reused_connection_times_out_at_the_new_request_deadline() {
+    let addr = answer_twice(None).await;
+    let pool = pool();
+    let resp = exchange(addr, &get("/a"), &pool).await;
+    assert_eq!(body_of(resp).await.unwrap(), "ok");
+    let Some(super::super::pool::Sender::Fast(conn)) = pool.checkout(true) else {
+        panic!("pooled");
+    };
+    let started = Instant::now();
+    let sent = conn
+        .send(
+            &get("/b"),
+            &host(),
+            started + Duration::from_millis(200),
+            &pool,
+        )
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(sent, Err(Failure::Timeout)),
+        "a silent upstream times out"
+    );
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        "timed out after {waited:?}, expected 200ms"
+    );
+    assert_eq!(pool.idle_count(), 0, "a timed-out connection is not pooled");
+}
+
+/// Moved to a later deadline than the last request's: the earlier one must not fire.
+#[tokio::test]
+async fn a_reused_connection_outlives_the_previous_request_deadline() {
+    let addr = answer_twice(Some(Duration::from_millis(300))).await;
+    let pool = pool();
+    let first = connect(addr)
+        .await
+        .send(
+            &get("/a"),
+            &host(),
+            Instant::now() + Duration::from_millis(100),
+            &pool,
+        )
+        .await;
+    let Ok(resp) = first else { panic!("no answer") };
+    assert_eq!(body_of(resp).await.unwrap(), "ok");
+    let Some(super::super::pool::Sender::Fast(conn)) = pool.checkout(true) else {
+        panic!("pooled");
+    };
+    let Ok(resp) = conn.send(&get("/b"), &host(), later(), &pool).await else {
+        panic!("the first request's deadline cut the second one")
+    };
+    assert_eq!(body_of(resp).await.unwrap(), "ok");
+}
+
+#[test]
+fn framing_fields_stay_behind_and_a_connection_naming_others_is_kept() {
+    let h = head(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+          Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n",
+        false,
+    );
+    assert_eq!(h.framing, Framing::Chunked);
+    assert!(h.keep_alive);
+    assert_eq!(h.headers.len(), 1, "only content-type: {:?}", h.headers);
+    assert!(h.headers.contains_key("content-type"));
+
+    let h = head(
+        b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+        false,
+    );
+    assert!(!h.keep_alive);
+    assert_eq!(
+        h.headers["connection"], "close, X-Hop",
+        "kept, so that the hop-by-hop stripping removes what it names"
+    );
+    assert!(h.headers.contains_key("x-hop"));
 }
