@@ -3,15 +3,17 @@
 //! event is built from an explicit list of harmless fields.
 
 use std::fmt;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Response};
 use serde_json::{Map, Value, json};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::body::Body;
@@ -26,14 +28,138 @@ pub fn init(settings: &LogSettings) {
     // Colour only on a terminal: piped logs (containers, journald) stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
+    let sink = SINK.get_or_init(LogSink::default).clone();
+    start_flusher(sink.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sink)
         .with_ansi(ansi);
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.event_format(MozLog::new()).try_init(),
     };
+}
+
+/// Access events gathered before a write: one write per request would cost a system call (and,
+/// to a file, the file system's work) per request, more than the rest of the request's logging.
+const BATCH_BYTES: usize = 64 * 1024;
+/// Gathered access events wait at most this long (plus the time to format the next event).
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+static SINK: OnceLock<LogSink> = OnceLock::new();
+
+/// Writes out the access events still gathered; the process calls it before it exits.
+pub fn flush() {
+    if let Some(sink) = SINK.get() {
+        sink.flush();
+    }
+}
+
+/// Standard error, with access events gathered and written in batches: when
+/// [`BATCH_BYTES`] have gathered, every [`BATCH_INTERVAL`], before any other event (so the
+/// order holds) and at exit. Other events (start-up, warnings, errors) are written at once.
+#[derive(Clone, Default)]
+pub struct LogSink {
+    pending: Arc<Mutex<Vec<u8>>>,
+    out: Output,
+}
+
+#[derive(Clone, Default)]
+enum Output {
+    #[default]
+    Stderr,
+    /// What a test reads back.
+    #[cfg(test)]
+    Memory(Arc<Mutex<Vec<u8>>>),
+}
+
+impl LogSink {
+    pub fn flush(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_out(&mut pending);
+    }
+
+    fn write_out(&self, pending: &mut Vec<u8>) {
+        if pending.is_empty() {
+            return;
+        }
+        match &self.out {
+            // Nowhere to report a failed write to standard error.
+            Output::Stderr => {
+                let _ = std::io::stderr().write_all(pending);
+            }
+            #[cfg(test)]
+            Output::Memory(out) => out
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(pending),
+        }
+        pending.clear();
+    }
+}
+
+fn start_flusher(sink: LogSink) {
+    let started = std::thread::Builder::new()
+        .name("log-flush".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(BATCH_INTERVAL);
+                sink.flush();
+            }
+        });
+    if started.is_err() {
+        // Without the thread, batches still go out when full, before other events and at exit.
+        eprintln!("fxa-gateway: cannot start the log flushing thread");
+    }
+    // A panic's message (written by the default hook) follows the events before it.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush();
+        previous(info);
+    }));
+}
+
+/// One event's bytes on their way to the [`LogSink`].
+pub struct SinkWriter<'a> {
+    sink: &'a LogSink,
+    batched: bool,
+}
+
+impl std::io::Write for SinkWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut pending = self
+            .sink
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        pending.extend_from_slice(data);
+        if !self.batched || pending.len() >= BATCH_BYTES {
+            self.sink.write_out(&mut pending);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogSink {
+    type Writer = SinkWriter<'a>;
+
+    fn make_writer(&'a self) -> SinkWriter<'a> {
+        SinkWriter {
+            sink: self,
+            batched: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> SinkWriter<'a> {
+        SinkWriter {
+            sink: self,
+            batched: meta.target() == "access",
+        }
+    }
 }
 
 /// One access event (target `access`) with a fixed set of fields.
@@ -160,5 +286,68 @@ impl Visit for FieldMap {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().into(), json!(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink() -> (LogSink, Arc<Mutex<Vec<u8>>>) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = LogSink {
+            pending: Arc::default(),
+            out: Output::Memory(out.clone()),
+        };
+        (sink, out)
+    }
+
+    fn written(out: &Arc<Mutex<Vec<u8>>>) -> String {
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn access_events_wait_and_other_events_take_them_along_in_order() {
+        let (sink, out) = sink();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "access", "first request");
+            tracing::info!(target: "access", "second request");
+            assert_eq!(written(&out), "", "access events are gathered");
+            tracing::warn!("upstream trouble");
+        });
+        let text = written(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].ends_with("first request"), "{text}");
+        assert!(lines[1].ends_with("second request"), "{text}");
+        assert!(lines[2].ends_with("upstream trouble"), "{text}");
+    }
+
+    #[test]
+    fn gathered_events_go_out_when_full_or_flushed() {
+        let (sink, out) = sink();
+        let line = [b'x'; 1000];
+        let to_fill = BATCH_BYTES.div_ceil(line.len());
+        let mut batched = SinkWriter {
+            sink: &sink,
+            batched: true,
+        };
+        for _ in 0..to_fill - 1 {
+            batched.write_all(&line).unwrap();
+        }
+        assert!(written(&out).is_empty());
+        batched.write_all(&line).unwrap();
+        batched.write_all(&line).unwrap();
+        assert_eq!(
+            written(&out).len(),
+            to_fill * line.len(),
+            "written once the batch is full; the next line waits"
+        );
+        sink.flush();
+        assert_eq!(written(&out).len(), (to_fill + 1) * line.len());
     }
 }
