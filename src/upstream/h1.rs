@@ -51,6 +51,8 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const MAX_HEAD_BYTES: usize = 256 * 1024;
 /// And have at most this many header fields (hyper's default).
 const MAX_HEADERS: usize = 100;
+/// Field offsets kept on the stack up to this many fields; more go to the heap.
+const INLINE_FIELDS: usize = 24;
 /// A chunk-size line, extensions included.
 const MAX_CHUNK_LINE: usize = 4096;
 /// All trailer fields of a chunked body together.
@@ -297,9 +299,11 @@ fn push_field(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Parses a complete response head off the front of `buf` (None while it is incomplete). The
 /// header values share the head's bytes, which are split off `buf`.
 fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failure> {
-    // Offsets (name start, name end, value start, value end) into the head.
-    let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, code, minor, count) = {
+    // Offsets (name start, name end, value start, value end) into the head: on the stack for
+    // the usual handful of fields (zeroing room for all of them costs more than the rest).
+    let mut inline = [(0u32, 0u32, 0u32, 0u32); INLINE_FIELDS];
+    let mut spilled = Vec::new();
+    let (len, code, minor, fields) = {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -310,6 +314,13 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failu
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(Failure::Protocol(format!("invalid response head: {e}"))),
+        };
+        let count = parsed.headers.len();
+        let fields = if count <= INLINE_FIELDS {
+            &mut inline[..count]
+        } else {
+            spilled.resize(count, (0, 0, 0, 0));
+            &mut spilled[..]
         };
         let base = buf.as_ptr() as usize;
         let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
@@ -327,7 +338,7 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failu
             len,
             parsed.code.unwrap_or(0),
             parsed.version.unwrap_or(1),
-            parsed.headers.len(),
+            &*fields,
         )
     };
     let bytes = buf.split_to(len).freeze();
@@ -339,16 +350,20 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Failu
         Version::HTTP_11
     };
 
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(fields.len());
     let mut content_length: Option<u64> = None;
     let mut transfer_coding = false;
     let mut chunked = false;
     let mut close = version == Version::HTTP_10;
-    for &(ns, ne, vs, ve) in &fields[..count] {
+    for &(ns, ne, vs, ve) in fields {
         let name = HeaderName::from_bytes(&bytes[ns as usize..ne as usize])
             .map_err(|_| Failure::Protocol("invalid header name in the response".into()))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(vs as usize..ve as usize))
-            .map_err(|_| Failure::Protocol("invalid header value in the response".into()))?;
+        // SAFETY: httparse accepted these bytes as a field value: HTAB, SP to `~` and 0x80 to
+        // 0xFF, exactly the bytes a `HeaderValue` may hold (hyper's own client relies on the
+        // same). Debug builds check again.
+        let value = unsafe {
+            HeaderValue::from_maybe_shared_unchecked(bytes.slice(vs as usize..ve as usize))
+        };
         if name == header::CONTENT_LENGTH {
             let n = parse_content_length(value.as_bytes())
                 .filter(|n| content_length.is_none_or(|m| m == *n))

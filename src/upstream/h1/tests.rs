@@ -637,3 +637,35 @@ fn framing_fields_stay_behind_and_a_connection_naming_others_is_kept() {
     );
     assert!(h.headers.contains_key("x-hop"));
 }
+
+#[test]
+fn heads_with_more_fields_than_the_stack_holds_keep_them_all() {
+    let mut bytes = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..INLINE_FIELDS + 6 {
+        bytes.extend_from_slice(format!("X-Field-{i}: value {i}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    let h = head(&bytes, false);
+    assert_eq!(h.headers.len(), INLINE_FIELDS + 7);
+    for i in 0..INLINE_FIELDS + 6 {
+        assert_eq!(
+            h.headers[format!("x-field-{i}").as_str()],
+            format!("value {i}")
+        );
+    }
+}
+
+#[test]
+fn field_values_keep_tabs_and_obsolete_text_bytes() {
+    let h = head(
+        b"HTTP/1.1 200 OK\r\nX-Obs: caf\xe9\tau lait\r\nContent-Length: 0\r\n\r\n",
+        false,
+    );
+    assert_eq!(h.headers["x-obs"].as_bytes(), b"caf\xe9\tau lait");
+    assert!(refused(
+        b"HTTP/1.1 200 OK\r\nX-Ctl: a\x01b\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert!(refused(
+        b"HTTP/1.1 200 OK\r\nX-Del: a\x7fb\r\nContent-Length: 0\r\n\r\n"
+    ));
+}
