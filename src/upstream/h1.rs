@@ -8,7 +8,9 @@
 //!   a body goes out with its exact `Content-Length`, in the same write as the head;
 //! - the response head: at most [`MAX_HEADERS`] fields in [`MAX_HEAD_BYTES`], strict syntax
 //!   (no obsolete line folding, no space before the colon); 1xx answers other than 101 are
-//!   skipped, a 101 is refused (the gateway never asks for an upgrade);
+//!   skipped, a 101 is refused (the gateway never asks for an upgrade); `Transfer-Encoding`,
+//!   `Keep-Alive` and a `Connection` naming nothing but `close`/`keep-alive` are read and not
+//!   kept (they are this hop's); a response that misses the deadline fails as a timeout;
 //! - the body: none for HEAD, 204 and 304; chunked when it is the last transfer coding (the
 //!   `Content-Length` beside it is dropped); else `Content-Length` (repeats must agree); else
 //!   up to the close. Chunk extensions are ignored and trailers read and dropped, both bounded;
