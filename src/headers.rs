@@ -122,41 +122,39 @@ pub fn set_forwarding(
         Some(v) => v.clone(),
         None => peer_header(origin.peer),
     };
-    // Entries: one lookup per name, whether it is there or not.
+    // One hashed lookup per name: an entry where the prior value is read, else insert/remove.
     match headers.entry(X_FORWARDED_FOR) {
-        Entry::Occupied(mut e) if peer_trusted => {
-            let joined = join(e.get(), &peer);
-            e.insert(joined);
-        }
         Entry::Occupied(mut e) => {
-            e.insert(peer);
+            let value = if peer_trusted {
+                join(e.get(), &peer)
+            } else {
+                peer
+            };
+            e.insert(value);
         }
         Entry::Vacant(e) => {
             e.insert(peer);
         }
     }
     let proto = HeaderValue::from_static(if origin.tls { "https" } else { "http" });
-    match headers.entry(X_FORWARDED_PROTO) {
-        Entry::Occupied(_) if peer_trusted => {}
-        Entry::Occupied(mut e) => {
-            e.insert(proto);
-        }
-        Entry::Vacant(e) => {
-            e.insert(proto);
-        }
+    if peer_trusted {
+        headers.entry(X_FORWARDED_PROTO).or_insert(proto);
+    } else {
+        headers.insert(X_FORWARDED_PROTO, proto);
     }
-    match (headers.entry(X_FORWARDED_HOST), origin.host) {
-        (Entry::Occupied(_), _) if peer_trusted => {}
-        (Entry::Occupied(mut e), Some(host)) => {
-            e.insert(host.clone());
+    match origin.host {
+        Some(host) if peer_trusted => {
+            headers
+                .entry(X_FORWARDED_HOST)
+                .or_insert_with(|| host.clone());
         }
-        (Entry::Occupied(e), None) => {
-            e.remove();
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST, host.clone());
         }
-        (Entry::Vacant(e), Some(host)) => {
-            e.insert(host.clone());
+        None if peer_trusted => {}
+        None => {
+            headers.remove(X_FORWARDED_HOST);
         }
-        (Entry::Vacant(_), None) => {}
     }
     append_via(headers, via);
 }

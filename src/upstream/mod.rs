@@ -139,14 +139,8 @@ impl Upstream {
             // client, retries) boxed, so that their larger futures do not size every request's.
             Some(Sender::Fast(conn)) => {
                 let deadline = tokio::time::Instant::now() + self.response_timeout;
-                match conn.send(&req, &self.host, deadline, &self.pool).await {
-                    Ok(response) => Ok(response),
-                    Err(f @ Failure::BeforeResponse(_)) => {
-                        let again = retryable(&req, false).then_some(req);
-                        Err((f, again))
-                    }
-                    Err(f) => Err((f, None)),
-                }
+                let sent = conn.send(&req, &self.host, deadline, &self.pool).await;
+                fast_outcome(sent, req, false)
             }
             pooled => Box::pin(self.send_once(req, false, pooled)).await,
         };
@@ -163,8 +157,8 @@ impl Upstream {
     }
 
     /// One attempt, on `pooled` (taken from the pool by the caller) or else a new connection,
-    /// within the response timeout; `fresh` marks the retry. A request that a pooled connection gave back unsent (it was closing) goes out
-    /// once more on a new one. A failure before any response byte on a first attempt comes
+    /// within the response timeout; `fresh` marks the retry. A request that a pooled
+    /// connection gave back unsent (it was closing) goes out once more on a new one. A failure before any response byte on a first attempt comes
     /// with the request to retry, when it is idempotent and can be sent again. The timeout
     /// wraps each step rather than the whole: a wrapped future would be moved, all of it, with
     /// every request.
@@ -192,14 +186,8 @@ impl Upstream {
             let unsent = match sender {
                 Sender::Fast(conn) => {
                     // The connection keeps its own timer for the deadline.
-                    return match conn.send(&req, &self.host, deadline, &self.pool).await {
-                        Ok(response) => Ok(response),
-                        Err(f @ Failure::BeforeResponse(_)) => {
-                            let again = retryable(&req, fresh).then_some(req);
-                            Err((f, again))
-                        }
-                        Err(f) => Err((f, None)),
-                    };
+                    let sent = conn.send(&req, &self.host, deadline, &self.pool).await;
+                    return fast_outcome(sent, req, fresh);
                 }
                 Sender::H1(mut tx) => {
                     self.to_http1(&mut req);
@@ -453,6 +441,26 @@ fn idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
+}
+
+/// The own client's answer as an attempt's outcome: a failure before any response byte comes
+/// with the request to retry, when it is idempotent and `fresh` is false (not the retry already).
+// The shape `send_once` returns (an attempt's outcome, handed straight back once); boxing the
+// error would add an allocation to every failed attempt for nothing.
+#[allow(clippy::result_large_err)]
+fn fast_outcome(
+    sent: Result<Response<ResponseBody>, Failure>,
+    req: Request<UpstreamBody>,
+    fresh: bool,
+) -> Result<Response<ResponseBody>, (Failure, Option<Request<UpstreamBody>>)> {
+    match sent {
+        Ok(response) => Ok(response),
+        Err(f @ Failure::BeforeResponse(_)) => {
+            let again = retryable(&req, fresh).then_some(req);
+            Err((f, again))
+        }
+        Err(f) => Err((f, None)),
+    }
 }
 
 /// Whether a request that failed before any response byte goes out once more: on a first
