@@ -1,5 +1,8 @@
 //! Body types for both directions, as enums rather than boxed trait objects: no allocation per
 //! request, and upstream bodies stream through untouched.
+//!
+//! Nothing here knows the upstream pool: a response body hands its connection back through
+//! [`Release`], which the pool implements.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,8 +13,6 @@ use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-
-use crate::upstream::ResponseBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -75,6 +76,73 @@ impl http_body::Body for Body {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
             Body::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Something to give back once an upstream response body has been read to its end: the
+/// HTTP/1.1 connection it arrived on, to its pool.
+pub trait Release: Send {
+    fn release(self: Box<Self>);
+}
+
+/// The body of an upstream response (hyper's), with the connection to give back at its end
+/// when that connection was still busy with it when the head arrived. A body dropped or failed
+/// before its end gives nothing back: hyper closes that connection.
+pub struct ResponseBody {
+    inner: Incoming,
+    release: Option<Box<dyn Release>>,
+}
+
+impl ResponseBody {
+    pub fn new(inner: Incoming, release: Option<Box<dyn Release>>) -> ResponseBody {
+        ResponseBody { inner, release }
+    }
+
+    fn release(&mut self) {
+        if let Some(r) = self.release.take() {
+            r.release();
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            // Trailers end a body; a body of known length ends with its last byte.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || this.inner.is_end_stream() => {
+                this.release()
+            }
+            Poll::Ready(Some(Err(_))) => this.release = None,
+            _ => {}
+        }
+        polled.map_err(BoxError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Read to its end (or empty from the start) without the last poll: nothing is left on
+        // the connection.
+        if self.inner.is_end_stream() {
+            self.release();
         }
     }
 }

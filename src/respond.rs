@@ -10,13 +10,13 @@ use http::{Method, Response};
 use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body::Body;
+use crate::body::{Body, ResponseBody};
 use crate::config::Limits;
 use crate::errno::GatewayError;
 use crate::headers;
 use crate::pipeline::{MatchView, Outcome};
 use crate::rewrite::{self, UpstreamError, Verdict};
-use crate::upstream::{ResponseBody, Upstream};
+use crate::upstream::Upstream;
 
 const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 const SUNSET: HeaderName = HeaderName::from_static("sunset");

@@ -1,6 +1,6 @@
-//! The gateway's own HTTP/1.1 upstream client, end to end: a raw upstream on a loopback socket
-//! controls the wire (framing, closes, garbage) and the gateway in front of it is driven by
-//! real requests.
+//! HTTP/1.1 upstream exchanges end to end (hyper's client under the gateway's pool): a raw upstream
+//! on a loopback socket controls the wire (framing, closes, garbage) and the gateway in front of
+//! it is driven by real requests.
 
 mod support;
 
@@ -224,7 +224,7 @@ async fn a_malformed_upstream_head_is_a_502_errno_203() {
     ] {
         let up = RawUpstream::start(vec![(answer, After::Close)]).await;
         let gw = TestGateway::start(&simple_config(&up.url())).await;
-        // A GET (no body: the gateway's own client); a bad answer is not retried.
+        // A bad answer is not retried.
         let resp = client::get(&gw.url("/api/v1/x")).await;
         assert_eq!(
             resp.status_u16(),

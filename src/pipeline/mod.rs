@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use crate::auth::policy::{self, AuthOutcome, AuthRuntime, Caller};
 use crate::body::{
-    Body, BufferError, InFlight, LimitedIncoming, TrackedBody, UpstreamBody, buffer_for_replay,
+    Body, BufferError, InFlight, LimitedIncoming, ResponseBody, TrackedBody, UpstreamBody,
+    buffer_for_replay,
 };
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, Config, IpNet, Limits};
@@ -30,7 +31,7 @@ use crate::metrics::{Metrics, Name};
 use crate::request_id::{self, IdGenerator};
 use crate::respond;
 use crate::routing::{RouteMatch, Router};
-use crate::upstream::{CallError, ResponseBody, Upstream};
+use crate::upstream::{CallError, Upstream};
 
 mod refresh_step;
 mod target;

@@ -16,10 +16,10 @@ use super::{ConnInfo, Snapshot, State, send};
 use crate::auth::bearer;
 use crate::auth::policy::{self, AuthOutcome, Caller, RefreshRequest, Refreshed, Rejected};
 use crate::auth::refresh;
-use crate::body::UpstreamBody;
+use crate::body::{ResponseBody, UpstreamBody};
 use crate::config::RouteConfig;
 use crate::errno::GatewayError;
-use crate::upstream::{ResponseBody, Upstream};
+use crate::upstream::Upstream;
 
 /// A refreshing route's request that came with a refresh token.
 pub(super) struct RefreshContext {

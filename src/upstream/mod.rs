@@ -1,36 +1,39 @@
 //! Upstream clients: one connection pool per configured upstream, over rustls with the webpki
 //! roots and/or the upstream's own CA, HTTP/2 when the upstream offers it by ALPN.
 //!
-//! Every call is bounded: a per-upstream cap on requests in flight (the pool itself only caps
-//! idle connections), a connect timeout and a timeout to the response head. An idempotent
-//! request whose connection dies before any response byte is retried once.
+//! Every exchange goes through hyper's client connections (`hyper::client::conn`, HTTP/1.1
+//! and HTTP/2), which parse and frame the wire; this module and its pool decide policy only.
 //!
-//! HTTP/1.1 requests whose body is already held (none, or buffered) go through the gateway's
-//! own client ([`h1`]), in the request's task; streamed bodies and HTTP/2 through hyper's.
+//! Every call is bounded: a per-upstream cap on requests in flight (the pool itself only caps
+//! idle connections), a connect timeout and a timeout to the response head. A request hyper
+//! gives back unsent goes out once more on another connection; one that was written and
+//! failed before any response byte is retried once when it is idempotent.
 
-mod h1;
 mod pool;
 
+use std::future::{Future as _, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
 use tower_service::Service as _;
 
-use crate::body::UpstreamBody;
+use crate::body::{ResponseBody, UpstreamBody};
 use crate::config::UpstreamConfig;
 use crate::errno::GatewayError;
-use pool::{Pool, Sender};
-
-pub use pool::ResponseBody;
+use pool::{H1Conn, Pool, Sender};
 
 type Connector = HttpsConnector<HttpConnector>;
 
@@ -133,21 +136,12 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, CallError> {
         // The downstream may be h2; the upstream's version comes from ALPN.
         *req.version_mut() = Version::HTTP_11;
-        let fast = h1::eligible(&req);
-        let first = match self.pool.checkout(fast) {
-            // The common case inline, in a small future; the rest (new connections, hyper's
-            // client, retries) boxed, so that their larger futures do not size every request's.
-            Some(Sender::Fast(conn)) => {
-                let deadline = tokio::time::Instant::now() + self.response_timeout;
-                let sent = conn.send(&req, &self.host, deadline, &self.pool).await;
-                fast_outcome(sent, req, false)
-            }
-            pooled => Box::pin(self.send_once(req, false, pooled)).await,
-        };
-        match first {
+        let pooled = self.pool.checkout();
+        match self.send_once(req, false, pooled).await {
             Ok(response) => Ok(response),
             Err((Failure::BeforeResponse(cause), Some(req))) => {
-                tracing::debug!(upstream = %self.name, %cause, "retrying idempotent request on a fresh connection");
+                tracing::debug!(upstream = %self.name, %cause, "retrying on a fresh connection");
+                // Boxed: rare, and its future would otherwise size every request's.
                 Box::pin(self.send_once(req, true, None))
                     .await
                     .map_err(|(f, _)| self.classify(f))
@@ -158,10 +152,11 @@ impl Upstream {
 
     /// One attempt, on `pooled` (taken from the pool by the caller) or else a new connection,
     /// within the response timeout; `fresh` marks the retry. A request that a pooled
-    /// connection gave back unsent (it was closing) goes out once more on a new one. A failure before any response byte on a first attempt comes
-    /// with the request to retry, when it is idempotent and can be sent again. The timeout
-    /// wraps each step rather than the whole: a wrapped future would be moved, all of it, with
-    /// every request.
+    /// connection gave back unsent (it was closing) goes out once more on a new one, whatever
+    /// its method. A failure before any response byte on a first attempt comes with the
+    /// request to retry: the request itself when hyper gave it back unsent, else a copy when it
+    /// is idempotent and its body is held. The timeout wraps each step rather than the whole: a
+    /// wrapped future would be moved, all of it, with every request.
     async fn send_once(
         &self,
         mut req: Request<UpstreamBody>,
@@ -169,37 +164,38 @@ impl Upstream {
         mut pooled: Option<Sender>,
     ) -> Result<Response<ResponseBody>, (Failure, Option<Request<UpstreamBody>>)> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
-        let fast = h1::eligible(&req);
-        // What a retry would send, for hyper's client, which takes the request.
-        let mut replay;
         loop {
             let reused = pooled.is_some();
             let sender = match pooled.take() {
                 Some(s) => s,
                 // Boxed: the connect and handshake futures are large and rarely needed.
-                None => match timeout_at(deadline, Box::pin(self.connect(fast))).await {
+                None => match timeout_at(deadline, Box::pin(self.connect())).await {
                     Ok(Ok(sender)) => sender,
                     Ok(Err(f)) => return Err((f, None)),
                     Err(_) => return Err((Failure::Timeout, None)),
                 },
             };
-            let unsent = match sender {
-                Sender::Fast(conn) => {
-                    // The connection keeps its own timer for the deadline.
-                    let sent = conn.send(&req, &self.host, deadline, &self.pool).await;
-                    return fast_outcome(sent, req, fresh);
-                }
-                Sender::H1(mut tx) => {
+            // What a retry sends once this request is written (hyper takes it).
+            let replay;
+            let sent = match sender {
+                Sender::H1(mut conn) => {
                     self.to_http1(&mut req);
                     replay = retry_copy(&req, fresh);
-                    match timeout_at(deadline, tx.try_send_request(req)).await {
-                        Err(_) => return Err((Failure::Timeout, None)),
-                        Ok(Ok(resp)) => {
-                            let (parts, body) = resp.into_parts();
-                            let body = self.pool.response_body(body, tx);
-                            return Ok(Response::from_parts(parts, body));
+                    conn.timer.as_mut().reset(deadline);
+                    let H1Conn { sender, timer, .. } = &mut *conn;
+                    let mut response = pin!(sender.try_send_request(req));
+                    // The connection's own timer for the deadline.
+                    let sent = poll_fn(|cx| match response.as_mut().poll(cx) {
+                        Poll::Ready(r) => Poll::Ready(Some(r)),
+                        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                    })
+                    .await;
+                    match sent {
+                        Some(Ok(resp)) => {
+                            return self.response(resp, Some(conn)).map_err(|f| (f, None));
                         }
-                        Ok(Err(mut e)) => (e.take_message(), e.into_error()),
+                        Some(Err(e)) => e,
+                        None => return Err((Failure::Timeout, None)),
                     }
                 }
                 Sender::H2(mut tx) => {
@@ -207,18 +203,24 @@ impl Upstream {
                     replay = retry_copy(&req, fresh);
                     match timeout_at(deadline, tx.try_send_request(req)).await {
                         Err(_) => return Err((Failure::Timeout, None)),
-                        Ok(Ok(resp)) => return Ok(resp.map(ResponseBody::unpooled)),
-                        Ok(Err(mut e)) => (e.take_message(), e.into_error()),
+                        Ok(Ok(resp)) => return self.response(resp, None).map_err(|f| (f, None)),
+                        Ok(Err(e)) => e,
                     }
                 }
             };
-            match unsent {
-                (Some(unsent), _) if reused => {
+            let mut error = sent;
+            match error.take_message() {
+                Some(unsent) if reused => {
                     // Again on a new connection (`pooled` is empty now).
                     req = unsent;
                 }
-                (_, e) => {
-                    let failure = Failure::from_hyper(&e);
+                Some(unsent) => {
+                    let error = error.into_error();
+                    let again = (!fresh).then_some(unsent);
+                    return Err((Failure::BeforeResponse(error_chain(&error)), again));
+                }
+                None => {
+                    let failure = Failure::from_hyper(&error.into_error());
                     let again = match failure {
                         Failure::BeforeResponse(_) => replay.map(ReplayParts::into_request),
                         _ => None,
@@ -229,10 +231,38 @@ impl Upstream {
         }
     }
 
-    /// Opens a connection (TCP, TLS and ALPN as configured): for the gateway's own HTTP/1.1
-    /// client when `fast` (unless the upstream chose HTTP/2), else for hyper's, with its driver
-    /// task spawned.
-    async fn connect(&self, fast: bool) -> Result<Sender, Failure> {
+    /// The policy on an upstream response head: no unasked protocol switch; the framing of the
+    /// body the gateway sends, never the upstream's length beside a transfer coding (and that
+    /// connection is not reused); the gateway's own HTTP version. An HTTP/1.1 connection goes
+    /// back to the pool, now or at the end of the body.
+    fn response(
+        &self,
+        response: Response<Incoming>,
+        conn: Option<Box<H1Conn>>,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let (mut parts, body) = response.into_parts();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(Failure::Protocol(
+                "unrequested protocol upgrade (101)".into(),
+            ));
+        }
+        let mut conn = conn;
+        if parts.headers.contains_key(TRANSFER_ENCODING)
+            && parts.headers.remove(CONTENT_LENGTH).is_some()
+        {
+            conn = None;
+        }
+        parts.version = Version::HTTP_11;
+        let release = conn.and_then(|c| self.pool.after_head(c));
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody::new(body, release),
+        ))
+    }
+
+    /// Opens a connection (TCP, TLS and ALPN as configured), with hyper's connection task
+    /// spawned.
+    async fn connect(&self) -> Result<Sender, Failure> {
         let mut connector = self.connector.clone();
         let uri = Uri::from_parts({
             let mut parts = http::uri::Parts::default();
@@ -255,17 +285,13 @@ impl Upstream {
             tokio::spawn(drive(self.name.clone(), conn));
             self.pool.keep_h2(&tx);
             Ok(Sender::H2(tx))
-        } else if fast {
-            Ok(Sender::Fast(h1::Conn::new(hyper_util::rt::TokioIo::new(
-                io,
-            ))))
         } else {
             let (tx, conn) = http1::Builder::new()
-                .handshake(io)
+                .handshake(TokioIo::new(Fair::new(TokioIo::new(io))))
                 .await
                 .map_err(|e| Failure::Connect(error_chain(&e)))?;
             tokio::spawn(drive(self.name.clone(), conn));
-            Ok(Sender::H1(tx))
+            Ok(Sender::H1(self.pool.h1_conn(tx)))
         }
     }
 
@@ -328,17 +354,6 @@ enum Failure {
 }
 
 impl Failure {
-    /// A write or read on a connection failed before the response head was complete.
-    fn from_io(e: &std::io::Error) -> Failure {
-        use std::io::ErrorKind::*;
-        match e.kind() {
-            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-                Failure::BeforeResponse(error_chain(e))
-            }
-            _ => Failure::Protocol(error_chain(e)),
-        }
-    }
-
     fn from_connect_error(e: &(dyn std::error::Error + 'static)) -> Failure {
         if find_io_kind(e) == Some(std::io::ErrorKind::TimedOut) {
             Failure::ConnectTimeout
@@ -370,6 +385,76 @@ impl Failure {
             }
             _ => Failure::Protocol(cause),
         }
+    }
+}
+
+/// An HTTP/1.1 connection's reads, made to yield after [`READ_SLICE`] bytes read in a row. A
+/// connection task that finds more to read every time it looks (an upstream streaming interim
+/// answers without end) would otherwise keep its worker, and the timers that worker drives
+/// (the response timeout among them), for as long as the stream lasts.
+struct Fair<T> {
+    inner: T,
+    read: usize,
+}
+
+/// Bytes read without a pause before a connection task yields.
+const READ_SLICE: usize = 64 * 1024;
+
+impl<T> Fair<T> {
+    fn new(inner: T) -> Fair<T> {
+        Fair { inner, read: 0 }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Fair<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.read >= READ_SLICE {
+            self.read = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match polled {
+            Poll::Ready(Ok(())) => self.read += buf.filled().len() - before,
+            Poll::Pending => self.read = 0,
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Fair<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -441,26 +526,6 @@ fn idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
-}
-
-/// The own client's answer as an attempt's outcome: a failure before any response byte comes
-/// with the request to retry, when it is idempotent and `fresh` is false (not the retry already).
-// The shape `send_once` returns (an attempt's outcome, handed straight back once); boxing the
-// error would add an allocation to every failed attempt for nothing.
-#[allow(clippy::result_large_err)]
-fn fast_outcome(
-    sent: Result<Response<ResponseBody>, Failure>,
-    req: Request<UpstreamBody>,
-    fresh: bool,
-) -> Result<Response<ResponseBody>, (Failure, Option<Request<UpstreamBody>>)> {
-    match sent {
-        Ok(response) => Ok(response),
-        Err(f @ Failure::BeforeResponse(_)) => {
-            let again = retryable(&req, fresh).then_some(req);
-            Err((f, again))
-        }
-        Err(f) => Err((f, None)),
-    }
 }
 
 /// Whether a request that failed before any response byte goes out once more: on a first

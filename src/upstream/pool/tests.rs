@@ -7,12 +7,16 @@ use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
 use super::*;
+use bytes::Bytes;
+use hyper::body::Incoming;
+
+use crate::body::ResponseBody;
 
 const IDLE: Duration = Duration::from_secs(30);
 
 /// An HTTP/1.1 connection over an in-memory pipe to a server answering `body_len` bytes;
 /// the handle finishes when the server side sees the connection closed.
-async fn connection(body_len: usize) -> (H1Sender, JoinHandle<()>) {
+async fn connection(pool: &Pool, body_len: usize) -> (Box<H1Conn>, JoinHandle<()>) {
     let (client_io, server_io) = tokio::io::duplex(1024);
     let server = tokio::spawn(async move {
         let service = service_fn(move |_req: Request<Incoming>| async move {
@@ -28,17 +32,17 @@ async fn connection(body_len: usize) -> (H1Sender, JoinHandle<()>) {
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    (tx, server)
+    (pool.h1_conn(tx), server)
 }
 
-async fn get(pool: &Pool, mut tx: H1Sender) -> ResponseBody {
+async fn get(pool: &Pool, mut conn: Box<H1Conn>) -> ResponseBody {
     let req = Request::builder()
         .uri("/")
         .header("host", "upstream")
         .body(UpstreamBody::Empty)
         .expect("request");
-    let resp = tx.send_request(req).await.expect("response");
-    pool.response_body(resp.into_body(), tx)
+    let resp = conn.sender.send_request(req).await.expect("response");
+    ResponseBody::new(resp.into_body(), pool.after_head(conn))
 }
 
 async fn settle() {
@@ -50,17 +54,17 @@ async fn settle() {
 #[tokio::test(start_paused = true)]
 async fn connection_is_pooled_when_its_body_ends_and_reused() {
     let pool = Pool::new(IDLE, 8);
-    let (tx, _server) = connection(100_000).await;
+    let (tx, _server) = connection(&pool, 100_000).await;
     let body = get(&pool, tx).await;
     let bytes = body.collect().await.expect("body").to_bytes();
     assert_eq!(bytes.len(), 100_000);
     settle().await;
     assert_eq!(pool.idle_count(), 1);
-    let Some(Sender::H1(tx)) = pool.checkout(false) else {
+    let Some(Sender::H1(conn)) = pool.checkout() else {
         panic!("no pooled connection");
     };
     assert_eq!(pool.idle_count(), 0);
-    let body = get(&pool, tx).await;
+    let body = get(&pool, conn).await;
     assert_eq!(
         body.collect().await.expect("body").to_bytes().len(),
         100_000
@@ -70,21 +74,21 @@ async fn connection_is_pooled_when_its_body_ends_and_reused() {
 #[tokio::test(start_paused = true)]
 async fn connection_whose_body_was_dropped_early_is_not_pooled() {
     let pool = Pool::new(IDLE, 8);
-    let (tx, server) = connection(100_000).await;
+    let (tx, server) = connection(&pool, 100_000).await;
     let mut body = get(&pool, tx).await;
     let first = body.frame().await.expect("a frame").expect("data");
     assert!(first.is_data());
     drop(body);
     settle().await;
     assert_eq!(pool.idle_count(), 0);
-    assert!(pool.checkout(false).is_none());
+    assert!(pool.checkout().is_none());
     server.await.expect("server side closed");
 }
 
 #[tokio::test(start_paused = true)]
 async fn idle_connection_is_closed_after_the_idle_timeout() {
     let pool = Pool::new(IDLE, 8);
-    let (tx, server) = connection(10).await;
+    let (tx, server) = connection(&pool, 10).await;
     let body = get(&pool, tx).await;
     body.collect().await.expect("body");
     settle().await;
@@ -103,7 +107,7 @@ async fn idle_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test(start_paused = true)]
 async fn closed_connection_is_never_checked_out() {
     let pool = Pool::new(IDLE, 8);
-    let (tx, server) = connection(10).await;
+    let (tx, server) = connection(&pool, 10).await;
     let body = get(&pool, tx).await;
     body.collect().await.expect("body");
     settle().await;
@@ -111,7 +115,7 @@ async fn closed_connection_is_never_checked_out() {
     server.abort();
     let _ = server.await;
     settle().await;
-    assert!(pool.checkout(false).is_none());
+    assert!(pool.checkout().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,7 +123,7 @@ async fn idle_connections_over_the_cap_are_closed_oldest_first() {
     let pool = Pool::new(IDLE, 2);
     let mut servers = Vec::new();
     for _ in 0..3 {
-        let (tx, server) = connection(10).await;
+        let (tx, server) = connection(&pool, 10).await;
         get(&pool, tx).await.collect().await.expect("body");
         servers.push(server);
         settle().await;
