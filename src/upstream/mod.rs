@@ -177,7 +177,7 @@ impl Upstream {
             };
             // What a retry sends once this request is written (hyper takes it).
             let replay;
-            let sent = match sender {
+            let mut error = match sender {
                 Sender::H1(mut conn) => {
                     self.to_http1(&mut req);
                     replay = retry_copy(&req, fresh);
@@ -185,12 +185,12 @@ impl Upstream {
                     let H1Conn { sender, timer, .. } = &mut *conn;
                     let mut response = pin!(sender.try_send_request(req));
                     // The connection's own timer for the deadline.
-                    let sent = poll_fn(|cx| match response.as_mut().poll(cx) {
+                    let answer = poll_fn(|cx| match response.as_mut().poll(cx) {
                         Poll::Ready(r) => Poll::Ready(Some(r)),
                         Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
                     })
                     .await;
-                    match sent {
+                    match answer {
                         Some(Ok(resp)) => {
                             return self.response(resp, Some(conn)).map_err(|f| (f, None));
                         }
@@ -208,7 +208,6 @@ impl Upstream {
                     }
                 }
             };
-            let mut error = sent;
             match error.take_message() {
                 Some(unsent) if reused => {
                     // Again on a new connection (`pooled` is empty now).

@@ -10,7 +10,7 @@ use super::*;
 use bytes::Bytes;
 use hyper::body::Incoming;
 
-use crate::body::ResponseBody;
+use crate::body::{Release, ResponseBody};
 
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -130,4 +130,27 @@ async fn idle_connections_over_the_cap_are_closed_oldest_first() {
     }
     assert_eq!(pool.idle_count(), 2);
     servers.remove(0).await.expect("the oldest was closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_still_busy_with_a_body_is_not_checked_out_until_it_ends() {
+    let pool = Pool::new(IDLE, 8);
+    let (mut conn, _server) = connection(&pool, 100_000).await;
+    let req = Request::builder()
+        .uri("/")
+        .header("host", "upstream")
+        .body(UpstreamBody::Empty)
+        .expect("request");
+    let resp = conn.sender.send_request(req).await.expect("response");
+    // Back in the pool while hyper still reads the body (as a body that ended just before the
+    // connection task ran would bring it): there, but not handed out.
+    assert!(!conn.sender.is_ready());
+    Release::release(conn);
+    assert_eq!(pool.idle_count(), 1);
+    assert!(pool.checkout().is_none());
+    assert_eq!(pool.idle_count(), 1, "kept for when it is ready");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(body.len(), 100_000);
+    settle().await;
+    assert!(matches!(pool.checkout(), Some(Sender::H1(_))));
 }
