@@ -275,7 +275,7 @@ async fn bytes_an_upstream_writes_on_an_idle_connection_never_answer_the_next_re
                             resp.text()
                         ));
                     }
-                    tokio::time::sleep(Duration::from_millis(20 + 10 * ((c + i) % 3) as u64)).await;
+                    tokio::time::sleep(Duration::from_millis(50 + 10 * ((c + i) % 3) as u64)).await;
                 }
                 wrong
             }));
@@ -307,7 +307,7 @@ async fn a_connection_the_upstream_closed_right_after_answering_is_not_used_for_
             assert_eq!(resp.text(), format!("get{i}"));
             // Enough for the close to reach the gateway, less than the 100 ms the old pool
             // trusted a connection without a look.
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
             let url = gw.url(&format!("/api/v1/m/post{i}"));
             let resp = client
                 .send("POST", &url, &[("content-length", "0")], "")
@@ -317,7 +317,7 @@ async fn a_connection_the_upstream_closed_right_after_answering_is_not_used_for_
                 (200, format!("post{i}")),
                 "reset: {reset}"
             );
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
         }
         let posts = up
             .requests()
