@@ -24,8 +24,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
 use tower_service::Service as _;
@@ -286,7 +285,7 @@ impl Upstream {
             Ok(Sender::H2(tx))
         } else {
             let (tx, conn) = http1::Builder::new()
-                .handshake(TokioIo::new(Fair::new(TokioIo::new(io))))
+                .handshake(Fair::new(io))
                 .await
                 .map_err(|e| Failure::Connect(error_chain(&e)))?;
             tokio::spawn(drive(self.name.clone(), conn));
@@ -387,47 +386,48 @@ impl Failure {
     }
 }
 
-/// An HTTP/1.1 connection's reads, made to yield after [`READ_SLICE`] bytes read in a row. A
-/// connection task that finds more to read every time it looks (an upstream streaming interim
-/// answers without end) would otherwise keep its worker, and the timers that worker drives
-/// (the response timeout among them), for as long as the stream lasts.
+/// An HTTP/1.1 connection's reads, made to yield once reads without a pause have been offered
+/// [`READ_SLICE`] bytes of room. A connection task that finds more to read every time it looks
+/// (an upstream streaming interim answers without end) would otherwise keep its worker, and the
+/// timers that worker drives (the response timeout among them), for as long as the stream
+/// lasts: tokio's budget counts reads, not bytes, and hyper's reads grow to hundreds of KiB.
 struct Fair<T> {
     inner: T,
-    read: usize,
+    offered: usize,
 }
 
-/// Bytes read without a pause before a connection task yields.
+/// Read room offered without a pause before a connection task yields.
 const READ_SLICE: usize = 64 * 1024;
 
 impl<T> Fair<T> {
     fn new(inner: T) -> Fair<T> {
-        Fair { inner, read: 0 }
+        Fair { inner, offered: 0 }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Fair<T> {
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Fair<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if self.read >= READ_SLICE {
-            self.read = 0;
+        if self.offered >= READ_SLICE {
+            self.offered = 0;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let before = buf.filled().len();
+        let room = buf.remaining();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        match polled {
-            Poll::Ready(Ok(())) => self.read += buf.filled().len() - before,
-            Poll::Pending => self.read = 0,
-            Poll::Ready(Err(_)) => {}
+        if polled.is_pending() {
+            self.offered = 0;
+        } else {
+            self.offered += room;
         }
         polled
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Fair<T> {
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Fair<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
