@@ -564,3 +564,6 @@ fn build_connector(config: &UpstreamConfig) -> anyhow::Result<Connector> {
         },
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -135,6 +135,12 @@ impl Pool {
         }
     }
 
+    /// Puts a connection in the pool as it is.
+    #[cfg(test)]
+    pub(super) fn checkin(&self, conn: Box<H1Conn>) {
+        self.shared.checkin(conn);
+    }
+
     #[cfg(test)]
     pub(super) fn idle_count(&self) -> usize {
         let idle = self.shared.lock();
