@@ -81,7 +81,8 @@ impl http_body::Body for Body {
 }
 
 /// Something to give back once an upstream response body has been read to its end: the
-/// HTTP/1.1 connection it arrived on, to its pool.
+/// HTTP/1.1 connection it arrived on, to its pool. The box is the connection's own, made once
+/// per connection: handing it to a body allocates nothing.
 pub trait Release: Send {
     fn release(self: Box<Self>);
 }
