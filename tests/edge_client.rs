@@ -91,7 +91,7 @@ impl Raw {
         assert_eq!(self.status, status, "{self:?} {text}");
         assert_eq!(
             self.header("content-type"),
-            Some("application/json; charset=utf-8"),
+            Some("application/json"),
             "{self:?}"
         );
         assert!(self.header("x-fxa-gateway-error").is_some(), "{self:?}");
@@ -231,7 +231,7 @@ async fn a_malformed_head_pipelined_behind_good_requests_gets_errno_json() {
     let (fake, gw) = gateway("").await;
     // A large first answer, read only after everything was sent: the gateway's writes of it
     // wait on the client while the bad head is already there.
-    fake.on("/big", Reply::new().body(vec![b'x'; 4 << 20]));
+    fake.on("/v1/big", Reply::new().body(vec![b'x'; 4 << 20]));
     for (what, bad, status) in malformed_heads() {
         let mut stream = TcpStream::connect(gw.addr).await.unwrap();
         let mut all = b"GET /api/v1/big HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
@@ -535,7 +535,7 @@ async fn non_reader(addr: SocketAddr, path: &str) -> TcpStream {
 async fn clients_that_stop_reading_do_not_lock_everyone_out_of_an_upstream() {
     let fake = FakeUpstream::start().await;
     fake.set_default(Reply::new().body("ok"));
-    fake.on("/big", Reply::new().body(vec![b'x'; 32 << 20]));
+    fake.on("/v1/big", Reply::new().body(vec![b'x'; 32 << 20]));
     let toml = config(
         &fake.url(),
         "response_timeout = \"5s\"\nmax_connections = 4",
