@@ -1,6 +1,7 @@
 //! Body types for both directions, as enums rather than boxed trait objects: no allocation per
 //! request, and upstream bodies stream through untouched.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -129,6 +130,22 @@ pub struct TrackedBody {
     pub _guard: InFlightGuard,
 }
 
+thread_local! {
+    /// Set while an HTTP/2 stream's task is polled (`watch_send`): since when a frame of its
+    /// response body has been out without the stream asking for the next one, i.e. how long
+    /// the stream has waited for the client to take data.
+    static SEND_WAIT: Cell<Option<Option<Instant>>> = const { Cell::new(None) };
+}
+
+/// Polls an HTTP/2 stream's task with its send-wait state (`waiting_since`) in view of the
+/// response body, and stores back what the body reported.
+pub fn watch_send<R>(waiting_since: &mut Option<Instant>, poll: impl FnOnce() -> R) -> R {
+    SEND_WAIT.set(Some(*waiting_since));
+    let polled = poll();
+    *waiting_since = SEND_WAIT.replace(None).flatten();
+    polled
+}
+
 impl http_body::Body for TrackedBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -138,11 +155,20 @@ impl http_body::Body for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        let watched = SEND_WAIT.get().is_some();
+        if watched {
+            SEND_WAIT.set(Some(None));
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
-            && frame.data_ref().is_some_and(|d| d.ends_with(b"\r\n\r\n"))
+            && let Some(data) = frame.data_ref()
         {
-            this._guard.0.blank_line_tail.store(true, Ordering::Relaxed);
+            if data.ends_with(b"\r\n\r\n") {
+                this._guard.0.blank_line_tail.store(true, Ordering::Relaxed);
+            }
+            if watched && !data.is_empty() {
+                SEND_WAIT.set(Some(Some(Instant::now())));
+            }
         }
         polled
     }

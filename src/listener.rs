@@ -9,12 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::InFlight;
+use crate::body::{InFlight, watch_send};
 use crate::config::{Limits, ListenerConfig};
 use crate::conn_io::{GuardedIo, Protocol, Timeouts};
 use crate::pipeline::{ConnInfo, GatewayService, State};
@@ -285,7 +285,9 @@ async fn drive<T>(
             run_until_drained(c, &mut shutdown, |c| c.graceful_shutdown()).await
         }
         Protocol::Http2 => {
-            let mut builder = http2::Builder::new(TokioExecutor::new());
+            let mut builder = http2::Builder::new(StreamExec {
+                send_timeout: limits.send_timeout,
+            });
             builder
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(limits.h2_max_concurrent_streams)
@@ -321,5 +323,72 @@ where
     tokio::select! {
         r = conn.as_mut() => r,
         _ = shutdown.wait_for(|p| *p == Phase::Closing) => Ok(()),
+    }
+}
+
+/// Runs each HTTP/2 stream in its own task, as hyper asks, under the send timeout: a stream
+/// whose response body has had data out for `send_timeout` without the client taking it (a
+/// zero flow-control window) is dropped, so h2 resets it (`CANCEL`) and the response body, with
+/// its upstream connection, is let go. The connection and its other streams go on.
+#[derive(Clone)]
+struct StreamExec {
+    send_timeout: std::time::Duration,
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        tokio::spawn(SendWatched {
+            stream,
+            send_timeout: self.send_timeout,
+            waiting_since: None,
+            timer: None,
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct SendWatched<F> {
+        #[pin]
+        stream: F,
+        send_timeout: std::time::Duration,
+        waiting_since: Option<tokio::time::Instant>,
+        // Made on the first wait.
+        timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for SendWatched<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let me = self.project();
+        let stream = me.stream;
+        if watch_send(me.waiting_since, || stream.poll(cx)).is_ready() {
+            return Poll::Ready(());
+        }
+        let Some(since) = *me.waiting_since else {
+            return Poll::Pending;
+        };
+        let deadline = since + *me.send_timeout;
+        let timer = me
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                tracing::debug!("send timeout: HTTP/2 stream reset, the client takes no data");
+                Poll::Ready(())
+            }
+        }
     }
 }

@@ -658,3 +658,118 @@ fn max_connections_per_peer_defaults_below_the_total_and_may_not_exceed_it() {
     let err = parse(&config("http://127.0.0.1:1", "", "send_timeout = \"0s\"")).expect_err("zero");
     assert!(err.to_string().contains("limits.send_timeout"), "{err}");
 }
+
+// --- HTTP/2 by hand: a client that opens no flow-control window ---
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// HPACK literal fields without indexing, no Huffman (names and values under 127 bytes).
+fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+async fn raw_h2(setup: &TlsSetup) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    support::client::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_slice_iter(setup.certs.ca_cert_pem.as_bytes())
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(setup.gw.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
+#[tokio::test]
+async fn an_http2_stream_the_client_gives_no_window_is_reset_and_frees_the_upstream() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let certs = TestCerts::new(&["localhost"]);
+    let paths = certs.write_to(dir.path());
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Reply::new().body("ok"));
+    fake.on("/v1/big", Reply::new().body(vec![b'x'; 1 << 20]));
+    let toml = tls_config(&fake.url(), &paths, "send_timeout = \"500ms\"").replace(
+        "response_timeout = \"2s\"",
+        "response_timeout = \"2s\"\nmax_connections = 1",
+    );
+    let gw = TestGateway::start_in(&toml, dir.path()).await;
+    let setup = TlsSetup {
+        _dir: dir,
+        certs,
+        _fake: fake,
+        gw,
+    };
+
+    let mut h2 = raw_h2(&setup).await;
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may send DATA until a WINDOW_UPDATE.
+    hello.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let head = hpack(&[
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "localhost"),
+        (":path", "/api/v1/big"),
+    ]);
+    hello.extend(h2_frame(0x1, 0x5, 1, &head));
+    h2.write_all(&hello).await.unwrap();
+    let started = Instant::now();
+    let (mut headers, mut reset) = (false, None);
+    while reset.is_none() && started.elapsed() < WAIT {
+        let mut fh = [0u8; 9];
+        if tokio::time::timeout(WAIT, h2.read_exact(&mut fh))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let len = (usize::from(fh[0]) << 16) | (usize::from(fh[1]) << 8) | usize::from(fh[2]);
+        let (kind, flags) = (fh[3], fh[4]);
+        let stream = u32::from_be_bytes([fh[5], fh[6], fh[7], fh[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        h2.read_exact(&mut payload).await.unwrap();
+        match (kind, stream) {
+            (0x4, 0) if flags & 1 == 0 => h2.write_all(&h2_frame(0x4, 1, 0, &[])).await.unwrap(),
+            (0x1, 1) => headers = true,
+            (0x3, 1) => reset = Some(started.elapsed()),
+            (0x0, 1) => panic!("DATA without a window"),
+            _ => {}
+        }
+    }
+    assert!(headers, "no response head");
+    let reset = reset.expect("the stalled stream was never reset");
+    assert!(reset >= Duration::from_millis(400), "reset after {reset:?}");
+
+    // The upstream's only connection slot is free again, and the connection still serves.
+    let client = setup.certs.client(Alpn::H2);
+    let resp = client.get(setup.gw.addr, "localhost", "/api/v1/x").await;
+    assert_eq!(resp.status_u16(), 200);
+    let ping = h2_frame(0x6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    h2.write_all(&ping).await.unwrap();
+    let mut fh = [0u8; 9];
+    h2.read_exact(&mut fh)
+        .await
+        .expect("the connection is still open");
+}
