@@ -515,32 +515,126 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::TrackedBody;
     use http::HeaderValue;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// What hyper's HTTP/1.1 server writes for a request it cannot parse.
+    async fn auto_answer_of(request: &[u8]) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let service = hyper::service::service_fn(|_: Request<hyper::body::Incoming>| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(Response::new(
+                Body::empty(),
+            )))
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.max_buf_size(8192);
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(server), service);
+        let task = tokio::spawn(conn);
+        client.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        let _ = task.await;
+        out
+    }
+
     fn hyper_auto_answer(request: &[u8]) -> Vec<u8> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let (mut client, server) = tokio::io::duplex(64 * 1024);
-            let service = hyper::service::service_fn(|_: Request<hyper::body::Incoming>| {
-                std::future::ready(Ok::<_, std::convert::Infallible>(Response::new(
-                    Body::empty(),
-                )))
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.max_buf_size(8192);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(server), service);
-            let task = tokio::spawn(conn);
-            client.write_all(request).await.unwrap();
-            let mut out = Vec::new();
-            client.read_to_end(&mut out).await.unwrap();
-            let _ = task.await;
-            out
-        })
+        rt.block_on(auto_answer_of(request))
+    }
+
+    fn guarded(
+        server: tokio::io::DuplexStream,
+    ) -> (GuardedIo<tokio::io::DuplexStream>, Arc<InFlight>) {
+        let in_flight = Arc::new(InFlight::default());
+        let timeouts = Timeouts {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+        };
+        let ids = Arc::new(IdGenerator::new());
+        let io = GuardedIo::new(server, Protocol::Http1, timeouts, ids, in_flight.clone());
+        (io, in_flight)
+    }
+
+    /// What the client receives once the guard is dropped.
+    async fn received(
+        mut client: tokio::io::DuplexStream,
+        io: GuardedIo<tokio::io::DuplexStream>,
+    ) -> Vec<u8> {
+        drop(io);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn hyper_answer_behind_the_tail_of_a_response_is_replaced_and_the_tail_kept() {
+        let auto = auto_answer_of(b"GARBAGE\r\n\r\n").await;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut io, in_flight) = guarded(server);
+        let guard = in_flight.enter();
+        io.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234")
+            .await
+            .unwrap();
+        drop(guard);
+        // The end of the body and hyper's answer to the next head, in one write.
+        io.write_all(&[b"56789".as_slice(), &auto].concat())
+            .await
+            .unwrap();
+        let out = received(client, io).await;
+        let text = String::from_utf8_lossy(&out);
+        let (first, second) = text.split_once("0123456789").expect("the body, whole");
+        assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(second.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+        assert!(
+            second.contains("x-fxa-gateway-error: bad-request\r\n"),
+            "{text}"
+        );
+        assert!(second.ends_with('}'), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_ends_like_hyper_answer_is_never_replaced() {
+        let auto = auto_answer_of(b"GARBAGE\r\n\r\n").await;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut io, in_flight) = guarded(server);
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", auto.len());
+        let mut body = TrackedBody {
+            inner: Body::full(Bytes::from(auto.clone())),
+            _guard: in_flight.enter(),
+        };
+        io.write_all(head.as_bytes()).await.unwrap();
+        // The pipeline hands hyper the body; hyper drops it once it is all buffered.
+        let frame = http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(body);
+        io.write_all(frame.data_ref().unwrap()).await.unwrap();
+        let out = received(client, io).await;
+        assert_eq!(out, [head.as_bytes(), &auto].concat());
+    }
+
+    #[tokio::test]
+    async fn hyper_answer_after_a_quiet_spell_is_replaced_whole() {
+        let auto = auto_answer_of(b"GARBAGE\r\n\r\n").await;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut io, in_flight) = guarded(server);
+        let guard = in_flight.enter();
+        io.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        drop(guard);
+        io.write_all(&auto).await.unwrap();
+        let out = String::from_utf8(received(client, io).await).unwrap();
+        let (first, second) = out.split_at("HTTP/1.1 204 No Content\r\n\r\n".len());
+        assert_eq!(first, "HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(second.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(second.contains("\"errno\":999"), "{out}");
     }
 
     #[test]
