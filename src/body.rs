@@ -110,7 +110,8 @@ impl InFlight {
     }
     /// Whether a body frame ended in `\r\n\r\n` since the last call.
     pub fn take_blank_line_tail(&self) -> bool {
-        self.blank_line_tail.swap(false, Ordering::Relaxed)
+        self.blank_line_tail.load(Ordering::Relaxed)
+            && self.blank_line_tail.swap(false, Ordering::Relaxed)
     }
 }
 

@@ -450,9 +450,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(Ok(n)) => {
                 this.owed = buf.len() - n.min(buf.len());
-                if n > 0 {
-                    this.send_waiting = false;
-                }
+                this.send_waiting = false;
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -498,7 +496,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         ready!(this.drive_pending(cx))?;
         match Pin::new(&mut this.inner).poll_flush(cx) {
             Poll::Pending => this.write_waits(cx),
-            ready => ready,
+            ready => {
+                this.send_waiting = false;
+                ready
+            }
         }
     }
 
@@ -507,7 +508,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         ready!(this.drive_pending(cx))?;
         match Pin::new(&mut this.inner).poll_shutdown(cx) {
             Poll::Pending => this.write_waits(cx),
-            ready => ready,
+            ready => {
+                this.send_waiting = false;
+                ready
+            }
         }
     }
 }
