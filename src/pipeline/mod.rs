@@ -24,6 +24,7 @@ use crate::body::{
 };
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, Config, IpNet, Limits};
+use crate::conn_io::h2_header_list_size;
 use crate::errno::{Fault, GatewayError};
 use crate::gates::Gates;
 use crate::headers::{self, Origin};
@@ -260,8 +261,8 @@ async fn proxy(
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, GatewayError> {
     // h2 enforces twice this limit itself, with a bare 431; the configured one is ours.
-    if crate::conn_io::h2_header_list_size(&req) > snapshot.limits.h2_max_header_list_size as usize
-    {
+    let h2_limit = snapshot.limits.h2_max_header_list_size as usize;
+    if h2_header_list_size(&req) > h2_limit {
         return Err(GatewayError::HeadersTooLarge);
     }
     // Malformed targets are refused before routing, so no route sees an ambiguous path.
@@ -374,19 +375,9 @@ async fn proxy(
     let replay_max = refresh.as_ref().and_then(|_| step.replay_max(limit));
     let body = match &watch {
         None => UpstreamBody::Empty,
-        Some(watch) => {
-            let read_timeout = snapshot.limits.body_read_timeout;
-            let watch = watch.clone();
-            request_body(
-                incoming,
-                declared,
-                limit,
-                replay_max,
-                watch,
-                read_timeout,
-                upstream,
-            )
-            .await?
+        Some(w) => {
+            let limits = &snapshot.limits;
+            request_body(incoming, declared, replay_max, w.clone(), limits, upstream).await?
         }
     };
     let replay = refresh.as_ref().and_then(|_| Replay::keep(&parts, &body));
@@ -447,12 +438,12 @@ async fn proxy(
 async fn request_body(
     incoming: Incoming,
     declared: Option<u64>,
-    limit: u64,
     replay_max: Option<u64>,
     watch: Arc<BodyWatch>,
-    read_timeout: std::time::Duration,
+    limits: &Limits,
     upstream: &Upstream,
 ) -> Result<UpstreamBody, GatewayError> {
+    let (limit, read_timeout) = (limits.max_body_bytes, limits.body_read_timeout);
     let Some(max) = replay_max.filter(|max| declared.is_none_or(|len| len <= *max)) else {
         return Ok(UpstreamBody::Stream(LimitedIncoming::new(
             incoming,
