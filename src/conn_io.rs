@@ -147,7 +147,8 @@ impl<T> GuardedIo<T> {
         Some(head)
     }
 
-    /// No response bytes were buffered by hyper since the last write, and none are owed.
+    /// No response bytes can have been buffered by hyper since the last write: no request was
+    /// in flight then or is now, and none started in between.
     fn quiet(&self) -> bool {
         !self.busy_at_write
             && self.in_flight.is_idle()
