@@ -4,15 +4,18 @@
 //! Nothing here knows the upstream pool: a response body hands its connection back through
 //! [`Release`], which the pool implements.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -148,18 +151,36 @@ impl Drop for ResponseBody {
     }
 }
 
-/// Counts the requests of one connection whose response is not fully written yet, so the idle
-/// deadline never cuts a connection that is still answering.
+/// Counts the requests of one connection whose response is not fully handed to hyper yet, so
+/// the idle deadline never cuts a connection that is still answering, and tells the connection's
+/// I/O guard (`conn_io`) when a request head reached the pipeline and when no response is being
+/// produced.
 #[derive(Debug, Default)]
-pub struct InFlight(std::sync::atomic::AtomicUsize);
+pub struct InFlight {
+    active: AtomicUsize,
+    /// Requests that reached the pipeline so far (never decreases).
+    started: AtomicU64,
+    /// A response body handed hyper a data frame ending in an empty line since the guard last
+    /// looked: such bytes could be mistaken for an answer of hyper's own.
+    blank_line_tail: AtomicBool,
+}
 
 impl InFlight {
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(self.clone())
     }
     pub fn is_idle(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == 0
+        self.active.load(Ordering::Relaxed) == 0
+    }
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+    /// Whether a body frame ended in `\r\n\r\n` since the last call.
+    pub fn take_blank_line_tail(&self) -> bool {
+        self.blank_line_tail.load(Ordering::Relaxed)
+            && self.blank_line_tail.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -169,7 +190,7 @@ pub struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -177,6 +198,22 @@ impl Drop for InFlightGuard {
 pub struct TrackedBody {
     pub inner: Body,
     pub _guard: InFlightGuard,
+}
+
+thread_local! {
+    /// Set while an HTTP/2 stream's task is polled (`watch_send`): since when a frame of its
+    /// response body has been out without the stream asking for the next one, i.e. how long
+    /// the stream has waited for the client to take data.
+    static SEND_WAIT: Cell<Option<Option<Instant>>> = const { Cell::new(None) };
+}
+
+/// Polls an HTTP/2 stream's task with its send-wait state (`waiting_since`) in view of the
+/// response body, and stores back what the body reported.
+pub fn watch_send<R>(waiting_since: &mut Option<Instant>, poll: impl FnOnce() -> R) -> R {
+    SEND_WAIT.set(Some(*waiting_since));
+    let polled = poll();
+    *waiting_since = SEND_WAIT.replace(None).flatten();
+    polled
 }
 
 impl http_body::Body for TrackedBody {
@@ -187,7 +224,23 @@ impl http_body::Body for TrackedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let watched = SEND_WAIT.get().is_some();
+        if watched {
+            SEND_WAIT.set(Some(None));
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            if data.ends_with(b"\r\n\r\n") {
+                this._guard.0.blank_line_tail.store(true, Ordering::Relaxed);
+            }
+            if watched && !data.is_empty() {
+                SEND_WAIT.set(Some(Some(Instant::now())));
+            }
+        }
+        polled
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
@@ -248,30 +301,62 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-/// The client's body with a byte cap. Going over the cap fails the upstream request and raises
-/// a flag the pipeline reads to answer 413 instead of a 502.
+/// What the pipeline learns about the client's body while it streams upstream: it went over
+/// the cap, it stalled past `body_read_timeout`, or the gateway is waiting on the client's next
+/// bytes right now (a timeout that runs out then is the client's fault, not the upstream's).
+#[derive(Debug, Default)]
+pub struct BodyWatch {
+    over_limit: AtomicBool,
+    stalled: AtomicBool,
+    waiting: AtomicBool,
+}
+
+impl BodyWatch {
+    pub fn over_limit(&self) -> bool {
+        self.over_limit.load(Ordering::Acquire)
+    }
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
+    }
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting.load(Ordering::Acquire)
+    }
+}
+
+/// The client's body with a byte cap and a progress deadline. Going over the cap, or waiting
+/// longer than the read timeout for the client's next bytes, fails the upstream request and
+/// raises a flag the pipeline reads to answer 413 or 408 instead of a 502.
 pub struct LimitedIncoming {
     /// Bytes already read from `inner` (a body that turned out too large to buffer for a
     /// replay), sent first.
     prefix: Option<Bytes>,
     inner: Incoming,
     remaining: u64,
-    exceeded: Option<Arc<AtomicBool>>,
+    watch: Arc<BodyWatch>,
+    read_timeout: Duration,
+    /// Runs while the body waits on the client; made on the first wait.
+    stall: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("request body over the configured limit")]
 pub struct BodyTooLarge;
 
+#[derive(Debug, thiserror::Error)]
+#[error("request body stalled")]
+pub struct BodyStalled;
+
 impl LimitedIncoming {
-    /// `exceeded` is only needed when the length is not declared up front (chunked, h2 without
-    /// content-length); a declared length over the cap is refused before forwarding.
-    pub fn new(inner: Incoming, limit: u64, exceeded: Option<Arc<AtomicBool>>) -> Self {
+    pub fn new(inner: Incoming, limit: u64, watch: Arc<BodyWatch>, read_timeout: Duration) -> Self {
         LimitedIncoming {
             prefix: None,
             inner,
             remaining: limit,
-            exceeded,
+            watch,
+            read_timeout,
+            stall: None,
+            waiting: false,
         }
     }
 
@@ -279,40 +364,69 @@ impl LimitedIncoming {
         if let Some(prefix) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
+        let Poll::Ready(item) = Pin::new(&mut self.inner).poll_frame(cx) else {
+            return self.poll_stall(cx);
+        };
+        if self.waiting {
+            self.waiting = false;
+            self.watch.waiting.store(false, Ordering::Release);
+        }
+        match item {
+            Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > self.remaining {
-                        if let Some(flag) = &self.exceeded {
-                            flag.store(true, Ordering::Release);
-                        }
+                        self.watch.over_limit.store(true, Ordering::Release);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                     self.remaining -= len;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            None => Poll::Ready(None),
         }
+    }
+
+    /// The body waits on the client: from the start of the wait, the client has the read
+    /// timeout to send more.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let timeout = self.read_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if !self.waiting {
+            self.waiting = true;
+            self.watch.waiting.store(true, Ordering::Release);
+            stall.as_mut().reset(Instant::now() + timeout);
+        }
+        if stall.as_mut().poll(cx).is_ready() {
+            self.watch.stalled.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(Box::new(BodyStalled))));
+        }
+        Poll::Pending
     }
 }
 
 /// Reads a request body whole when it has at most `max` bytes, so it can be sent twice (a
 /// replay after a token refresh). A longer one comes back as a stream that starts with what
-/// was read, under the same total `limit`. Trailers are not kept. The caller bounds the time.
+/// was read, under the same total `limit`. Trailers are not kept. Each wait for the client's
+/// next bytes is bounded by `read_timeout`; the caller bounds the whole.
 pub async fn buffer_for_replay(
     mut incoming: Incoming,
     max: u64,
     limit: u64,
-    exceeded: Option<Arc<AtomicBool>>,
+    watch: Arc<BodyWatch>,
+    read_timeout: Duration,
 ) -> Result<UpstreamBody, BufferError> {
     use http_body_util::BodyExt as _;
     let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|_| BufferError::Broken)?;
+    loop {
+        let frame = match tokio::time::timeout(read_timeout, incoming.frame()).await {
+            Err(_) => return Err(BufferError::Stalled),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|_| BufferError::Broken)?,
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -322,12 +436,9 @@ pub async fn buffer_for_replay(
         }
         buf.extend_from_slice(&data);
         if total > max {
-            return Ok(UpstreamBody::Stream(LimitedIncoming {
-                prefix: Some(buf.freeze()),
-                inner: incoming,
-                remaining: limit - total,
-                exceeded,
-            }));
+            let mut rest = LimitedIncoming::new(incoming, limit - total, watch, read_timeout);
+            rest.prefix = Some(buf.freeze());
+            return Ok(UpstreamBody::Stream(rest));
         }
     }
     Ok(if buf.is_empty() {
@@ -343,4 +454,6 @@ pub enum BufferError {
     TooLarge,
     /// The client's body failed or ended early.
     Broken,
+    /// The client sent nothing for the read timeout.
+    Stalled,
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::admin::AdminServer;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::listener::{self, BoundListener, Phase};
+use crate::config::Limits;
+use crate::listener::{self, BoundListener, ConnectionSlots, Phase};
 use crate::pipeline::{Snapshot, State};
 
 /// A gateway with its sockets bound (so tests can bind port 0 and read the address).
@@ -21,7 +22,7 @@ pub struct Gateway {
     state: Arc<State>,
     listeners: Vec<BoundListener>,
     admin: Option<AdminServer>,
-    max_connections: usize,
+    limits: Limits,
     drain_timeout: Duration,
 }
 
@@ -64,7 +65,7 @@ impl Gateway {
             state,
             listeners,
             admin,
-            max_connections: config.limits.max_connections,
+            limits: config.limits.clone(),
             drain_timeout: config.server.drain_timeout,
         })
     }
@@ -84,7 +85,7 @@ impl Gateway {
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(Phase::Serving);
-        let connections = Arc::new(Semaphore::new(self.max_connections));
+        let connections = Arc::new(ConnectionSlots::new(&self.limits));
         let mut accept_loops = Vec::new();
         for l in self.listeners {
             let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -124,8 +125,7 @@ impl Gateway {
             let _ = task.await;
         }
         // Every connection holds a slot: having them all back means every connection is done.
-        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        match tokio::time::timeout(self.drain_timeout, connections.acquire_many(all)).await {
+        match tokio::time::timeout(self.drain_timeout, connections.all_closed()).await {
             Ok(_) => tracing::info!("drained"),
             Err(_) => {
                 tracing::warn!(timeout = ?self.drain_timeout, "drain timeout: closing remaining connections")

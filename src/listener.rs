@@ -4,16 +4,17 @@
 //! Never lets one slow client hold the accept loop: handshakes and connections run in their own
 //! tasks, each bounded by a timeout.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::InFlight;
+use crate::body::{InFlight, watch_send};
 use crate::config::{Limits, ListenerConfig};
 use crate::conn_io::{GuardedIo, Protocol, Timeouts};
 use crate::pipeline::{ConnInfo, GatewayService, State};
@@ -61,20 +62,103 @@ pub enum Phase {
     Closing,
 }
 
+/// The connection cap all listeners share: `max_connections` open in all, at most
+/// `max_connections_per_peer` of them from one address.
+pub struct ConnectionSlots {
+    total: Arc<Semaphore>,
+    max: usize,
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    per_peer_max: usize,
+}
+
+/// One open connection's slot, given back when dropped.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    slots: Arc<ConnectionSlots>,
+    peer: IpAddr,
+}
+
+impl ConnectionSlots {
+    pub fn new(limits: &Limits) -> ConnectionSlots {
+        ConnectionSlots {
+            total: Arc::new(Semaphore::new(limits.max_connections)),
+            max: limits.max_connections,
+            per_peer: Mutex::new(HashMap::new()),
+            per_peer_max: limits.max_connections_per_peer,
+        }
+    }
+
+    /// Waits until a slot is free without taking it, so that an accept loop waiting for a
+    /// client holds none (taking one would leave each listener's idle loop a slot short).
+    async fn wait_for_free_slot(&self) -> bool {
+        self.total.acquire().await.is_ok()
+    }
+
+    /// A slot for a connection from `peer`: `None` when the peer has its share open already;
+    /// else the next free slot, waited for (another listener may have taken the last one since
+    /// `wait_for_free_slot`).
+    async fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        let peer = peer.to_canonical();
+        {
+            let mut open = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+            let n = open.entry(peer).or_insert(0);
+            if *n >= self.per_peer_max {
+                return None;
+            }
+            *n += 1;
+        }
+        let slot = |permit| Slot {
+            _permit: permit,
+            slots: self.clone(),
+            peer,
+        };
+        match self.total.clone().acquire_owned().await {
+            Ok(permit) => Some(slot(permit)),
+            Err(_) => {
+                self.release(peer);
+                None
+            }
+        }
+    }
+
+    fn release(&self, peer: IpAddr) {
+        let mut open = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&peer);
+            }
+        }
+    }
+
+    /// Resolves once every connection has closed (all slots are back).
+    pub async fn all_closed(&self) {
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        let _ = self.total.acquire_many(all).await;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.release(self.peer);
+    }
+}
+
 /// Accepts until `shutdown` leaves `Serving`, handing each connection to its own task.
 pub async fn serve(
     listener: BoundListener,
     state: Arc<State>,
-    connections: Arc<Semaphore>,
+    connections: Arc<ConnectionSlots>,
     mut shutdown: watch::Receiver<Phase>,
 ) {
     let local = listener.local_addr().ok();
     loop {
-        // Take a connection slot before accepting: at the cap, new clients wait in the backlog.
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        // Accept only while a slot is free: at the cap, new clients wait in the kernel's
+        // backlog (as with HAProxy's maxconn), whichever listener they came to.
+        tokio::select! {
+            free = connections.wait_for_free_slot() => if !free { return },
             _ = shutdown.changed() => return,
-        };
+        }
         let (stream, peer) = tokio::select! {
             r = listener.tcp.accept() => match r {
                 Ok(pair) => pair,
@@ -85,6 +169,16 @@ pub async fn serve(
                 }
             },
             _ = shutdown.changed() => return,
+        };
+        let slot = tokio::select! {
+            slot = connections.take(peer.ip()) => slot,
+            _ = shutdown.changed() => return,
+        };
+        let Some(slot) = slot else {
+            // Over its share: closed at once, before any byte is read.
+            tracing::debug!(listener = %listener.name, %peer, "peer has max_connections_per_peer open: connection closed");
+            state.metrics.refused_connections.inc();
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(ConnInfo {
@@ -103,7 +197,7 @@ pub async fn serve(
             state.metrics.open_connections.inc();
             serve_connection(stream, tls, conn, state.clone(), shutdown).await;
             state.metrics.open_connections.dec();
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -119,6 +213,7 @@ async fn serve_connection(
     let timeouts = Timeouts {
         header_read: limits.header_read_timeout,
         idle: limits.idle_timeout,
+        send: limits.send_timeout,
     };
     match tls {
         None => {
@@ -190,11 +285,15 @@ async fn drive<T>(
             run_until_drained(c, &mut shutdown, |c| c.graceful_shutdown()).await
         }
         Protocol::Http2 => {
-            let mut builder = http2::Builder::new(TokioExecutor::new());
+            let mut builder = http2::Builder::new(StreamExec {
+                send_timeout: limits.send_timeout,
+            });
             builder
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(limits.h2_max_concurrent_streams)
-                .max_header_list_size(limits.h2_max_header_list_size)
+                // Twice the configured limit: h2 answers a list over its own limit with a bare
+                // 431; the pipeline refuses one over the configured limit with errno JSON.
+                .max_header_list_size(limits.h2_max_header_list_size.saturating_mul(2))
                 .max_pending_accept_reset_streams(Some(20));
             let c = builder.serve_connection(io, service);
             run_until_drained(c, &mut shutdown, |c| c.graceful_shutdown()).await
@@ -224,5 +323,72 @@ where
     tokio::select! {
         r = conn.as_mut() => r,
         _ = shutdown.wait_for(|p| *p == Phase::Closing) => Ok(()),
+    }
+}
+
+/// Runs each HTTP/2 stream in its own task, as hyper asks, under the send timeout: a stream
+/// whose response body has had data out for `send_timeout` without the client taking it (a
+/// zero flow-control window) is dropped, so h2 resets it (`CANCEL`) and the response body, with
+/// its upstream connection, is let go. The connection and its other streams go on.
+#[derive(Clone)]
+struct StreamExec {
+    send_timeout: std::time::Duration,
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        tokio::spawn(SendWatched {
+            stream,
+            send_timeout: self.send_timeout,
+            waiting_since: None,
+            timer: None,
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct SendWatched<F> {
+        #[pin]
+        stream: F,
+        send_timeout: std::time::Duration,
+        waiting_since: Option<tokio::time::Instant>,
+        // Made on the first wait.
+        timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for SendWatched<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let me = self.project();
+        let stream = me.stream;
+        if watch_send(me.waiting_since, || stream.poll(cx)).is_ready() {
+            return Poll::Ready(());
+        }
+        let Some(since) = *me.waiting_since else {
+            return Poll::Pending;
+        };
+        let deadline = since + *me.send_timeout;
+        let timer = me
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                tracing::debug!("send timeout: HTTP/2 stream reset, the client takes no data");
+                Poll::Ready(())
+            }
+        }
     }
 }

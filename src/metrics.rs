@@ -103,6 +103,8 @@ pub struct Metrics {
     errors: Family<ReasonLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub open_connections: Gauge,
+    /// Connections closed at once because their peer address had its share open.
+    pub refused_connections: Counter,
     pub in_flight: Gauge,
     backoff_remaining: Family<UpstreamLabels, Gauge>,
     backoff_header: Family<UpstreamLabels, Gauge>,
@@ -124,6 +126,7 @@ impl Metrics {
         let errors = Family::<ReasonLabels, Counter>::default();
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let open_connections = Gauge::default();
+        let refused_connections = Counter::default();
         let in_flight = Gauge::default();
         let backoff_remaining = Family::<UpstreamLabels, Gauge>::default();
         let backoff_header = Family::<UpstreamLabels, Gauge>::default();
@@ -153,6 +156,12 @@ impl Metrics {
             "open_connections",
             "Client connections open",
             open_connections.clone(),
+        );
+        registry.register(
+            "refused_connections",
+            "Client connections closed at once: their peer address had \
+             limits.max_connections_per_peer open",
+            refused_connections.clone(),
         );
         registry.register(
             "in_flight_requests",
@@ -194,6 +203,7 @@ impl Metrics {
             errors,
             upstream_errors,
             open_connections,
+            refused_connections,
             in_flight,
             backoff_remaining,
             backoff_header,

@@ -354,14 +354,23 @@ pub struct Limits {
     pub max_headers: usize,
     /// Request body size (413 above it).
     pub max_body_bytes: u64,
-    /// Slowloris guard: a request head must arrive within this (408).
+    /// Slowloris guard: every request head of a connection must arrive within this from its
+    /// first byte (408).
     pub header_read_timeout: Duration,
+    /// A request body that makes no progress for this long is refused (408).
+    pub body_read_timeout: Duration,
+    /// A client that takes nothing of a response for this long loses its connection (HTTP/1.1)
+    /// or stream (HTTP/2).
+    pub send_timeout: Duration,
     /// Keep-alive connections with no traffic are closed after this.
     pub idle_timeout: Duration,
     /// TLS handshake must finish within this.
     pub tls_handshake_timeout: Duration,
     /// Client connections open at once, across all listeners.
     pub max_connections: usize,
+    /// Client connections one peer address may have open at once (never above
+    /// `max_connections`).
+    pub max_connections_per_peer: usize,
     pub h2_max_concurrent_streams: u32,
     pub h2_max_header_list_size: u32,
     /// Upstream error bodies are read up to this size for rewriting.

@@ -521,12 +521,18 @@ pub struct RawLimits {
     pub max_body_bytes: SizeValue,
     #[serde(default = "RawLimits::header_read_timeout")]
     pub header_read_timeout: DurationValue,
+    #[serde(default = "RawLimits::body_read_timeout")]
+    pub body_read_timeout: DurationValue,
+    #[serde(default = "RawLimits::send_timeout")]
+    pub send_timeout: DurationValue,
     #[serde(default = "RawLimits::idle_timeout")]
     pub idle_timeout: DurationValue,
     #[serde(default = "RawLimits::tls_handshake_timeout")]
     pub tls_handshake_timeout: DurationValue,
     #[serde(default = "RawLimits::max_connections")]
     pub max_connections: u64,
+    /// Unset: the default, capped at `max_connections`.
+    pub max_connections_per_peer: Option<u64>,
     #[serde(default = "RawLimits::h2_max_concurrent_streams")]
     pub h2_max_concurrent_streams: u64,
     #[serde(default = "RawLimits::h2_max_header_list_size")]
@@ -548,6 +554,12 @@ impl RawLimits {
     fn header_read_timeout() -> DurationValue {
         secs(10)
     }
+    fn body_read_timeout() -> DurationValue {
+        secs(30)
+    }
+    fn send_timeout() -> DurationValue {
+        secs(60)
+    }
     fn idle_timeout() -> DurationValue {
         secs(60)
     }
@@ -556,6 +568,9 @@ impl RawLimits {
     }
     fn max_connections() -> u64 {
         10_000
+    }
+    pub(super) fn max_connections_per_peer() -> u64 {
+        1_000
     }
     fn h2_max_concurrent_streams() -> u64 {
         100
@@ -575,9 +590,12 @@ impl Default for RawLimits {
             max_headers: RawLimits::max_headers(),
             max_body_bytes: RawLimits::max_body_bytes(),
             header_read_timeout: RawLimits::header_read_timeout(),
+            body_read_timeout: RawLimits::body_read_timeout(),
+            send_timeout: RawLimits::send_timeout(),
             idle_timeout: RawLimits::idle_timeout(),
             tls_handshake_timeout: RawLimits::tls_handshake_timeout(),
             max_connections: RawLimits::max_connections(),
+            max_connections_per_peer: None,
             h2_max_concurrent_streams: RawLimits::h2_max_concurrent_streams(),
             h2_max_header_list_size: RawLimits::h2_max_header_list_size(),
             max_error_body_bytes: RawLimits::max_error_body_bytes(),

@@ -164,14 +164,28 @@ fn limits(raw: RawLimits, p: &mut Problems) -> Limits {
             r#"must be at least "8KiB" (hyper's minimum)"#,
         );
     }
+    let max_connections = count(raw.max_connections, u64::MAX, &k("max_connections"), p) as usize;
     Limits {
         max_header_bytes: size_usize(raw.max_header_bytes, &k("max_header_bytes"), p),
         max_headers: count(raw.max_headers, u64::MAX, &k("max_headers"), p) as usize,
         max_body_bytes: nonzero_size(raw.max_body_bytes, &k("max_body_bytes"), p),
         header_read_timeout: nonzero(raw.header_read_timeout, &k("header_read_timeout"), p),
+        body_read_timeout: nonzero(raw.body_read_timeout, &k("body_read_timeout"), p),
+        send_timeout: nonzero(raw.send_timeout, &k("send_timeout"), p),
         idle_timeout: nonzero(raw.idle_timeout, &k("idle_timeout"), p),
         tls_handshake_timeout: nonzero(raw.tls_handshake_timeout, &k("tls_handshake_timeout"), p),
-        max_connections: count(raw.max_connections, u64::MAX, &k("max_connections"), p) as usize,
+        max_connections,
+        max_connections_per_peer: match raw.max_connections_per_peer {
+            None => RawLimits::max_connections_per_peer().min(max_connections as u64) as usize,
+            Some(n) if n > max_connections as u64 => {
+                p.at(
+                    k("max_connections_per_peer"),
+                    format!("must not be above limits.max_connections ({max_connections})"),
+                );
+                max_connections
+            }
+            Some(n) => count(n, u64::MAX, &k("max_connections_per_peer"), p) as usize,
+        },
         h2_max_concurrent_streams: count(
             raw.h2_max_concurrent_streams,
             u32::MAX.into(),

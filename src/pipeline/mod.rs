@@ -19,11 +19,12 @@ use tokio::time::Instant;
 
 use crate::auth::policy::{self, AuthOutcome, AuthRuntime, Caller};
 use crate::body::{
-    Body, BufferError, InFlight, LimitedIncoming, ResponseBody, TrackedBody, UpstreamBody,
-    buffer_for_replay,
+    Body, BodyWatch, BufferError, InFlight, LimitedIncoming, ResponseBody, TrackedBody,
+    UpstreamBody, buffer_for_replay,
 };
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, Config, IpNet, Limits};
+use crate::conn_io::h2_header_list_size;
 use crate::errno::{Fault, GatewayError};
 use crate::gates::Gates;
 use crate::headers::{self, Origin};
@@ -259,6 +260,11 @@ async fn proxy(
     request_id: &HeaderValue,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, GatewayError> {
+    // h2 enforces twice this limit itself, with a bare 431; the configured one is ours.
+    let h2_limit = snapshot.limits.h2_max_header_list_size as usize;
+    if h2_header_list_size(&req) > h2_limit {
+        return Err(GatewayError::HeadersTooLarge);
+    }
     // Malformed targets are refused before routing, so no route sees an ambiguous path.
     check_target(&req)?;
     // Route first: everything after depends on the route's policy.
@@ -361,17 +367,24 @@ async fn proxy(
     // The policy's credential goes on last, after the caller's `X-FxA-*` headers are gone.
     policy::apply(auth, &route.auth, headers);
 
-    let exceeded = declared.is_none().then(|| Arc::new(AtomicBool::new(false)));
+    let has_body = declared != Some(0) && !hyper::body::Body::is_end_stream(req.body());
+    let watch = has_body.then(|| Arc::new(BodyWatch::default()));
     let (mut parts, incoming) = req.into_parts();
     parts.uri = upstream_uri;
     // Where a refresh may follow, small bodies are buffered so the request can be replayed.
     let replay_max = refresh.as_ref().and_then(|_| step.replay_max(limit));
-    let body = request_body(incoming, declared, limit, replay_max, &exceeded, upstream).await?;
+    let body = match &watch {
+        None => UpstreamBody::Empty,
+        Some(w) => {
+            let limits = &snapshot.limits;
+            request_body(incoming, declared, replay_max, w.clone(), limits, upstream).await?
+        }
+    };
     let replay = refresh.as_ref().and_then(|_| Replay::keep(&parts, &body));
     let upstream_req = Request::from_parts(parts, body);
 
     let permit = upstream.acquire().await?;
-    let response = send(upstream, upstream_req, &exceeded, limit).await?;
+    let response = send(upstream, upstream_req, &watch, limit).await?;
     // Step 7 after a 401: refresh once, replay once with the new token; a 401 after that (or
     // after a refresh before forwarding) goes back as it is.
     let (response, permit) = match &refresh {
@@ -419,47 +432,51 @@ async fn proxy(
     Ok(response)
 }
 
-/// The body to send upstream: nothing, the client's stream under the size cap, or (with
-/// `replay_max`) the whole body read first when it is that small, within the upstream's
-/// response timeout.
+/// The body to send upstream: the client's stream under the size cap and the body read
+/// timeout, or (with `replay_max`) the whole body read first when it is that small, within the
+/// upstream's response timeout.
 async fn request_body(
     incoming: Incoming,
     declared: Option<u64>,
-    limit: u64,
     replay_max: Option<u64>,
-    exceeded: &Option<Arc<AtomicBool>>,
+    watch: Arc<BodyWatch>,
+    limits: &Limits,
     upstream: &Upstream,
 ) -> Result<UpstreamBody, GatewayError> {
-    if declared == Some(0) || (declared.is_none() && hyper::body::Body::is_end_stream(&incoming)) {
-        return Ok(UpstreamBody::Empty);
-    }
+    let (limit, read_timeout) = (limits.max_body_bytes, limits.body_read_timeout);
     let Some(max) = replay_max.filter(|max| declared.is_none_or(|len| len <= *max)) else {
         return Ok(UpstreamBody::Stream(LimitedIncoming::new(
             incoming,
             limit,
-            exceeded.clone(),
+            watch,
+            read_timeout,
         )));
     };
-    let read = buffer_for_replay(incoming, max, limit, exceeded.clone());
+    let read = buffer_for_replay(incoming, max, limit, watch, read_timeout);
     match tokio::time::timeout(upstream.response_timeout(), read).await {
-        Err(_) => Err(GatewayError::BodyTimeout),
+        Err(_) | Ok(Err(BufferError::Stalled)) => Err(GatewayError::BodyTimeout),
         Ok(Err(BufferError::TooLarge)) => Err(GatewayError::BodyTooLarge { limit }),
         Ok(Err(BufferError::Broken)) => Err(GatewayError::BadRequest("request body ended early")),
         Ok(Ok(body)) => Ok(body),
     }
 }
 
-/// Sends one request upstream; a body over the cap is 413, not a 502.
+/// Sends one request upstream; a body over the cap is 413 and a body the client stalled is
+/// 408 (also when the upstream's timeout runs out while waiting on the client's body), not a
+/// 502 or 504.
 pub(super) async fn send(
     upstream: &Upstream,
     req: Request<UpstreamBody>,
-    exceeded: &Option<Arc<AtomicBool>>,
+    watch: &Option<Arc<BodyWatch>>,
     limit: u64,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     match upstream.send(req).await {
         Ok(r) => Ok(r),
-        Err(CallError::Gateway(e)) => Err(over_limit(exceeded, limit).unwrap_or(e)),
-        Err(CallError::RequestBody) => Err(over_limit(exceeded, limit)
+        Err(CallError::Gateway(e)) => {
+            let timed_out = matches!(e, GatewayError::UpstreamTimeout { .. });
+            Err(body_fault(watch, limit, timed_out).unwrap_or(e))
+        }
+        Err(CallError::RequestBody) => Err(body_fault(watch, limit, false)
             .unwrap_or(GatewayError::BadRequest("request body ended early"))),
     }
 }
@@ -479,8 +496,15 @@ fn matched_view<'a>(m: &RouteMatch<'a>) -> MatchView<'a> {
     }
 }
 
-fn over_limit(flag: &Option<Arc<AtomicBool>>, limit: u64) -> Option<GatewayError> {
-    flag.as_ref()
-        .filter(|f| f.load(Ordering::Acquire))
-        .map(|_| GatewayError::BodyTooLarge { limit })
+/// The client's part in a failed exchange: its body went over the cap, or stalled (or was
+/// still awaited when a timeout ran out).
+fn body_fault(watch: &Option<Arc<BodyWatch>>, limit: u64, timed_out: bool) -> Option<GatewayError> {
+    let watch = watch.as_ref()?;
+    if watch.over_limit() {
+        Some(GatewayError::BodyTooLarge { limit })
+    } else if watch.stalled() || (timed_out && watch.waiting_on_client()) {
+        Some(GatewayError::BodyTimeout)
+    } else {
+        None
+    }
 }
