@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::auth::bearer::is_token68;
+use crate::auth::scheme::is_token68;
 use crate::auth::introspect::scope_field;
 use crate::errno::errno_in;
 
