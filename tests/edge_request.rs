@@ -112,7 +112,11 @@ fn assert_raw_400(answer: &RawAnswer, what: &str) {
         "{what}"
     );
     let v = answer.json();
-    assert_eq!((v["code"].clone(), v["errno"].clone()), (json!(400), json!(999)), "{what}: {v}");
+    assert_eq!(
+        (v["code"].clone(), v["errno"].clone()),
+        (json!(400), json!(999)),
+        "{what}: {v}"
+    );
 }
 
 /// A gateway with one TLS listener (HTTP/2 needs ALPN) for `localhost` and the routes of
@@ -146,7 +150,9 @@ async fn h2(
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec()];
-    let stream = TcpStream::connect(gw.addr).await.map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(gw.addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").expect("server name");
     let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
         .connect(name, stream)
@@ -218,7 +224,11 @@ async fn two_host_headers_or_none_in_http11_are_400_errno_999() {
     assert_raw_400(&two, "two Host headers");
     let none = raw(&gw, "GET /api/x HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert_raw_400(&none, "no Host in HTTP/1.1");
-    assert_eq!(fake.request_count(), 0, "a refused request reached upstream");
+    assert_eq!(
+        fake.request_count(),
+        0,
+        "a refused request reached upstream"
+    );
 
     // HTTP/1.0 needs no Host; one Host is fine.
     let old = raw(&gw, "GET /api/x HTTP/1.0\r\n\r\n").await;
@@ -260,7 +270,11 @@ async fn h2_authority_and_host_that_disagree_are_400() {
         .await
         .expect("h2 answer");
     assert_errno(&resp, 400, 999);
-    assert_eq!(fake.request_count(), 0, "a refused request reached upstream");
+    assert_eq!(
+        fake.request_count(),
+        0,
+        "a refused request reached upstream"
+    );
 
     // Agreeing (in any case), or `:authority` alone, is fine.
     let resp = h2(&gw, &certs, get(&[("host", "API.example")]))
@@ -296,7 +310,12 @@ async fn an_absolute_form_target_is_the_host_for_routing_and_x_forwarded_host() 
         "GET http://api.example/hosted/x HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(answer.status, 200, "{:?}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
     let seen = fake.last_request().expect("forwarded");
     assert_eq!(seen.path(), "/x");
     assert_eq!(seen.header("x-forwarded-host"), Some("api.example"));
@@ -396,7 +415,10 @@ async fn rewritten_upstream_errors_keep_cors_headers() {
         resp.header("access-control-allow-origin"),
         Some("https://rp.example")
     );
-    assert_eq!(resp.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(
+        resp.header("access-control-allow-credentials"),
+        Some("true")
+    );
     assert_eq!(
         resp.header("access-control-expose-headers"),
         Some("Retry-After")
@@ -526,8 +548,7 @@ fn retry_after(resp: &TestResponse) -> Option<u64> {
 async fn the_oauth_breaker_answers_503_errno_104_with_retry_after_from_the_first_answer() {
     let oauth = FakeUpstream::refusing();
     let api = FakeUpstream::start().await;
-    let gw =
-        TestGateway::start(&bearer_config(&format!("http://{oauth}"), &api.url(), "")).await;
+    let gw = TestGateway::start(&bearer_config(&format!("http://{oauth}"), &api.url(), "")).await;
     let url = gw.url("/profile/v1/profile");
     let headers = [("authorization", "Bearer a1b2c3d4e5f6")];
     let get = || client::send("GET", &url, &headers, Bytes::new());
@@ -639,7 +660,10 @@ fn assert_deprecated(resp: &TestResponse, what: &str) {
 async fn a_deprecated_versions_headers_are_on_the_gateways_own_errors() {
     let oauth = FakeUpstream::start().await;
     let api = FakeUpstream::start().await;
-    api.on("/v1/busy", Reply::new().status(503).header("retry-after", "30"));
+    api.on(
+        "/v1/busy",
+        Reply::new().status(503).header("retry-after", "30"),
+    );
     let down = FakeUpstream::refusing();
     let gw = TestGateway::start(&deprecated_config(
         &oauth.url(),

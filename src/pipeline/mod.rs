@@ -210,7 +210,9 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     if snapshot.access_log {
         crate::logging::access(
             outcome.route.and_then(|i| snapshot.route_names.get(i)),
-            outcome.upstream.and_then(|i| snapshot.upstream_names.get(i)),
+            outcome
+                .upstream
+                .and_then(|i| snapshot.upstream_names.get(i)),
             &method,
             &response,
             &outcome,
@@ -470,7 +472,9 @@ fn matched_view(m: &RouteMatch<'_>) -> MatchView {
     }
 }
 
-fn owned((deprecation, sunset): (&HeaderValue, Option<&HeaderValue>)) -> (HeaderValue, Option<HeaderValue>) {
+fn owned(
+    (deprecation, sunset): (&HeaderValue, Option<&HeaderValue>),
+) -> (HeaderValue, Option<HeaderValue>) {
     (deprecation.clone(), sunset.cloned())
 }
 

@@ -13,10 +13,10 @@ use http::{Method, Request, Response, Uri};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ConnInfo, Snapshot, State, send};
-use crate::auth::{bearer, scheme};
 use crate::auth::outcome::{AuthOutcome, Refreshed};
 use crate::auth::policy::{self, Caller, RefreshRequest, Rejected};
 use crate::auth::refresh;
+use crate::auth::{bearer, scheme};
 use crate::body::UpstreamBody;
 use crate::config::RouteConfig;
 use crate::errno::GatewayError;

@@ -56,7 +56,8 @@ pub(super) fn check_host(req: &Request<Incoming>) -> Result<(), GatewayError> {
         return Err(GatewayError::BadRequest("more than one Host header"));
     }
     let authority = req.uri().authority().map(|a| a.as_str());
-    if authority.is_some_and(|a| a.contains('@')) || host.is_some_and(|h| h.as_bytes().contains(&b'@'))
+    if authority.is_some_and(|a| a.contains('@'))
+        || host.is_some_and(|h| h.as_bytes().contains(&b'@'))
     {
         return Err(GatewayError::BadRequest("userinfo in the host"));
     }

@@ -60,7 +60,10 @@ impl Breaker {
     /// out (then nobody knows).
     pub(super) fn remaining(&self, now: SystemTime) -> Option<Duration> {
         let until = self.lock().open_until?;
-        until.duration_since(now).ok().filter(|left| !left.is_zero())
+        until
+            .duration_since(now)
+            .ok()
+            .filter(|left| !left.is_zero())
     }
 
     pub(super) fn is_open(&self, now: SystemTime) -> bool {
