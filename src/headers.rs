@@ -301,6 +301,50 @@ mod tests {
     }
 
     #[test]
+    fn underscore_names_are_dropped_and_the_gateways_own_always() {
+        let names = [
+            "x_fxa_uid",
+            "x_forwarded_for",
+            "x_request_id",
+            "proxy_authorization",
+            "transfer_encoding",
+            "x_custom",
+            "x-plain",
+        ];
+        let headers = || {
+            let mut h = HeaderMap::new();
+            for name in names {
+                h.insert(name, HeaderValue::from_static("v"));
+            }
+            h
+        };
+        let mut h = headers();
+        strip_underscore_names(&mut h, false);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-plain"]
+        );
+        let mut h = headers();
+        strip_underscore_names(&mut h, true);
+        let mut kept: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort();
+        assert_eq!(kept, ["x-plain", "x_custom"]);
+    }
+
+    #[test]
+    fn cookie_fields_are_joined_into_one() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
     fn untrusted_peer_cannot_forge_forwarded_for() {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));

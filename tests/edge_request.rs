@@ -751,3 +751,37 @@ async fn a_deprecated_versions_504_carries_its_headers_and_the_410_after_the_sun
     assert_eq!(resp.header("deprecation"), None);
     assert_eq!(resp.header("sunset"), None);
 }
+
+#[tokio::test]
+async fn a_refresh_answered_by_a_bare_503_that_opens_a_window_tells_the_wait() {
+    let oauth = FakeUpstream::start().await;
+    oauth.on("/v1/token", Reply::new().status(503).body("down"));
+    let api = FakeUpstream::start().await;
+    api.set_default(Reply::new().status(401));
+    let extra = r#"
+[refresh]
+client_id = "5882386c6d801776"
+
+[backoff]
+default_503_window = "45s"
+
+[[routes]]
+name = "open"
+path_prefix = "/open"
+upstream = "api"
+refresh = true
+"#;
+    let gw = TestGateway::start(&bearer_config(&oauth.url(), &api.url(), extra)).await;
+    let refresh = "2".repeat(64);
+    let auth = format!("Bearer {}", "1".repeat(64));
+    let resp = client::send(
+        "GET",
+        &gw.url("/open/v1/thing"),
+        &[("authorization", &auth), ("x-fxa-refresh-token", &refresh)],
+        Bytes::new(),
+    )
+    .await;
+    assert_errno(&resp, 503, 104);
+    assert_eq!(retry_after(&resp), Some(45));
+    assert_eq!(oauth.request_count(), 1, "one refresh call");
+}
