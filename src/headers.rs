@@ -37,12 +37,11 @@ const GATEWAY_PREFIX: &[u8] = b"x-fxa-";
 
 /// Request headers the gateway sets, reads or strips on the way upstream, besides the
 /// `X-FxA-*` namespace and [`HOP_BY_HOP`]: an underscore spelling of one is never forwarded.
-const GATEWAY_OWNED: [&str; 10] = [
+const GATEWAY_OWNED: [&str; 9] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-request-id",
-    "forwarded",
     "via",
     "host",
     "authorization",
