@@ -35,6 +35,20 @@ pub const X_BACKOFF: HeaderName = HeaderName::from_static("x-backoff");
 /// Prefix of the gateway-only header namespace.
 const GATEWAY_PREFIX: &[u8] = b"x-fxa-";
 
+/// Request headers the gateway sets, reads or strips on the way upstream, besides the
+/// `X-FxA-*` namespace and [`HOP_BY_HOP`]: an underscore spelling of one is never forwarded.
+const GATEWAY_OWNED: [&str; 9] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "via",
+    "host",
+    "authorization",
+    "cookie",
+    "content-length",
+];
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names finds which are present (usually none, or `Connection` alone):
@@ -92,6 +106,51 @@ pub fn strip_gateway_namespace(headers: &mut HeaderMap) {
 
 fn is_gateway_header(name: &HeaderName) -> bool {
     name.as_str().as_bytes().starts_with(GATEWAY_PREFIX)
+}
+
+/// Drops request header names with an underscore: CGI and WSGI servers read `X_FxA_Uid` as
+/// `X-FxA-Uid`, so one could pass for a header the gateway vouches for. With `allow`, only
+/// those that read as a header the gateway sets or strips are dropped (nginx drops them all
+/// unless `underscores_in_headers` is on).
+pub fn strip_underscore_names(headers: &mut HeaderMap, allow: bool) {
+    let dropped = |name: &HeaderName| {
+        name.as_str().contains('_') && (!allow || reads_as_gateway_owned(name.as_str()))
+    };
+    if !headers.keys().any(dropped) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| dropped(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// `name` (lower case, as `HeaderName` keeps it) with `_` read as `-` is the gateway's own.
+fn reads_as_gateway_owned(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed.as_bytes().starts_with(GATEWAY_PREFIX)
+        || GATEWAY_OWNED.contains(&dashed.as_str())
+        || HOP_BY_HOP.iter().any(|h| h.as_str() == dashed)
+}
+
+/// Joins several `Cookie` fields into one with `"; "` (RFC 9113 §8.2.3): HTTP/2 clients send
+/// each cookie as a field of its own, and an HTTP/1.1 upstream expects exactly one.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(mut value) = HeaderValue::from_bytes(&joined) {
+        value.set_sensitive(true);
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 /// Where the request came from, for the forwarding headers.
@@ -238,6 +297,50 @@ mod tests {
         strip_gateway_namespace(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-fxaother"));
+    }
+
+    #[test]
+    fn underscore_names_are_dropped_and_the_gateways_own_always() {
+        let names = [
+            "x_fxa_uid",
+            "x_forwarded_for",
+            "x_request_id",
+            "proxy_authorization",
+            "transfer_encoding",
+            "x_custom",
+            "x-plain",
+        ];
+        let headers = || {
+            let mut h = HeaderMap::new();
+            for name in names {
+                h.insert(name, HeaderValue::from_static("v"));
+            }
+            h
+        };
+        let mut h = headers();
+        strip_underscore_names(&mut h, false);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-plain"]
+        );
+        let mut h = headers();
+        strip_underscore_names(&mut h, true);
+        let mut kept: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort();
+        assert_eq!(kept, ["x-plain", "x_custom"]);
+    }
+
+    #[test]
+    fn cookie_fields_are_joined_into_one() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
     }
 
     #[test]

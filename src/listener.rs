@@ -26,6 +26,8 @@ pub struct BoundListener {
     pub tls: Option<TlsAcceptor>,
     /// Callers may send `X-FxA-Refresh-Token` on this listener.
     pub accept_refresh_token: bool,
+    /// Header names with an underscore are forwarded (never the gateway's own).
+    pub allow_underscore_headers: bool,
 }
 
 impl BoundListener {
@@ -45,6 +47,7 @@ impl BoundListener {
             tcp,
             tls,
             accept_refresh_token: config.accept_refresh_token,
+            allow_underscore_headers: config.allow_underscore_headers,
         })
     }
 
@@ -187,6 +190,7 @@ pub async fn serve(
             tls: listener.tls.is_some(),
             listener: listener.name.clone(),
             accept_refresh_token: listener.accept_refresh_token,
+            allow_underscore_headers: listener.allow_underscore_headers,
             in_flight: Arc::new(InFlight::default()),
             peer_header: crate::headers::peer_header(peer.ip()),
         });

@@ -18,7 +18,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::body::Body;
 use crate::config::{LogFormat, LogSettings};
-use crate::pipeline::{Outcome, Snapshot};
+use crate::metrics::Name;
+use crate::respond::Outcome;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the configured level.
 pub fn init(settings: &LogSettings) {
@@ -164,17 +165,14 @@ impl<'a> MakeWriter<'a> for LogSink {
 
 /// One access event (target `access`) with a fixed set of fields.
 pub fn access(
-    snapshot: &Snapshot,
+    route: Option<&Name>,
+    upstream: Option<&Name>,
     method: &Method,
     response: &Response<Body>,
     outcome: &Outcome,
     request_id: &HeaderValue,
     elapsed: Duration,
 ) {
-    let route = outcome.route.and_then(|i| snapshot.route_names.get(i));
-    let upstream = outcome
-        .upstream
-        .and_then(|i| snapshot.upstream_names.get(i));
     tracing::info!(
         target: "access",
         method = method.as_str(),

@@ -14,26 +14,61 @@ use crate::body::{Body, ResponseBody};
 use crate::config::Limits;
 use crate::errno::GatewayError;
 use crate::headers;
-use crate::pipeline::{MatchView, Outcome};
 use crate::rewrite::{self, UpstreamError, Verdict};
 use crate::upstream::Upstream;
 
 const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 const SUNSET: HeaderName = HeaderName::from_static("sunset");
 
-/// Upstream headers a rewritten error keeps: what clients need to retry or re-authenticate.
-const KEPT_ON_REWRITE: [HeaderName; 5] = [
+/// Upstream headers a rewritten error keeps: what clients need to retry or re-authenticate,
+/// and (with every `Access-Control-*` header) what a browser needs to read the answer at all.
+const KEPT_ON_REWRITE: [HeaderName; 6] = [
     header::RETRY_AFTER,
     header::WWW_AUTHENTICATE,
     headers::BACKOFF,
     headers::X_BACKOFF,
     header::CACHE_CONTROL,
+    header::VARY,
 ];
+
+/// What the access log, the metrics and the back-off gate learn about one request, and the
+/// headers every answer to it carries.
+#[derive(Default)]
+pub struct Outcome {
+    pub route: Option<usize>,
+    pub upstream: Option<usize>,
+    pub errno: Option<u16>,
+    pub reason: Option<&'static str>,
+    /// The upstream's own errno and `retryAfter` on a 429/500/503 body, for back-off.
+    pub upstream_errno: Option<u16>,
+    pub body_retry_after: Option<f64>,
+    /// `Deprecation` and `Sunset` of a deprecated API version: on every answer for it.
+    pub deprecation: Option<(HeaderValue, Option<HeaderValue>)>,
+}
+
+impl Outcome {
+    /// Marks an answer (the upstream's, or the gateway's own error) for a deprecated version.
+    pub fn mark_deprecated(&self, headers: &mut HeaderMap) {
+        if let Some((deprecation, sunset)) = &self.deprecation {
+            headers.insert(DEPRECATION, deprecation.clone());
+            if let Some(sunset) = sunset {
+                headers.insert(SUNSET, sunset.clone());
+            }
+        }
+    }
+}
+
+/// The parts of a route match the response stage needs.
+pub struct MatchView {
+    pub rewrite_errors: bool,
+    /// The route authenticates bearer tokens: a foreign 403 means a missing scope (errno 100).
+    pub bearer_route: bool,
+}
 
 pub async fn finish(
     response: Response<ResponseBody>,
     permit: OwnedSemaphorePermit,
-    view: &MatchView<'_>,
+    view: &MatchView,
     upstream: &Upstream,
     limits: &Limits,
     method: &Method,
@@ -42,12 +77,6 @@ pub async fn finish(
     let (mut parts, incoming) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::strip_gateway_namespace(&mut parts.headers);
-    if let Some((deprecation, sunset)) = view.deprecation {
-        parts.headers.insert(DEPRECATION, deprecation.clone());
-        if let Some(sunset) = sunset {
-            parts.headers.insert(SUNSET, sunset.clone());
-        }
-    }
     if !parts.status.is_client_error() && !parts.status.is_server_error() || !view.rewrite_errors {
         return Ok(Response::from_parts(
             parts,
@@ -121,10 +150,14 @@ pub async fn finish(
             });
             *out.status_mut() = parts.status;
             let headers = out.headers_mut();
-            for name in KEPT_ON_REWRITE.iter().chain([DEPRECATION, SUNSET].iter()) {
-                for value in parts.headers.get_all(name) {
-                    headers.append(name.clone(), value.clone());
-                }
+            let kept = parts.headers.iter().filter(|(name, _)| {
+                KEPT_ON_REWRITE.contains(name)
+                    || name.as_str().starts_with("access-control-")
+                    || *name == DEPRECATION
+                    || *name == SUNSET
+            });
+            for (name, value) in kept {
+                headers.append(name.clone(), value.clone());
             }
             headers.insert(
                 header::CONTENT_TYPE,

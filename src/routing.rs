@@ -81,11 +81,7 @@ impl Router {
         now: SystemTime,
     ) -> Result<RouteMatch<'r>, GatewayError> {
         let route = self.find(host, path).ok_or(GatewayError::RouteNotFound)?;
-        let rest_start = if route.config.path_prefix == "/" {
-            0
-        } else {
-            route.config.path_prefix.len()
-        };
+        let rest_start = route.rest_start();
         let deprecation = route.check_version(&path[rest_start..], now)?;
         if let Some(methods) = &route.config.methods {
             // HEAD rides on GET, as HTTP allows.
@@ -132,6 +128,24 @@ impl Route {
             (None, _) => true,
             (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
             (Some(_), None) => false,
+        }
+    }
+
+    /// `Deprecation` and `Sunset` for a request to `path` on a deprecated version of this
+    /// route, whatever the answer (the 410 after the sunset included).
+    pub fn deprecation(&self, path: &str) -> Option<(&HeaderValue, Option<&HeaderValue>)> {
+        let rest = path.get(self.rest_start()..)?;
+        let version = rest.trim_start_matches('/').split('/').next().unwrap_or("");
+        let dep = self.deprecated.iter().find(|d| d.version == version)?;
+        Some((&dep.deprecation_header, dep.sunset_header.as_ref()))
+    }
+
+    /// Where the path after the prefix starts.
+    fn rest_start(&self) -> usize {
+        if self.config.path_prefix == "/" {
+            0
+        } else {
+            self.config.path_prefix.len()
         }
     }
 

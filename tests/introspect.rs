@@ -129,8 +129,12 @@ fn token_of(req: &RecordedRequest) -> String {
     req.form_field("token").unwrap_or_default()
 }
 
+/// "Unavailable" during an outage: every failure opens the breaker (1 s by default), so the
+/// wait is known.
 fn unavailable() -> IntrospectError {
-    IntrospectError::Unavailable { retry_after: None }
+    IntrospectError::Unavailable {
+        retry_after: Some(1),
+    }
 }
 
 #[tokio::test]

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::Method;
-use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::introspect::{IntrospectError, Introspector, TokenInfo};
-use super::policy::AuthOutcome;
+use super::outcome::AuthOutcome;
 use super::presets::{self, Preset, Requirement};
+use super::scheme::bearer_token;
 use super::scope::ScopeSet;
 use crate::config::{BearerPolicy, PresetName};
 use crate::errno::{BearerChallenge, GatewayError};
@@ -21,9 +22,6 @@ use crate::errno::{BearerChallenge, GatewayError};
 pub const UID_HEADER: HeaderName = HeaderName::from_static("x-fxa-uid");
 pub const CLIENT_ID_HEADER: HeaderName = HeaderName::from_static("x-fxa-client-id");
 pub const SCOPE_HEADER: HeaderName = HeaderName::from_static("x-fxa-scope");
-
-/// Longest bearer token accepted (FxA's JWT access tokens stay near 1 KiB).
-const MAX_TOKEN_LEN: usize = 4096;
 
 /// What an endpoint needs, resolved for one request.
 enum Needed<'a> {
@@ -178,102 +176,9 @@ fn path_under(prefix: &str, path: &str) -> bool {
             && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
 }
 
-/// A byte of an RFC 6750 `b64token` (token68).
-pub fn is_token68(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
-}
-
-/// The one bearer token of the request, per RFC 6750 §2.1 and §3.1.
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(GatewayError::InvalidToken(BearerChallenge::NoCredentials));
-    };
-    let malformed = GatewayError::InvalidToken(BearerChallenge::InvalidRequest);
-    if values.next().is_some() {
-        return Err(malformed);
-    }
-    let value = value
-        .to_str()
-        .map_err(|_| GatewayError::InvalidToken(BearerChallenge::InvalidRequest))?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(GatewayError::InvalidToken(BearerChallenge::NoCredentials));
-    }
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !token.bytes().all(is_token68) {
-        return Err(malformed);
-    }
-    Ok(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    fn challenge(h: &HeaderMap) -> Option<BearerChallenge> {
-        match bearer_token(h) {
-            Err(GatewayError::InvalidToken(c)) => Some(c),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn the_token_is_the_one_value_after_the_scheme() {
-        assert_eq!(
-            bearer_token(&headers(&["Bearer abc123"])).ok(),
-            Some("abc123")
-        );
-        assert_eq!(
-            bearer_token(&headers(&["bEaReR abc.def-ghi_"])).ok(),
-            Some("abc.def-ghi_")
-        );
-    }
-
-    #[test]
-    fn refusals_follow_rfc_6750() {
-        assert_eq!(
-            challenge(&HeaderMap::new()),
-            Some(BearerChallenge::NoCredentials)
-        );
-        assert_eq!(
-            challenge(&headers(&["Basic dXNlcjpwYXNz"])),
-            Some(BearerChallenge::NoCredentials)
-        );
-        assert_eq!(
-            challenge(&headers(&["JWT a.b.c"])),
-            Some(BearerChallenge::NoCredentials)
-        );
-        for bad in [
-            "Bearer",
-            "Bearer ",
-            "Bearer a b",
-            "Bearer  a",
-            "Bearer a\"b",
-        ] {
-            assert_eq!(
-                challenge(&headers(&[bad])),
-                Some(BearerChallenge::InvalidRequest),
-                "{bad}"
-            );
-        }
-        assert_eq!(
-            challenge(&headers(&["Bearer a", "Bearer b"])),
-            Some(BearerChallenge::InvalidRequest)
-        );
-        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
-        assert_eq!(
-            challenge(&headers(&[&long])),
-            Some(BearerChallenge::InvalidRequest)
-        );
-    }
 
     #[test]
     fn endpoint_rows_match_on_segment_boundaries() {

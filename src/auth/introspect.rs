@@ -247,11 +247,10 @@ impl std::fmt::Debug for Introspector {
 impl Fetcher {
     /// One cache miss: breaker, back-off gate, the call, then bookkeeping of its answer.
     async fn fetch(self: Arc<Self>, token: String) -> Result<Cached, IntrospectError> {
-        let unavailable = IntrospectError::Unavailable { retry_after: None };
         let now = self.clock.now();
         let Some(ticket) = self.breaker.admit(now) else {
             tracing::debug!("introspection breaker open");
-            return Err(unavailable);
+            return Err(self.unavailable(None, now));
         };
         let scope = Scope::Upstream(self.upstream_index);
         let probe = match self.gate.check(scope, now) {
@@ -274,7 +273,7 @@ impl Fetcher {
                 }
                 tracing::warn!(upstream = %self.upstream.name, %cause, "introspection call failed");
                 ticket.fail(now);
-                return Err(unavailable);
+                return Err(self.unavailable(None, now));
             }
         };
         let (answer, verdict) = self.judge(&raw, now);
@@ -296,9 +295,26 @@ impl Fetcher {
             Verdict::Unavailable { retry_after } => {
                 tracing::warn!(upstream = %self.upstream.name, status = raw.status.as_u16(), "introspection answer unusable");
                 ticket.fail(now);
-                Err(IntrospectError::Unavailable { retry_after })
+                Err(self.unavailable(retry_after, now))
             }
         }
+    }
+
+    /// "Unavailable", with the longest wait known: the OAuth server's own, the breaker's, and
+    /// the upstream's back-off window (a 503 may open one without a `Retry-After`).
+    fn unavailable(&self, retry_after: Option<u64>, now: SystemTime) -> IntrospectError {
+        let window = self
+            .gate
+            .upstream_window(self.upstream_index, now)
+            .map(|w| w.remaining)
+            .filter(|left| !left.is_zero());
+        let known = [self.breaker.remaining(now), window]
+            .into_iter()
+            .flatten()
+            .map(whole_seconds_up)
+            .chain(retry_after)
+            .max();
+        IntrospectError::Unavailable { retry_after: known }
     }
 
     /// What the answer means for the token, and what it means for back-off.

@@ -14,7 +14,9 @@ use super::amo_jwt::{AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig
 use std::sync::Arc;
 
 use super::introspect::{IntrospectSettings, Introspector};
-use super::refresh::{Grant, OldToken, RefreshError, Refresher, Source};
+use super::outcome::{AuthOutcome, Refreshed};
+use super::refresh::{Grant, OldToken, RefreshError, Refresher};
+use super::scheme::{self, bearer_value};
 use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, BearerPolicy, Config, IpNet};
@@ -40,32 +42,6 @@ struct SigningCredential {
     credential: AmoCredential,
     listeners: Vec<String>,
     peers: Vec<IpNet>,
-}
-
-/// What the policy decided for one request.
-#[derive(Debug, Default)]
-pub struct AuthOutcome {
-    /// Replaces the caller's `Authorization` upstream.
-    pub authorization: Option<HeaderValue>,
-    /// Extra headers for the upstream (after the caller's `X-FxA-*` ones are stripped).
-    pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
-    /// Who the caller is, for per-identity gates (`iss:<key>` for AMO issuers, `uid:<sub>` for
-    /// bearer tokens).
-    pub identity: Option<String>,
-    /// The OAuth client the token was issued to (503 errno 202/204 windows are per client).
-    pub client_id: Option<String>,
-    /// The access token was refreshed before forwarding (it expired, expires soon, or is
-    /// inactive): `authorization` carries the new one.
-    pub refreshed: Option<Refreshed>,
-    /// A proactive refresh failed for an outage and the still-valid old token is used.
-    pub refresh_deferred: bool,
-}
-
-/// A refresh this request used.
-#[derive(Debug, Clone)]
-pub struct Refreshed {
-    pub grant: Arc<Grant>,
-    pub source: Source,
 }
 
 /// The access token an upstream answered 401 to, and whether the request can be sent again.
@@ -283,7 +259,7 @@ impl AuthRuntime {
         else {
             return Ok(AuthOutcome::default());
         };
-        let token = bearer::bearer_token(headers)?;
+        let token = scheme::bearer_token(headers)?;
         let info = bearer::introspect(introspector, token).await?;
         let usable = bearer::usable(&info, now);
         let expiring = info
@@ -435,21 +411,18 @@ fn refresh_error(e: RefreshError) -> GatewayError {
     }
 }
 
-/// `Bearer <token>` as a header value (`Sensitive`, so HTTP/2 never indexes it).
-fn bearer_value(token: &str) -> Result<HeaderValue, GatewayError> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| GatewayError::Internal("new access token is not a header value"))?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
 /// Applies an outcome to the (already hygiene-checked) upstream request headers.
 pub fn apply(outcome: AuthOutcome, policy: &AuthPolicy, headers: &mut HeaderMap) {
     if AuthRuntime::replaces_authorization(policy) {
         headers.remove(AUTHORIZATION);
     }
-    if let Some(value) = outcome.authorization {
-        headers.insert(AUTHORIZATION, value);
+    match outcome.authorization {
+        Some(value) => {
+            headers.insert(AUTHORIZATION, value);
+        }
+        // The caller's token goes on as `Bearer <token>` whatever case the scheme came in.
+        None if matches!(policy, AuthPolicy::Bearer(_)) => scheme::canonicalize(headers),
+        None => {}
     }
     for (name, value) in outcome.upstream_headers {
         headers.insert(name, value);

@@ -246,6 +246,9 @@ pub struct ListenerConfig {
     pub allow_plain_non_loopback: bool,
     /// Callers may send `X-FxA-Refresh-Token` here (default: loopback listeners only).
     pub accept_refresh_token: bool,
+    /// Request header names with an underscore are forwarded, except those that read as a
+    /// header the gateway sets or strips (default: every such name is dropped, as nginx does).
+    pub allow_underscore_headers: bool,
 }
 
 #[derive(Debug, Clone)]

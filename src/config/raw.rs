@@ -108,6 +108,9 @@ pub struct RawListener {
     pub allow_plain_non_loopback: bool,
     /// Accept `X-FxA-Refresh-Token` from callers (default: only on a loopback address).
     pub accept_refresh_token: Option<bool>,
+    /// Pass header names with an underscore other than the gateway's own (default: dropped).
+    #[serde(default)]
+    pub allow_underscore_headers: bool,
     pub tls: Option<RawTls>,
 }
 

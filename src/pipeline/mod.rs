@@ -17,7 +17,8 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::auth::policy::{self, AuthOutcome, AuthRuntime, Caller};
+use crate::auth::outcome::AuthOutcome;
+use crate::auth::policy::{self, AuthRuntime, Caller};
 use crate::body::{
     Body, BodyWatch, BufferError, InFlight, LimitedIncoming, ResponseBody, TrackedBody,
     UpstreamBody, buffer_for_replay,
@@ -30,7 +31,7 @@ use crate::gates::Gates;
 use crate::headers::{self, Origin};
 use crate::metrics::{Metrics, Name};
 use crate::request_id::{self, IdGenerator};
-use crate::respond;
+use crate::respond::{self, MatchView, Outcome};
 use crate::routing::{RouteMatch, Router};
 use crate::upstream::{CallError, Upstream};
 
@@ -38,7 +39,7 @@ mod refresh_step;
 mod target;
 
 use refresh_step::{Handover, RefreshContext, Replay, Step};
-use target::{check_target, declared_length, host_header_value, request_host};
+use target::{check_host, check_target, declared_length, host_header_value, request_host};
 
 /// Everything one configuration needs at request time, swapped atomically as a whole.
 pub struct Snapshot {
@@ -127,6 +128,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// The listener accepts `X-FxA-Refresh-Token`.
     pub accept_refresh_token: bool,
+    /// The listener forwards header names with an underscore (never the gateway's own).
+    pub allow_underscore_headers: bool,
     /// Requests on this connection still being answered.
     pub in_flight: Arc<InFlight>,
     /// `peer`'s address as an `X-Forwarded-For` value, rendered once per connection.
@@ -165,18 +168,6 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
     }
 }
 
-/// What the access log records about one request.
-#[derive(Default)]
-pub struct Outcome {
-    pub route: Option<usize>,
-    pub upstream: Option<usize>,
-    pub errno: Option<u16>,
-    pub reason: Option<&'static str>,
-    /// The upstream's own errno and `retryAfter` on a 429/500/503 body, for back-off.
-    pub upstream_errno: Option<u16>,
-    pub body_retry_after: Option<f64>,
-}
-
 /// Handles one request, always producing a response.
 pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
@@ -202,6 +193,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         }
     };
     state.metrics.in_flight.dec();
+    outcome.mark_deprecated(response.headers_mut());
     let route_name = outcome
         .route
         .and_then(|i| snapshot.route_names.get(i))
@@ -219,7 +211,10 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
     response.headers_mut().insert(request_id::HEADER, echoed);
     if snapshot.access_log {
         crate::logging::access(
-            &snapshot,
+            outcome.route.and_then(|i| snapshot.route_names.get(i)),
+            outcome
+                .upstream
+                .and_then(|i| snapshot.upstream_names.get(i)),
             &method,
             &response,
             &outcome,
@@ -267,6 +262,7 @@ async fn proxy(
     }
     // Malformed targets are refused before routing, so no route sees an ambiguous path.
     check_target(&req)?;
+    check_host(&req)?;
     // Route first: everything after depends on the route's policy.
     let path = req.uri().path();
     let host = request_host(&req);
@@ -276,12 +272,16 @@ async fn proxy(
     {
         Ok(m) => m,
         Err(e) => {
-            // A version or method refusal still belongs to its route in logs and metrics.
-            outcome.route = snapshot.router.find(host, path).map(|r| r.index);
+            // A version or method refusal still belongs to its route in logs and metrics, and
+            // still says that its version is deprecated.
+            let route = snapshot.router.find(host, path);
+            outcome.route = route.map(|r| r.index);
+            outcome.deprecation = route.and_then(|r| r.deprecation(path)).map(owned);
             return Err(e);
         }
     };
     outcome.route = Some(matched.route.index);
+    outcome.deprecation = matched.deprecation.map(owned);
     let route = &matched.route.config;
     let upstream = &snapshot.upstreams[route.upstream];
     outcome.upstream = Some(route.upstream);
@@ -355,6 +355,8 @@ async fn proxy(
     let headers = req.headers_mut();
     headers::strip_hop_by_hop(headers);
     headers::strip_gateway_namespace(headers);
+    headers::strip_underscore_names(headers, conn.allow_underscore_headers);
+    headers::join_cookies(headers);
     headers.remove(header::HOST);
     headers.insert(request_id::HEADER, request_id.clone());
     let origin = Origin {
@@ -481,18 +483,10 @@ pub(super) async fn send(
     }
 }
 
-/// The parts of a route match the response stage needs.
-pub struct MatchView<'a> {
-    pub rewrite_errors: bool,
-    pub bearer_route: bool,
-    pub deprecation: Option<(&'a HeaderValue, Option<&'a HeaderValue>)>,
-}
-
-fn matched_view<'a>(m: &RouteMatch<'a>) -> MatchView<'a> {
+fn matched_view(m: &RouteMatch<'_>) -> MatchView {
     MatchView {
         rewrite_errors: m.route.config.rewrite_errors,
-        bearer_route: false,
-        deprecation: m.deprecation,
+        bearer_route: matches!(m.route.config.auth, AuthPolicy::Bearer(_)),
     }
 }
 
@@ -507,4 +501,10 @@ fn body_fault(watch: &Option<Arc<BodyWatch>>, limit: u64, timed_out: bool) -> Op
     } else {
         None
     }
+}
+
+fn owned(
+    (deprecation, sunset): (&HeaderValue, Option<&HeaderValue>),
+) -> (HeaderValue, Option<HeaderValue>) {
+    (deprecation.clone(), sunset.cloned())
 }

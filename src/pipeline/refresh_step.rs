@@ -13,9 +13,10 @@ use http::{Method, Request, Response, Uri};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ConnInfo, Snapshot, State, send};
-use crate::auth::bearer;
-use crate::auth::policy::{self, AuthOutcome, Caller, RefreshRequest, Refreshed, Rejected};
+use crate::auth::outcome::{AuthOutcome, Refreshed};
+use crate::auth::policy::{self, Caller, RefreshRequest, Rejected};
 use crate::auth::refresh;
+use crate::auth::{bearer, scheme};
 use crate::body::{ResponseBody, UpstreamBody};
 use crate::config::RouteConfig;
 use crate::errno::GatewayError;
@@ -93,7 +94,7 @@ impl RefreshContext {
         Ok(Some(RefreshContext {
             refresh_token,
             scope: options.scope.clone(),
-            sent_token: bearer::bearer_token(headers).ok().map(str::to_owned),
+            sent_token: scheme::bearer_token(headers).ok().map(str::to_owned),
             rest_path: rest_path.to_owned(),
         }))
     }

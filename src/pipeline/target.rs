@@ -1,8 +1,8 @@
-//! Reading the request target and head: refusals of ambiguous targets, the declared body
-//! length, and the host the client asked for.
+//! Reading the request target and head: refusals of ambiguous targets and hosts, the declared
+//! body length, and the host the client asked for.
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request};
+use http::{Method, Request, Version};
 use hyper::body::Incoming;
 
 use crate::errno::GatewayError;
@@ -46,6 +46,35 @@ pub(super) fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> 
     Ok(())
 }
 
+/// Refuses a host that is missing (HTTP/1.1, RFC 9112 §3.2), given twice, given as `:authority`
+/// and `host` that disagree (RFC 9113 §8.3.1), or that carries userinfo (RFC 9110 §4.2.4): the
+/// gateway and the upstream could each take a different one for the host.
+pub(super) fn check_host(req: &Request<Incoming>) -> Result<(), GatewayError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(GatewayError::BadRequest("more than one Host header"));
+    }
+    let authority = req.uri().authority().map(|a| a.as_str());
+    if authority.is_some_and(|a| a.contains('@'))
+        || host.is_some_and(|h| h.as_bytes().contains(&b'@'))
+    {
+        return Err(GatewayError::BadRequest("userinfo in the host"));
+    }
+    match (authority, host) {
+        (_, None) if req.version() == Version::HTTP_11 => {
+            Err(GatewayError::BadRequest("Host header missing"))
+        }
+        (Some(authority), Some(host))
+            if req.version() == Version::HTTP_2
+                && !authority.as_bytes().eq_ignore_ascii_case(host.as_bytes()) =>
+        {
+            Err(GatewayError::BadRequest(":authority and host disagree"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The declared body length, if any; an unparsable one is a malformed request.
 pub(super) fn declared_length(req: &Request<Incoming>) -> Result<Option<u64>, GatewayError> {
     match req.headers().get(header::CONTENT_LENGTH) {
@@ -68,13 +97,12 @@ pub(super) fn request_host(req: &Request<Incoming>) -> Option<&str> {
     Some(raw.trim_end_matches('.'))
 }
 
+/// The host as the client sent it, port included, for `X-Forwarded-Host`: the same one
+/// [`request_host`] routes by (an absolute-form target's authority wins over `Host`).
 pub(super) fn host_header_value(req: &Request<Incoming>) -> Option<HeaderValue> {
-    match req.headers().get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
     }
 }
 

@@ -56,6 +56,16 @@ impl Breaker {
         })
     }
 
+    /// How long the breaker stays open from `now`; `None` while closed or while its probe is
+    /// out (then nobody knows).
+    pub(super) fn remaining(&self, now: SystemTime) -> Option<Duration> {
+        let until = self.lock().open_until?;
+        until
+            .duration_since(now)
+            .ok()
+            .filter(|left| !left.is_zero())
+    }
+
     pub(super) fn is_open(&self, now: SystemTime) -> bool {
         self.lock().open_until.is_some_and(|until| now < until)
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::auth::bearer::is_token68;
 use crate::auth::introspect::scope_field;
+use crate::auth::scheme::is_token68;
 use crate::errno::errno_in;
 
 /// Longest access token accepted from the token endpoint (FxA caps JWTs at 1024 characters).

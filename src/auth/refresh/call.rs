@@ -10,7 +10,7 @@ use super::{Grant, RefreshError, TokenKey};
 use crate::auth::form_post;
 use crate::auth::introspect::Introspector;
 use crate::backoff::{
-    Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
+    Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after, classify,
     parse_retry_after, whole_seconds_up,
 };
 use crate::clock::SharedClock;
@@ -86,20 +86,18 @@ impl TokenCall {
             .and_then(crate::errno::errno_in);
         let retry_after =
             parse_retry_after(raw.retry_after.as_ref().map(|v| v.as_bytes()), None, now);
-        self.gate.record(
-            &Caller {
-                upstream: self.upstream_index,
-                client_id: Some(&self.client_id),
-                identity: None,
-            },
-            &UpstreamAnswer {
-                status: raw.status,
-                errno,
-                retry_after,
-                backoff: None,
-            },
-            now,
-        );
+        let caller = Caller {
+            upstream: self.upstream_index,
+            client_id: Some(&self.client_id),
+            identity: None,
+        };
+        let answer = UpstreamAnswer {
+            status: raw.status,
+            errno,
+            retry_after,
+            backoff: None,
+        };
+        self.gate.record(&caller, &answer, now);
         match verdict {
             TokenAnswer::Granted(new) => Ok(Arc::new(self.grant(new, old, scope, now))),
             TokenAnswer::Reauth => {
@@ -126,8 +124,12 @@ impl TokenCall {
             }
             TokenAnswer::Unavailable => {
                 tracing::warn!(upstream = %self.upstream.name, status = raw.status.as_u16(), "refresh answer unusable");
+                // The wait the answer asked for, or the window it opened without one.
+                let opened = classify(&answer, &caller, self.gate.policy()).map(|w| w.length);
                 let retry_after = retry_after
-                    .map(|w| whole_seconds_up(clamp_retry_after(w, self.gate.policy().max_window)));
+                    .map(|w| clamp_retry_after(w, self.gate.policy().max_window))
+                    .max(opened)
+                    .map(whole_seconds_up);
                 Err(RefreshError::Unavailable { retry_after })
             }
         }

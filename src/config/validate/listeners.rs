@@ -67,6 +67,7 @@ pub fn validate(
             accept_refresh_token: l
                 .accept_refresh_token
                 .unwrap_or_else(|| addr.ip().is_loopback()),
+            allow_underscore_headers: l.allow_underscore_headers,
         }));
     }
     out
