@@ -43,7 +43,8 @@ fn run_bin(args: &[&str]) -> Output {
 // --- every problem in one run ---------------------------------------------------------------
 
 /// A file with problems of every kind: wrong types in several tables, an unknown upstream, an
-/// invalid address, files that do not exist, out-of-range values, an unknown key. Each problem
+/// invalid address, files that do not exist, out-of-range values, an unknown key, a route that
+/// matches what another does. Each problem
 /// line carries its expected key path and a fragment of its message after `# `.
 const MANY_PROBLEMS: &str = r#"trusted_proxies = ["10.0.0.0/8", "not-a-network"]   # trusted_proxies[1] | not-a-network
 colour = "blue"                                      # colour | unknown field `colour`
@@ -92,6 +93,11 @@ auth = { policy = "bearer", preset = "pofile" }      # routes[1].auth.preset | u
 [[routes.deprecated_versions]]
 version = "v0"
 deprecation = "not a date"                           # routes[1].deprecated_versions[0].deprecation | not a date
+
+[[routes]]
+name = "third"
+path_prefix = "/profile/"                            # routes[2].path_prefix | another route already matches host (any) and path prefix "/profile"
+upstream = "gone"                                    # routes[2].upstream | unknown upstream "gone"
 
 [limits]
 max_body_bytes = "lots"                              # limits.max_body_bytes | lots
@@ -143,7 +149,7 @@ fn assert_reports_exactly(errors: &[ConfigError], expected: &[(usize, String, St
 fn parse_reports_every_problem_of_a_file_in_one_run() {
     let dir = TempDir::new().expect("temp dir");
     let expected = marked_problems(MANY_PROBLEMS);
-    assert_eq!(expected.len(), 26, "the fixture's marks");
+    assert_eq!(expected.len(), 28, "the fixture's marks");
     let errors = parse_str(MANY_PROBLEMS, Path::new("many.toml"), dir.path())
         .expect_err("the file is broken")
         .errors;

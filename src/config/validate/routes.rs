@@ -33,18 +33,7 @@ pub fn validate(
             if let Some(name) = &r.name {
                 names.check(name, &format!("{key}.name"), p);
             }
-            let route = route(r, &key, upstream_names, auth_names, p)?;
-            if !matches.insert((route.host.clone(), route.path_prefix.clone())) {
-                p.at(
-                    format!("{key}.path_prefix"),
-                    format!(
-                        "another route already matches host {} and path prefix {:?}",
-                        route.host.as_deref().unwrap_or("(any)"),
-                        route.path_prefix
-                    ),
-                );
-            }
-            Some(route)
+            route(r, &key, upstream_names, auth_names, &mut matches, p)
         })
         .collect()
 }
@@ -54,6 +43,7 @@ fn route(
     key: &str,
     upstream_names: &[Option<String>],
     auth_names: &AuthNames,
+    matches: &mut HashSet<(Option<String>, String)>,
     p: &mut Problems,
 ) -> Option<RouteConfig> {
     let k = |field: &str| format!("{key}.{field}");
@@ -69,6 +59,18 @@ fn route(
         .path_prefix
         .as_deref()
         .and_then(|s| path_prefix(s).map_err(|e| p.at(k("path_prefix"), e)).ok());
+    // Checked whatever else is wrong with the route.
+    if let (Some(host), Some(prefix)) = (&host, &path_prefix)
+        && !matches.insert((host.clone(), prefix.clone()))
+    {
+        p.at(
+            k("path_prefix"),
+            format!(
+                "another route already matches host {} and path prefix {prefix:?}",
+                host.as_deref().unwrap_or("(any)"),
+            ),
+        );
+    }
     let upstream = r.upstream.as_deref();
     let position =
         upstream.and_then(|u| upstream_names.iter().position(|n| n.as_deref() == Some(u)));
