@@ -1,5 +1,7 @@
 # fxa-gateway container image (sidecar or edge proxy).
-# Build: docker build --build-arg FXA_GATEWAY_COMMIT=$(git rev-parse HEAD) -t fxa-gateway .
+# Build: docker build --build-arg FXA_GATEWAY_COMMIT=$(git rev-parse HEAD) \
+#          --build-arg FXA_GATEWAY_SOURCE=$(git remote get-url origin) -t fxa-gateway .
+# (/__version__ leaves "source" out when FXA_GATEWAY_SOURCE is not given.)
 # Run:   docker run -p 8080:8080 -p 8081:8081 -v $PWD/gateway.toml:/app/gateway.toml fxa-gateway
 # (Inside a container the listeners must bind 0.0.0.0 to be reachable from outside: set
 #  allow_plain_non_loopback = true for a plain listener, or use TLS.)
@@ -7,6 +9,8 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 ARG FXA_GATEWAY_COMMIT=unknown
 ENV FXA_GATEWAY_COMMIT=${FXA_GATEWAY_COMMIT}
+ARG FXA_GATEWAY_SOURCE=
+ENV FXA_GATEWAY_SOURCE=${FXA_GATEWAY_SOURCE}
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches

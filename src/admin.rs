@@ -104,15 +104,20 @@ fn metrics(state: &State) -> Response<Body> {
     resp
 }
 
-/// Dockerflow `version.json` fields.
+/// Dockerflow `version.json` fields. `source` (the repository's URL) is only what the build
+/// said (`FXA_GATEWAY_SOURCE`), and left out when it said nothing: a guessed URL would send
+/// readers to a repository that may not exist.
 pub fn version() -> Value {
-    json!({
+    let mut v = json!({
         "name": env!("CARGO_PKG_NAME"),
-        "source": "https://github.com/mozilla/fxa-gateway",
         "version": env!("CARGO_PKG_VERSION"),
         "commit": option_env!("FXA_GATEWAY_COMMIT").unwrap_or("unknown"),
         "build": option_env!("FXA_GATEWAY_BUILD").unwrap_or("local"),
-    })
+    });
+    if let Some(source) = option_env!("FXA_GATEWAY_SOURCE").filter(|s| !s.is_empty()) {
+        v["source"] = Value::from(source);
+    }
+    v
 }
 
 /// Asks every upstream for its root page: any HTTP answer means reachable.

@@ -57,11 +57,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a development CA and server certificate (ECDSA P-256) as PEM files.
+    /// Generate a server certificate (ECDSA P-256) signed by the development CA in the output
+    /// directory, making the CA (ca.pem, ca-key.pem) first when there is none.
     GenCert {
-        /// Directory for ca.pem, gateway.pem and gateway-key.pem.
+        /// Directory for ca.pem, ca-key.pem and the certificate's files.
         #[arg(long, default_value = "certs")]
         out: PathBuf,
+        /// Name of the certificate's files: <FILE>.pem and <FILE>-key.pem.
+        #[arg(long, default_value = "gateway")]
+        file: String,
         /// DNS names or IP addresses for the certificate.
         #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
         names: Vec<String>,
@@ -71,8 +75,8 @@ enum Command {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    if let Some(Command::GenCert { out, names }) = cli.command {
-        return gen_cert(&out, &names);
+    if let Some(Command::GenCert { out, file, names }) = cli.command {
+        return gen_cert(&out, &file, &names);
     }
     let config = match fxa_gateway::config::load(&cli.config) {
         Ok(c) => c,
@@ -146,9 +150,9 @@ async fn shutdown_signal() {
     }
 }
 
-fn gen_cert(out: &std::path::Path, names: &[String]) -> ExitCode {
+fn gen_cert(out: &std::path::Path, file: &str, names: &[String]) -> ExitCode {
     fxa_gateway::install_crypto_provider();
-    match fxa_gateway::certs::generate(names).and_then(|c| fxa_gateway::certs::write(out, &c)) {
+    match fxa_gateway::certs::generate_in(out, file, names) {
         Ok(files) => {
             for f in files {
                 println!("wrote {}", f.display());

@@ -6,14 +6,16 @@
 //! named in the file, never inline, and never appear in a message. `--check` and (later) reload
 //! share [`load`].
 //!
-//! How lines are found: the file is parsed once into toml's spanned document; each section and
-//! each `[[array]]` element is deserialized on its own (so one bad element does not hide the
-//! others), and every problem carries a key path that is looked up in the spanned document.
+//! How lines are found: the file is parsed once into toml's spanned document; every key is
+//! deserialized on its own (so a wrong value hides neither the other keys of its table nor
+//! their checks, see `read`), and every problem carries a key path that is looked up in the
+//! spanned document.
 
 mod document;
 pub mod model;
 mod net;
 mod raw;
+mod read;
 mod secret;
 mod units;
 mod validate;
@@ -60,7 +62,7 @@ pub fn parse_with_env(
 ) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::default();
     let result = document::Document::parse(src, &mut problems).map(|doc| {
-        let raw = doc.deserialize(&mut problems);
+        let raw = doc.read(&mut problems);
         let ctx = validate::Context {
             source,
             base_dir,
@@ -176,6 +178,16 @@ impl Problems {
             offset,
             message: message.into(),
         });
+    }
+
+    /// Whether a problem was reported at `path` or below it: a check that depends on a key
+    /// being absent stays quiet when the key is there but could not be read.
+    pub(crate) fn reported(&self, path: &str) -> bool {
+        self.items.iter().any(|p| {
+            p.path
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -1,84 +1,64 @@
 //! The `gateway.toml` file as written: serde structs that mirror it section by section.
 //!
-//! Every struct rejects unknown keys. Durations, sizes and dates are parsed while
-//! deserializing (so a bad value is reported at its own key); cross-references, ranges and
-//! file contents are checked later by `validate`. Secrets are never accepted inline.
+//! Every struct is read key by key (see `read`) and rejects unknown keys. Durations, sizes and
+//! dates are parsed while deserializing (so a bad value is reported at its own key);
+//! cross-references, ranges and file contents are checked later by `validate`. Secrets are
+//! never accepted inline.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 
 use super::model::LogFormat;
+use super::read::{FromTable, Table};
 use super::units::{parse_duration, parse_rfc3339, parse_size};
 
 pub use super::secret::SecretRef;
 
-// Defaults live in one place so the docs in gateway.toml and the code cannot drift apart
-// silently: the tests load an empty-ish file and compare.
-const fn secs(n: u64) -> DurationValue {
+// Each struct is read key by key (`read::Table`): a required key is `Option` (None when it is
+// missing or wrong, both reported), a key with a default takes it in `from_table`, the one place
+// defaults live. Adding a key: a field here, one line in its `from_table`, its check in
+// `validate`.
+
+fn secs(n: u64) -> DurationValue {
     DurationValue(Duration::from_secs(n))
 }
-const fn kib(n: u64) -> SizeValue {
+fn kib(n: u64) -> SizeValue {
     SizeValue(n * 1024)
 }
-const fn yes() -> bool {
-    true
-}
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawServer {
     pub worker_threads: Option<u64>,
-    #[serde(default = "RawServer::drain_timeout")]
     pub drain_timeout: DurationValue,
-    #[serde(default)]
     pub log: RawLog,
 }
 
-impl RawServer {
-    fn drain_timeout() -> DurationValue {
-        secs(30)
-    }
-}
-
-impl Default for RawServer {
-    fn default() -> Self {
+impl FromTable for RawServer {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
         RawServer {
-            worker_threads: None,
-            drain_timeout: RawServer::drain_timeout(),
-            log: RawLog::default(),
+            worker_threads: t.get("worker_threads"),
+            drain_timeout: t.or("drain_timeout", secs(30)),
+            log: t.section("log"),
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawLog {
-    #[serde(default = "RawLog::format")]
     pub format: RawLogFormat,
-    #[serde(default = "RawLog::level")]
     pub level: String,
-    #[serde(default = "yes")]
     pub access_log: bool,
 }
 
-impl RawLog {
-    fn format() -> RawLogFormat {
-        RawLogFormat::Text
-    }
-    fn level() -> String {
-        "info".to_owned()
-    }
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
+impl FromTable for RawLog {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
         RawLog {
-            format: RawLog::format(),
-            level: RawLog::level(),
-            access_log: true,
+            format: t.or("format", RawLogFormat::Text),
+            level: t.or("level", "info".to_owned()),
+            access_log: t.or("access_log", true),
         }
     }
 }
@@ -99,165 +79,167 @@ impl From<RawLogFormat> for LogFormat {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawListener {
-    pub name: String,
-    pub addr: String,
-    #[serde(default)]
+    pub name: Option<String>,
+    pub addr: Option<String>,
     pub allow_plain_non_loopback: bool,
     /// Accept `X-FxA-Refresh-Token` from callers (default: only on a loopback address).
     pub accept_refresh_token: Option<bool>,
     /// Pass header names with an underscore other than the gateway's own (default: dropped).
-    #[serde(default)]
     pub allow_underscore_headers: bool,
     pub tls: Option<RawTls>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    pub certificates: Vec<RawCertificate>,
+impl FromTable for RawListener {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawListener {
+            name: t.required("name"),
+            addr: t.required("addr"),
+            allow_plain_non_loopback: t.or("allow_plain_non_loopback", false),
+            accept_refresh_token: t.get("accept_refresh_token"),
+            allow_underscore_headers: t.or("allow_underscore_headers", false),
+            tls: t.table("tls"),
+        }
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
+pub struct RawTls {
+    pub certificates: Vec<Option<RawCertificate>>,
+}
+
+impl FromTable for RawTls {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawTls {
+            certificates: t.tables("certificates"),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct RawCertificate {
-    pub cert: String,
-    pub key: SecretRef,
-    #[serde(default)]
+    pub cert: Option<String>,
+    pub key: Option<SecretRef>,
     pub server_names: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmin {
-    pub addr: String,
+impl FromTable for RawCertificate {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawCertificate {
+            cert: t.required("cert"),
+            key: t.required("key"),
+            server_names: t.or("server_names", Vec::new()),
+        }
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
+pub struct RawAdmin {
+    pub addr: Option<String>,
+}
+
+impl FromTable for RawAdmin {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawAdmin {
+            addr: t.required("addr"),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct RawUpstream {
-    pub name: String,
-    pub url: String,
+    pub name: Option<String>,
+    pub url: Option<String>,
     pub ca_file: Option<String>,
-    #[serde(default)]
     pub ca_only: bool,
-    #[serde(default = "RawUpstream::connect_timeout")]
     pub connect_timeout: DurationValue,
-    #[serde(default = "RawUpstream::response_timeout")]
     pub response_timeout: DurationValue,
-    #[serde(default = "RawUpstream::max_connections")]
     pub max_connections: u64,
-    #[serde(default = "RawUpstream::pool_idle_timeout")]
     pub pool_idle_timeout: DurationValue,
-    #[serde(default = "yes")]
     pub http2: bool,
     /// Upstream-wide cap on requests from all callers together (503 errno 201 above it).
     pub rate_limit: Option<RawQuota>,
 }
 
+impl FromTable for RawUpstream {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawUpstream {
+            name: t.required("name"),
+            url: t.required("url"),
+            ca_file: t.get("ca_file"),
+            ca_only: t.or("ca_only", false),
+            connect_timeout: t.or("connect_timeout", secs(5)),
+            response_timeout: t.or("response_timeout", secs(30)),
+            max_connections: t.or("max_connections", 256),
+            pool_idle_timeout: t.or("pool_idle_timeout", secs(90)),
+            http2: t.or("http2", true),
+            rate_limit: t.table("rate_limit"),
+        }
+    }
+}
+
 /// `{ requests = 100, window = "1m" }`, plus the key and header options on routes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawQuota {
-    pub requests: u64,
-    pub window: DurationValue,
+    pub requests: Option<u64>,
+    pub window: Option<DurationValue>,
     /// Routes only: `"peer"` (default), `"identity"`, or `"header:<Name>"`.
     pub key: Option<String>,
     /// Routes only: send `RateLimit-Policy` / `RateLimit` headers (default false).
     pub headers: Option<bool>,
 }
 
-/// `[backoff]`: how upstream back-off windows behave.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBackoff {
-    #[serde(default = "RawBackoff::max_window")]
-    pub max_window: DurationValue,
-    pub default_503_window: Option<DurationValue>,
-    #[serde(default)]
-    pub honour_backoff_header: bool,
-    #[serde(default = "RawBackoff::ramp_period")]
-    pub ramp_period: DurationValue,
-    #[serde(default = "RawBackoff::ramp_steps")]
-    pub ramp_steps: u64,
-    #[serde(default = "RawBackoff::ramp_start_percent")]
-    pub ramp_start_percent: u64,
-    #[serde(default = "RawBackoff::ramp_base_rate")]
-    pub ramp_base_rate: u64,
-    #[serde(default = "RawBackoff::max_scoped_windows")]
-    pub max_scoped_windows: u64,
-}
-
-impl RawBackoff {
-    fn max_window() -> DurationValue {
-        secs(300)
-    }
-    fn ramp_period() -> DurationValue {
-        secs(20)
-    }
-    fn ramp_steps() -> u64 {
-        4
-    }
-    fn ramp_start_percent() -> u64 {
-        25
-    }
-    fn ramp_base_rate() -> u64 {
-        100
-    }
-    fn max_scoped_windows() -> u64 {
-        10_000
-    }
-}
-
-impl Default for RawBackoff {
-    fn default() -> Self {
-        RawBackoff {
-            max_window: RawBackoff::max_window(),
-            default_503_window: None,
-            honour_backoff_header: false,
-            ramp_period: RawBackoff::ramp_period(),
-            ramp_steps: RawBackoff::ramp_steps(),
-            ramp_start_percent: RawBackoff::ramp_start_percent(),
-            ramp_base_rate: RawBackoff::ramp_base_rate(),
-            max_scoped_windows: RawBackoff::max_scoped_windows(),
+impl FromTable for RawQuota {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawQuota {
+            requests: t.required("requests"),
+            window: t.required("window"),
+            key: t.get("key"),
+            headers: t.get("headers"),
         }
     }
 }
 
-impl RawUpstream {
-    fn connect_timeout() -> DurationValue {
-        secs(5)
-    }
-    fn response_timeout() -> DurationValue {
-        secs(30)
-    }
-    fn max_connections() -> u64 {
-        256
-    }
-    fn pool_idle_timeout() -> DurationValue {
-        secs(90)
+/// `[backoff]`: how upstream back-off windows behave.
+#[derive(Debug)]
+pub struct RawBackoff {
+    pub max_window: DurationValue,
+    pub default_503_window: Option<DurationValue>,
+    pub honour_backoff_header: bool,
+    pub ramp_period: DurationValue,
+    pub ramp_steps: u64,
+    pub ramp_start_percent: u64,
+    pub ramp_base_rate: u64,
+    pub max_scoped_windows: u64,
+}
+
+impl FromTable for RawBackoff {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawBackoff {
+            max_window: t.or("max_window", secs(300)),
+            default_503_window: t.get("default_503_window"),
+            honour_backoff_header: t.or("honour_backoff_header", false),
+            ramp_period: t.or("ramp_period", secs(20)),
+            ramp_steps: t.or("ramp_steps", 4),
+            ramp_start_percent: t.or("ramp_start_percent", 25),
+            ramp_base_rate: t.or("ramp_base_rate", 100),
+            max_scoped_windows: t.or("max_scoped_windows", 10_000),
+        }
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawRoute {
-    pub name: String,
+    pub name: Option<String>,
     pub host: Option<String>,
-    pub path_prefix: String,
-    pub upstream: String,
-    #[serde(default = "yes")]
+    pub path_prefix: Option<String>,
+    pub upstream: Option<String>,
     pub strip_prefix: bool,
     pub methods: Option<Vec<String>>,
-    #[serde(default)]
     pub versions: Vec<String>,
-    #[serde(default)]
-    pub deprecated_versions: Vec<RawDeprecatedVersion>,
-    #[serde(default = "yes")]
+    pub deprecated_versions: Vec<Option<RawDeprecatedVersion>>,
     pub rewrite_errors: bool,
-    #[serde(default)]
     pub auth: RawAuth,
     /// Per-caller quota on this route.
     pub quota: Option<RawQuota>,
@@ -265,25 +247,55 @@ pub struct RawRoute {
     /// answer closes the whole upstream).
     pub backoff_scope: Option<String>,
     /// Transparent refresh with the caller's `X-FxA-Refresh-Token` (needs `[refresh]`).
-    #[serde(default)]
     pub refresh: bool,
     /// Scope asked for on refresh (may only narrow the refresh token's scope).
     pub refresh_scope: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl FromTable for RawRoute {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawRoute {
+            name: t.required("name"),
+            host: t.get("host"),
+            path_prefix: t.required("path_prefix"),
+            upstream: t.required("upstream"),
+            strip_prefix: t.or("strip_prefix", true),
+            methods: t.get("methods"),
+            versions: t.or("versions", Vec::new()),
+            deprecated_versions: t.tables("deprecated_versions"),
+            rewrite_errors: t.or("rewrite_errors", true),
+            auth: RawAuth::read(t),
+            quota: t.table("quota"),
+            backoff_scope: t.get("backoff_scope"),
+            refresh: t.or("refresh", false),
+            refresh_scope: t.get("refresh_scope"),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct RawDeprecatedVersion {
-    pub version: String,
-    pub deprecation: DateValue,
+    pub version: Option<String>,
+    pub deprecation: Option<DateValue>,
     pub sunset: Option<DateValue>,
+}
+
+impl FromTable for RawDeprecatedVersion {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawDeprecatedVersion {
+            version: t.required("version"),
+            deprecation: t.required("deprecation"),
+            sunset: t.get("sunset"),
+        }
+    }
 }
 
 /// `auth = "none"` or `auth = { policy = "...", ...options }`. Options belong to one policy
 /// each; validation refuses an option the chosen policy does not take.
 #[derive(Debug)]
 pub struct RawAuth {
-    pub policy: String,
+    /// `None`: the policy could not be read (reported).
+    pub policy: Option<String>,
     /// `amo-jwt`: the credential used when the caller does not select one.
     pub credential: Option<String>,
     /// `amo-jwt`: callers may select a credential with `X-FxA-Amo-Credential`.
@@ -295,99 +307,28 @@ pub struct RawAuth {
     /// `bearer`: scopes of which the token must hold one (empty: any valid token).
     pub scopes: Option<Vec<String>>,
     /// `bearer`: per-endpoint requirements, longest path first.
-    pub endpoints: Option<Vec<RawEndpoint>>,
+    pub endpoints: Option<Vec<Option<RawEndpoint>>>,
     /// `bearer`: send `X-FxA-Uid`, `X-FxA-Client-Id`, `X-FxA-Scope` upstream.
     pub identity_headers: Option<bool>,
 }
 
-/// One row of a bearer route's endpoint table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawEndpoint {
-    /// Path after the route prefix (`/v1/email`); matches it and anything below it.
-    pub path: String,
-    pub methods: Option<Vec<String>>,
-    /// One of these scopes is needed; `[]` = any valid token.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// No token needed.
-    #[serde(default)]
-    pub public: bool,
-}
-
-/// `[bearer]`: the OAuth server bearer routes introspect tokens at, and the cache.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBearer {
-    pub oauth_upstream: String,
-    #[serde(default = "RawBearer::cache_max_ttl")]
-    pub cache_max_ttl: DurationValue,
-    #[serde(default = "RawBearer::negative_ttl")]
-    pub negative_ttl: DurationValue,
-    #[serde(default = "RawBearer::cache_size")]
-    pub cache_size: u64,
-    #[serde(default = "RawBearer::breaker")]
-    pub breaker: DurationValue,
-}
-
-impl RawBearer {
-    fn cache_max_ttl() -> DurationValue {
-        secs(300)
-    }
-    fn negative_ttl() -> DurationValue {
-        secs(5)
-    }
-    fn cache_size() -> u64 {
-        100_000
-    }
-    fn breaker() -> DurationValue {
-        secs(1)
-    }
-}
-
-/// `[refresh]`: the OAuth client the gateway refreshes access tokens as.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRefresh {
-    /// Default: `[bearer] oauth_upstream`.
-    pub oauth_upstream: Option<String>,
-    #[serde(default = "RawRefresh::token_path")]
-    pub token_path: String,
-    pub client_id: String,
-    /// Omitted for a public (PKCE) client, which sends no secret.
-    pub client_secret: Option<SecretRef>,
-    #[serde(default = "RawRefresh::max_replay_body")]
-    pub max_replay_body: SizeValue,
-    #[serde(default = "RawRefresh::grace")]
-    pub grace: DurationValue,
-    #[serde(default = "RawRefresh::skew")]
-    pub skew: DurationValue,
-    #[serde(default = "RawRefresh::cache_size")]
-    pub cache_size: u64,
-}
-
-impl RawRefresh {
-    fn token_path() -> String {
-        "/v1/token".to_owned()
-    }
-    fn max_replay_body() -> SizeValue {
-        kib(64)
-    }
-    fn grace() -> DurationValue {
-        secs(60)
-    }
-    fn skew() -> DurationValue {
-        secs(30)
-    }
-    fn cache_size() -> u64 {
-        100_000
-    }
-}
-
 impl RawAuth {
-    fn named(policy: &str) -> RawAuth {
+    /// A route's `auth` key: a policy name, a table, or absent (`"none"`).
+    fn read(t: &mut Table<'_, '_>) -> RawAuth {
+        if t.is_table("auth") {
+            return t.table("auth").unwrap_or_else(|| RawAuth::named(None));
+        }
+        match t.get::<String>("auth") {
+            Some(policy) => RawAuth::named(Some(policy)),
+            // Wrong (reported): which policy was meant is unknown.
+            None if t.is_present("auth") => RawAuth::named(None),
+            None => RawAuth::named(Some("none".to_owned())),
+        }
+    }
+
+    fn named(policy: Option<String>) -> RawAuth {
         RawAuth {
-            policy: policy.to_owned(),
+            policy,
             credential: None,
             header_selection: None,
             issuers: None,
@@ -399,209 +340,195 @@ impl RawAuth {
     }
 }
 
-impl Default for RawAuth {
-    fn default() -> Self {
-        RawAuth::named("none")
+impl FromTable for RawAuth {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawAuth {
+            policy: t.required("policy"),
+            credential: t.get("credential"),
+            header_selection: t.get("header_selection"),
+            issuers: t.get("issuers"),
+            preset: t.get("preset"),
+            scopes: t.get("scopes"),
+            endpoints: t.tables_if_present("endpoints"),
+            identity_headers: t.get("identity_headers"),
+        }
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuthTable {
-    policy: String,
-    credential: Option<String>,
-    header_selection: Option<bool>,
-    issuers: Option<Vec<String>>,
-    preset: Option<String>,
-    scopes: Option<Vec<String>>,
-    endpoints: Option<Vec<RawEndpoint>>,
-    identity_headers: Option<bool>,
+/// One row of a bearer route's endpoint table.
+#[derive(Debug)]
+pub struct RawEndpoint {
+    /// Path after the route prefix (`/v1/email`); matches it and anything below it.
+    pub path: Option<String>,
+    pub methods: Option<Vec<String>>,
+    /// One of these scopes is needed; `[]` = any valid token.
+    pub scopes: Vec<String>,
+    /// No token needed.
+    pub public: bool,
 }
 
-impl<'de> Deserialize<'de> for RawAuth {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawAuth;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(r#"an auth policy name ("none") or a table { policy = "..." }"#)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
-                Ok(RawAuth::named(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
-                let t = RawAuthTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawAuth {
-                    policy: t.policy,
-                    credential: t.credential,
-                    header_selection: t.header_selection,
-                    issuers: t.issuers,
-                    preset: t.preset,
-                    scopes: t.scopes,
-                    endpoints: t.endpoints,
-                    identity_headers: t.identity_headers,
-                })
-            }
+impl FromTable for RawEndpoint {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawEndpoint {
+            path: t.required("path"),
+            methods: t.get("methods"),
+            scopes: t.or("scopes", Vec::new()),
+            public: t.or("public", false),
         }
-        d.deserialize_any(V)
+    }
+}
+
+/// `[bearer]`: the OAuth server bearer routes introspect tokens at, and the cache.
+#[derive(Debug)]
+pub struct RawBearer {
+    pub oauth_upstream: Option<String>,
+    pub cache_max_ttl: DurationValue,
+    pub negative_ttl: DurationValue,
+    pub cache_size: u64,
+    pub breaker: DurationValue,
+}
+
+impl FromTable for RawBearer {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawBearer {
+            oauth_upstream: t.required("oauth_upstream"),
+            cache_max_ttl: t.or("cache_max_ttl", secs(300)),
+            negative_ttl: t.or("negative_ttl", secs(5)),
+            cache_size: t.or("cache_size", 100_000),
+            breaker: t.or("breaker", secs(1)),
+        }
+    }
+}
+
+/// `[refresh]`: the OAuth client the gateway refreshes access tokens as.
+#[derive(Debug)]
+pub struct RawRefresh {
+    /// Default: `[bearer] oauth_upstream`.
+    pub oauth_upstream: Option<String>,
+    pub token_path: String,
+    pub client_id: Option<String>,
+    /// Omitted for a public (PKCE) client, which sends no secret.
+    pub client_secret: Option<SecretRef>,
+    pub max_replay_body: SizeValue,
+    pub grace: DurationValue,
+    pub skew: DurationValue,
+    pub cache_size: u64,
+}
+
+impl FromTable for RawRefresh {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawRefresh {
+            oauth_upstream: t.get("oauth_upstream"),
+            token_path: t.or("token_path", "/v1/token".to_owned()),
+            client_id: t.required("client_id"),
+            client_secret: t.get("client_secret"),
+            max_replay_body: t.or("max_replay_body", kib(64)),
+            grace: t.or("grace", secs(60)),
+            skew: t.or("skew", secs(30)),
+            cache_size: t.or("cache_size", 100_000),
+        }
     }
 }
 
 /// `[[amo_credentials]]`: an AMO API key the gateway signs with (`amo-jwt` routes).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawAmoCredential {
-    pub name: String,
+    pub name: Option<String>,
     /// The JWT `iss`: AMO's "JWT issuer" (e.g. `user:12345:67`). Not a secret.
-    pub api_key: String,
-    pub secret: SecretRef,
-    #[serde(default = "RawAmoCredential::lifetime")]
+    pub api_key: Option<String>,
+    pub secret: Option<SecretRef>,
     pub lifetime: DurationValue,
     /// Seconds added to the clock when minting (negative for a fast local clock).
-    #[serde(default)]
     pub clock_offset_seconds: i64,
     /// Listeners whose callers may select this credential by header.
-    #[serde(default)]
     pub selectable_from_listeners: Vec<String>,
     /// Peer networks whose callers may select this credential by header.
-    #[serde(default)]
     pub selectable_from_peers: Vec<String>,
 }
 
-impl RawAmoCredential {
-    fn lifetime() -> DurationValue {
-        secs(60)
-    }
-}
-
-/// `[[amo_issuers]]`: an API key whose JWTs `amo-jwt-verify` routes accept.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAmoIssuer {
-    pub api_key: String,
-    pub secret: SecretRef,
-    /// Refuse tokens without `jti` (default). `false` accepts them: replays possible until `exp`.
-    #[serde(default = "yes")]
-    pub require_jti: bool,
-}
-
-/// `[amo_verify]`: settings shared by every `amo-jwt-verify` route.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAmoVerify {
-    #[serde(default = "RawAmoVerify::leeway")]
-    pub leeway: DurationValue,
-    #[serde(default = "RawAmoVerify::replay_cache_size")]
-    pub replay_cache_size: u64,
-}
-
-impl RawAmoVerify {
-    fn leeway() -> DurationValue {
-        secs(5)
-    }
-    fn replay_cache_size() -> u64 {
-        100_000
-    }
-}
-
-impl Default for RawAmoVerify {
-    fn default() -> Self {
-        RawAmoVerify {
-            leeway: RawAmoVerify::leeway(),
-            replay_cache_size: RawAmoVerify::replay_cache_size(),
+impl FromTable for RawAmoCredential {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawAmoCredential {
+            name: t.required("name"),
+            api_key: t.required("api_key"),
+            secret: t.required("secret"),
+            lifetime: t.or("lifetime", secs(60)),
+            clock_offset_seconds: t.or("clock_offset_seconds", 0),
+            selectable_from_listeners: t.or("selectable_from_listeners", Vec::new()),
+            selectable_from_peers: t.or("selectable_from_peers", Vec::new()),
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[[amo_issuers]]`: an API key whose JWTs `amo-jwt-verify` routes accept.
+#[derive(Debug)]
+pub struct RawAmoIssuer {
+    pub api_key: Option<String>,
+    pub secret: Option<SecretRef>,
+    /// Refuse tokens without `jti` (default). `false` accepts them: replays possible until `exp`.
+    pub require_jti: bool,
+}
+
+impl FromTable for RawAmoIssuer {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawAmoIssuer {
+            api_key: t.required("api_key"),
+            secret: t.required("secret"),
+            require_jti: t.or("require_jti", true),
+        }
+    }
+}
+
+/// `[amo_verify]`: settings shared by every `amo-jwt-verify` route.
+#[derive(Debug)]
+pub struct RawAmoVerify {
+    pub leeway: DurationValue,
+    pub replay_cache_size: u64,
+}
+
+impl FromTable for RawAmoVerify {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawAmoVerify {
+            leeway: t.or("leeway", secs(5)),
+            replay_cache_size: t.or("replay_cache_size", 100_000),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct RawLimits {
-    #[serde(default = "RawLimits::max_header_bytes")]
     pub max_header_bytes: SizeValue,
-    #[serde(default = "RawLimits::max_headers")]
     pub max_headers: u64,
-    #[serde(default = "RawLimits::max_body_bytes")]
     pub max_body_bytes: SizeValue,
-    #[serde(default = "RawLimits::header_read_timeout")]
     pub header_read_timeout: DurationValue,
-    #[serde(default = "RawLimits::body_read_timeout")]
     pub body_read_timeout: DurationValue,
-    #[serde(default = "RawLimits::send_timeout")]
     pub send_timeout: DurationValue,
-    #[serde(default = "RawLimits::idle_timeout")]
     pub idle_timeout: DurationValue,
-    #[serde(default = "RawLimits::tls_handshake_timeout")]
     pub tls_handshake_timeout: DurationValue,
-    #[serde(default = "RawLimits::max_connections")]
     pub max_connections: u64,
     /// Unset: the default, capped at `max_connections`.
     pub max_connections_per_peer: Option<u64>,
-    #[serde(default = "RawLimits::h2_max_concurrent_streams")]
     pub h2_max_concurrent_streams: u64,
-    #[serde(default = "RawLimits::h2_max_header_list_size")]
     pub h2_max_header_list_size: SizeValue,
-    #[serde(default = "RawLimits::max_error_body_bytes")]
     pub max_error_body_bytes: SizeValue,
 }
 
-impl RawLimits {
-    fn max_header_bytes() -> SizeValue {
-        kib(16)
-    }
-    fn max_headers() -> u64 {
-        100
-    }
-    fn max_body_bytes() -> SizeValue {
-        kib(1024)
-    }
-    fn header_read_timeout() -> DurationValue {
-        secs(10)
-    }
-    fn body_read_timeout() -> DurationValue {
-        secs(30)
-    }
-    fn send_timeout() -> DurationValue {
-        secs(60)
-    }
-    fn idle_timeout() -> DurationValue {
-        secs(60)
-    }
-    fn tls_handshake_timeout() -> DurationValue {
-        secs(10)
-    }
-    fn max_connections() -> u64 {
-        10_000
-    }
-    pub(super) fn max_connections_per_peer() -> u64 {
-        1_000
-    }
-    fn h2_max_concurrent_streams() -> u64 {
-        100
-    }
-    fn h2_max_header_list_size() -> SizeValue {
-        kib(16)
-    }
-    fn max_error_body_bytes() -> SizeValue {
-        kib(64)
-    }
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
+impl FromTable for RawLimits {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
         RawLimits {
-            max_header_bytes: RawLimits::max_header_bytes(),
-            max_headers: RawLimits::max_headers(),
-            max_body_bytes: RawLimits::max_body_bytes(),
-            header_read_timeout: RawLimits::header_read_timeout(),
-            body_read_timeout: RawLimits::body_read_timeout(),
-            send_timeout: RawLimits::send_timeout(),
-            idle_timeout: RawLimits::idle_timeout(),
-            tls_handshake_timeout: RawLimits::tls_handshake_timeout(),
-            max_connections: RawLimits::max_connections(),
-            max_connections_per_peer: None,
-            h2_max_concurrent_streams: RawLimits::h2_max_concurrent_streams(),
-            h2_max_header_list_size: RawLimits::h2_max_header_list_size(),
-            max_error_body_bytes: RawLimits::max_error_body_bytes(),
+            max_header_bytes: t.or("max_header_bytes", kib(16)),
+            max_headers: t.or("max_headers", 100),
+            max_body_bytes: t.or("max_body_bytes", kib(1024)),
+            header_read_timeout: t.or("header_read_timeout", secs(10)),
+            body_read_timeout: t.or("body_read_timeout", secs(30)),
+            send_timeout: t.or("send_timeout", secs(60)),
+            idle_timeout: t.or("idle_timeout", secs(60)),
+            tls_handshake_timeout: t.or("tls_handshake_timeout", secs(10)),
+            max_connections: t.or("max_connections", 10_000),
+            max_connections_per_peer: t.get("max_connections_per_peer"),
+            h2_max_concurrent_streams: t.or("h2_max_concurrent_streams", 100),
+            h2_max_header_list_size: t.or("h2_max_header_list_size", kib(16)),
+            max_error_body_bytes: t.or("max_error_body_bytes", kib(64)),
         }
     }
 }

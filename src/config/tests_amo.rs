@@ -693,10 +693,17 @@ fn auth_as_a_sub_table_reports_the_lines_of_its_keys() {
             header_selection: true
         }
     );
+    // The unknown key does not hide the policy's own problem (no [[amo_issuers]]).
     let unknown = format!("{BASE}[routes.auth]\npolicy = \"amo-jwt-verify\"\nscope = \"x\"\n");
-    assert_one_error(
-        &unknown,
-        "gateway.toml:16: routes[0].auth.scope: unknown field `scope`",
+    let errs = errors(&unknown);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("gateway.toml:14: routes[0].auth: amo-jwt-verify needs at least one"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("gateway.toml:16: routes[0].auth.scope: unknown field `scope`"),
+        "{errs:#?}"
     );
 }
 

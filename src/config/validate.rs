@@ -34,13 +34,14 @@ pub struct Context<'a> {
 const MIN_HEADER_BYTES: u64 = 8 * 1024;
 
 pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option<Config> {
-    let server = server(raw.server.unwrap_or_default(), p);
-    let limits = limits(raw.limits.unwrap_or_default(), p);
+    let upstream_names = raw.upstream_names();
+    let server = server(raw.server, p);
+    let limits = limits(raw.limits, p);
     if raw.listeners.is_empty() {
         p.at("listeners", "at least one [[listeners]] is required");
     }
     let listeners = listeners::validate(&raw.listeners, ctx, p);
-    let admin = raw.admin.and_then(|a| match parse_listen_addr(&a.addr) {
+    let admin = raw.admin.and_then(|a| match parse_listen_addr(&a.addr?) {
         Ok(addr) => Some(AdminConfig { addr }),
         Err(e) => {
             p.at("admin.addr", e);
@@ -60,35 +61,37 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
     let listener_names: Vec<Option<String>> = raw
         .listeners
         .iter()
-        .map(|l| l.as_ref().map(|l| l.name.clone()))
+        .map(|l| l.as_ref().and_then(|l| l.name.clone()))
         .collect();
     let amo_credentials = amo::credentials(&raw.amo_credentials, &listener_names, ctx, p);
     let amo_issuers = amo::issuers(&raw.amo_issuers, ctx, p);
-    let amo_verify = amo::verify_settings(raw.amo_verify.as_ref(), p);
-    let backoff = backoff::settings(raw.backoff.as_ref(), p);
+    let amo_verify = amo::verify_settings(&raw.amo_verify, p);
+    let backoff = backoff::settings(&raw.backoff, p);
     let auth_names = routes::AuthNames {
         credentials: raw
             .amo_credentials
             .iter()
-            .map(|c| c.as_ref().map(|c| c.name.clone()))
+            .map(|c| c.as_ref().and_then(|c| c.name.clone()))
             .collect(),
         issuers: raw
             .amo_issuers
             .iter()
-            .map(|c| c.as_ref().map(|c| c.api_key.clone()))
+            .map(|c| c.as_ref().and_then(|c| c.api_key.clone()))
             .collect(),
     };
-    let routes = routes::validate(&raw.routes, &raw.upstream_names, &auth_names, p);
+    let routes = routes::validate(&raw.routes, &upstream_names, &auth_names, p);
     let needs_bearer = routes
         .iter()
         .flatten()
         .any(|r| matches!(r.auth, AuthPolicy::Bearer(_)));
-    let bearer = bearer::settings(raw.bearer.as_ref(), &raw.upstream_names, needs_bearer, p);
+    let bearer = bearer::settings(raw.bearer.as_ref(), &upstream_names, needs_bearer, p);
     let needs_refresh = routes.iter().flatten().any(|r| r.refresh.is_some());
     let refresh = refresh::settings(
         raw.refresh.as_ref(),
-        raw.bearer.as_ref().map(|b| b.oauth_upstream.as_str()),
-        &raw.upstream_names,
+        raw.bearer
+            .as_ref()
+            .and_then(|b| b.oauth_upstream.as_deref()),
+        &upstream_names,
         needs_refresh,
         ctx,
         p,
@@ -156,6 +159,9 @@ fn server(raw: RawServer, p: &mut Problems) -> ServerSettings {
     }
 }
 
+/// `[limits] max_connections_per_peer` when unset (never above `max_connections`).
+const DEFAULT_MAX_CONNECTIONS_PER_PEER: u64 = 1_000;
+
 fn limits(raw: RawLimits, p: &mut Problems) -> Limits {
     let k = |key: &str| format!("limits.{key}");
     if raw.max_header_bytes.0 != 0 && raw.max_header_bytes.0 < MIN_HEADER_BYTES {
@@ -176,7 +182,7 @@ fn limits(raw: RawLimits, p: &mut Problems) -> Limits {
         tls_handshake_timeout: nonzero(raw.tls_handshake_timeout, &k("tls_handshake_timeout"), p),
         max_connections,
         max_connections_per_peer: match raw.max_connections_per_peer {
-            None => RawLimits::max_connections_per_peer().min(max_connections as u64) as usize,
+            None => DEFAULT_MAX_CONNECTIONS_PER_PEER.min(max_connections as u64) as usize,
             Some(n) if n > max_connections as u64 => {
                 p.at(
                     k("max_connections_per_peer"),

@@ -27,7 +27,9 @@ pub fn credentials(
         .map(|(i, c)| {
             let c = c.as_ref()?;
             let key = format!("amo_credentials[{i}]");
-            names.check(&c.name, &format!("{key}.name"), p);
+            if let Some(name) = &c.name {
+                names.check(name, &format!("{key}.name"), p);
+            }
             credential(c, &key, listener_names, ctx, p)
         })
         .collect()
@@ -41,7 +43,7 @@ fn credential(
     p: &mut Problems,
 ) -> Option<AmoCredentialConfig> {
     let k = |field: &str| format!("{key}.{field}");
-    let api_key = api_key(&c.api_key, &k("api_key"), p);
+    let api_key = api_key(c.api_key.as_deref(), &k("api_key"), p);
     let lifetime = c.lifetime.0;
     let lifetime_ok =
         if lifetime.is_zero() || lifetime > MAX_LIFETIME || lifetime.subsec_nanos() != 0 {
@@ -75,9 +77,9 @@ fn credential(
                 .ok()
         })
         .collect();
-    let secret = secret(&c.secret, &k("secret"), ctx.base_dir, ctx, p);
+    let secret = secret(c.secret.as_ref(), &k("secret"), ctx.base_dir, ctx, p);
     Some(AmoCredentialConfig {
-        name: c.name.clone(),
+        name: c.name.clone()?,
         api_key: api_key?,
         secret: secret?,
         lifetime: lifetime_ok.then_some(lifetime)?,
@@ -98,14 +100,19 @@ pub fn issuers(
         .map(|(i, r)| {
             let r = r.as_ref()?;
             let key = format!("amo_issuers[{i}]");
-            if !keys.insert(r.api_key.as_str()) {
-                p.at(
-                    format!("{key}.api_key"),
-                    format!("duplicate issuer {:?}", r.api_key),
-                );
+            if let Some(k) = &r.api_key
+                && !keys.insert(k.as_str())
+            {
+                p.at(format!("{key}.api_key"), format!("duplicate issuer {k:?}"));
             }
-            let api_key = api_key(&r.api_key, &format!("{key}.api_key"), p);
-            let secret = secret(&r.secret, &format!("{key}.secret"), ctx.base_dir, ctx, p);
+            let api_key = api_key(r.api_key.as_deref(), &format!("{key}.api_key"), p);
+            let secret = secret(
+                r.secret.as_ref(),
+                &format!("{key}.secret"),
+                ctx.base_dir,
+                ctx,
+                p,
+            );
             Some(AmoIssuerConfig {
                 api_key: api_key?,
                 secret: secret?,
@@ -115,9 +122,7 @@ pub fn issuers(
         .collect()
 }
 
-pub fn verify_settings(raw: Option<&RawAmoVerify>, p: &mut Problems) -> AmoVerifySettings {
-    let default = RawAmoVerify::default();
-    let raw = raw.unwrap_or(&default);
+pub fn verify_settings(raw: &RawAmoVerify, p: &mut Problems) -> AmoVerifySettings {
     if raw.leeway.0 > MAX_LEEWAY || raw.leeway.0.subsec_nanos() != 0 {
         p.at(
             "amo_verify.leeway",
@@ -133,7 +138,9 @@ pub fn verify_settings(raw: Option<&RawAmoVerify>, p: &mut Problems) -> AmoVerif
     }
 }
 
-fn api_key(s: &str, key: &str, p: &mut Problems) -> Option<String> {
+/// `None` for a key that could not be read (already reported) or is not valid.
+fn api_key(s: Option<&str>, key: &str, p: &mut Problems) -> Option<String> {
+    let s = s?;
     let ok = !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
     if !ok {
         p.at(key, "must be 1-256 printable ASCII characters (AMO's \"JWT issuer\", e.g. \"user:12345:67\")");
@@ -143,13 +150,13 @@ fn api_key(s: &str, key: &str, p: &mut Problems) -> Option<String> {
 }
 
 fn secret(
-    r: &crate::config::SecretRef,
+    r: Option<&crate::config::SecretRef>,
     key: &str,
     base_dir: &Path,
     ctx: &Context<'_>,
     p: &mut Problems,
 ) -> Option<crate::config::Secret> {
-    match r.resolve_with(base_dir, ctx.env) {
+    match r?.resolve_with(base_dir, ctx.env) {
         Ok(s) => Some(s),
         Err(e) => {
             p.at(key, e);

@@ -12,9 +12,7 @@ use crate::config::raw::{RawBackoff, RawQuota};
 /// Windows longer than this are not back-off any more but an outage; refuse the config.
 const MAX_WINDOW_CEILING: Duration = Duration::from_secs(24 * 3600);
 
-pub fn settings(raw: Option<&RawBackoff>, p: &mut Problems) -> BackoffSettings {
-    let default = RawBackoff::default();
-    let raw = raw.unwrap_or(&default);
+pub fn settings(raw: &RawBackoff, p: &mut Problems) -> BackoffSettings {
     let k = |f: &str| format!("backoff.{f}");
     if raw.max_window.0.is_zero() || raw.max_window.0 > MAX_WINDOW_CEILING {
         p.at(k("max_window"), "must be between \"1s\" and \"24h\"");
@@ -110,14 +108,16 @@ pub fn route_quota(raw: &RawQuota, key: &str, p: &mut Problems) -> Option<RouteQ
 }
 
 fn quota(raw: &RawQuota, key: &str, p: &mut Problems) -> Option<QuotaSettings> {
-    let requests = u32::try_from(raw.requests).ok().filter(|r| *r >= 1);
-    if requests.is_none() {
+    let requests = raw
+        .requests
+        .map(|r| u32::try_from(r).ok().filter(|r| *r >= 1));
+    if requests == Some(None) {
         p.at(
             format!("{key}.requests"),
             "must be between 1 and 4294967295",
         );
     }
-    let window = raw.window.0;
+    let window = raw.window?.0;
     if window < Duration::from_secs(1) || window.subsec_nanos() != 0 {
         p.at(
             format!("{key}.window"),
@@ -126,7 +126,7 @@ fn quota(raw: &RawQuota, key: &str, p: &mut Problems) -> Option<QuotaSettings> {
         return None;
     }
     Some(QuotaSettings {
-        requests: requests?,
+        requests: requests??,
         window,
     })
 }

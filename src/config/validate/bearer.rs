@@ -17,18 +17,24 @@ pub fn settings(
     p: &mut Problems,
 ) -> Option<BearerSettings> {
     let Some(raw) = raw else {
-        if needed {
+        if needed && !p.reported("bearer") {
             p.at("bearer", "a route uses auth policy \"bearer\": add a [bearer] section naming the OAuth upstream (oauth_upstream)");
         }
         return None;
     };
-    let oauth_upstream = upstream_names
-        .iter()
-        .position(|n| n.as_deref() == Some(raw.oauth_upstream.as_str()));
-    if oauth_upstream.is_none() && upstream_names.iter().all(Option::is_some) {
+    let name = raw.oauth_upstream.as_deref();
+    let oauth_upstream = name.and_then(|name| {
+        upstream_names
+            .iter()
+            .position(|n| n.as_deref() == Some(name))
+    });
+    if let Some(name) = name
+        && oauth_upstream.is_none()
+        && upstream_names.iter().all(Option::is_some)
+    {
         p.at(
             "bearer.oauth_upstream",
-            format!("unknown upstream {:?}", raw.oauth_upstream),
+            format!("unknown upstream {name:?}"),
         );
     }
     for (key, d) in [
@@ -68,17 +74,19 @@ pub fn policy(raw: &RawAuth) -> Result<BearerPolicy, (&'static str, String)> {
     let scopes = raw.scopes.clone().unwrap_or_default();
     scope_list(&scopes).map_err(|e| ("auth.scopes", e))?;
     let mut endpoints = Vec::new();
-    for e in raw.endpoints.iter().flatten() {
-        if !e.path.starts_with('/') {
+    // Rows that could not be read (reported) are left out; the file is refused anyway.
+    let rows = raw.endpoints.iter().flatten().flatten();
+    for (e, path) in rows.filter_map(|e| Some((e, e.path.as_deref()?))) {
+        if !path.starts_with('/') {
             return Err((
                 "auth.endpoints",
-                format!("endpoint path {:?} must start with \"/\"", e.path),
+                format!("endpoint path {path:?} must start with \"/\""),
             ));
         }
         if e.public && !e.scopes.is_empty() {
             return Err((
                 "auth.endpoints",
-                format!("endpoint {:?} is public and lists scopes", e.path),
+                format!("endpoint {path:?} is public and lists scopes"),
             ));
         }
         scope_list(&e.scopes).map_err(|m| ("auth.endpoints", m))?;
@@ -93,7 +101,7 @@ pub fn policy(raw: &RawAuth) -> Result<BearerPolicy, (&'static str, String)> {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
-        let path = e.path.trim_end_matches('/');
+        let path = path.trim_end_matches('/');
         endpoints.push(EndpointRule {
             path: if path.is_empty() {
                 "/".to_owned()

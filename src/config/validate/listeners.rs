@@ -27,27 +27,34 @@ pub fn validate(
             continue;
         };
         let key = format!("listeners[{i}]");
-        names.check(&l.name, &format!("{key}.name"), p);
-        let addr = match parse_listen_addr(&l.addr) {
-            Ok(addr) => addr,
-            Err(e) => {
-                p.at(format!("{key}.addr"), e);
-                out.push(None);
-                continue;
-            }
-        };
+        if let Some(name) = &l.name {
+            names.check(name, &format!("{key}.name"), p);
+        }
+        let addr = l.addr.as_deref().and_then(|a| {
+            parse_listen_addr(a)
+                .map_err(|e| p.at(format!("{key}.addr"), e))
+                .ok()
+        });
         // Port 0 (tests) means "any free port": several such listeners do not clash.
-        if addr.port() != 0 && !addrs.insert(addr) {
+        if let Some(addr) = addr
+            && addr.port() != 0
+            && !addrs.insert(addr)
+        {
             p.at(
                 format!("{key}.addr"),
                 format!("{addr} is used by another listener"),
             );
         }
+        // Checked whatever the address: its files are checked in the same run.
         let tls = l
             .tls
             .as_ref()
             .map(|t| tls(t, &format!("{key}.tls"), ctx, p));
-        if tls.is_none() && !addr.ip().is_loopback() && !l.allow_plain_non_loopback {
+        if let Some(addr) = addr
+            && tls.is_none()
+            && !addr.ip().is_loopback()
+            && !l.allow_plain_non_loopback
+        {
             p.at(
                 format!("{key}.addr"),
                 format!(
@@ -57,8 +64,12 @@ pub fn validate(
                 ),
             );
         }
+        let (Some(name), Some(addr)) = (&l.name, addr) else {
+            out.push(None);
+            continue;
+        };
         out.push(Some(ListenerConfig {
-            name: l.name.clone(),
+            name: name.clone(),
             addr,
             tls,
             allow_plain_non_loopback: l.allow_plain_non_loopback,
@@ -87,7 +98,7 @@ fn tls(raw: &RawTls, key: &str, ctx: &Context<'_>, p: &mut Problems) -> TlsSetti
         .enumerate()
         .filter_map(|(i, c)| {
             let key = format!("{key}.certificates[{i}]");
-            let cert = certificate(c, &key, ctx, p)?;
+            let cert = certificate(c.as_ref()?, &key, ctx, p)?;
             for (j, name) in cert.server_names.iter().enumerate() {
                 if !seen.insert(name.clone()) {
                     p.at(
@@ -118,16 +129,18 @@ fn certificate(
                 .ok()
         })
         .collect();
-    let cert_pem = read_file(&resolve_path(ctx.base_dir, &raw.cert))
-        .and_then(|pem| check_certificates(&pem).map(|()| pem))
-        .map_err(|e| p.at(format!("{key}.cert"), e))
-        .ok();
-    let key_pem = raw
-        .key
-        .resolve_with(ctx.base_dir, ctx.env)
-        .and_then(|s| check_private_key(s.expose()).map(|()| s))
-        .map_err(|e| p.at(format!("{key}.key"), e))
-        .ok();
+    let cert_pem = raw.cert.as_ref().and_then(|cert| {
+        read_file(&resolve_path(ctx.base_dir, cert))
+            .and_then(|pem| check_certificates(&pem).map(|()| pem))
+            .map_err(|e| p.at(format!("{key}.cert"), e))
+            .ok()
+    });
+    let key_pem = raw.key.as_ref().and_then(|k| {
+        k.resolve_with(ctx.base_dir, ctx.env)
+            .and_then(|s| check_private_key(s.expose()).map(|()| s))
+            .map_err(|e| p.at(format!("{key}.key"), e))
+            .ok()
+    });
     Some(CertificateConfig {
         cert_pem: cert_pem?,
         key_pem: key_pem?,

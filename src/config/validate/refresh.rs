@@ -23,7 +23,7 @@ pub fn settings(
     p: &mut Problems,
 ) -> Option<RefreshSettings> {
     let Some(raw) = raw else {
-        if needed {
+        if needed && !p.reported("refresh") {
             p.at(
                 "refresh",
                 "a route sets refresh = true: add a [refresh] section with the OAuth client_id \
@@ -33,7 +33,9 @@ pub fn settings(
         return None;
     };
     let upstream_name = raw.oauth_upstream.as_deref().or(bearer_upstream);
+    let unread = p.reported("refresh.oauth_upstream") || p.reported("bearer.oauth_upstream");
     let oauth_upstream = match upstream_name {
+        None if unread => None,
         None => {
             p.at(
                 "refresh.oauth_upstream",
@@ -65,12 +67,14 @@ pub fn settings(
             None
         }
     };
-    let client_id_ok = raw.client_id.len() == 16
-        && raw
-            .client_id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !client_id_ok {
+    let client_id = raw.client_id.as_deref();
+    let client_id_ok = client_id.is_some_and(|id| {
+        id.len() == 16
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if client_id.is_some() && !client_id_ok {
         p.at(
             "refresh.client_id",
             "must be an FxA client id: 16 lowercase hex characters",
@@ -115,7 +119,7 @@ pub fn settings(
     Some(RefreshSettings {
         oauth_upstream: oauth_upstream?,
         token_endpoint: token_endpoint?,
-        client_id: client_id_ok.then(|| raw.client_id.clone())?,
+        client_id: client_id.filter(|_| client_id_ok)?.to_owned(),
         client_secret: client_secret?,
         max_replay_body: raw.max_replay_body.0,
         grace: raw.grace.0,
@@ -132,7 +136,7 @@ pub fn route(
     p: &mut Problems,
 ) -> Option<RouteRefresh> {
     if !r.refresh {
-        if r.refresh_scope.is_some() {
+        if r.refresh_scope.is_some() && !p.reported(&format!("{key}.refresh")) {
             p.at(
                 format!("{key}.refresh_scope"),
                 "only takes effect with refresh = true",

@@ -30,19 +30,10 @@ pub fn validate(
         .map(|(i, r)| {
             let r = r.as_ref()?;
             let key = format!("routes[{i}]");
-            names.check(&r.name, &format!("{key}.name"), p);
-            let route = route(r, &key, upstream_names, auth_names, p)?;
-            if !matches.insert((route.host.clone(), route.path_prefix.clone())) {
-                p.at(
-                    format!("{key}.path_prefix"),
-                    format!(
-                        "another route already matches host {} and path prefix {:?}",
-                        route.host.as_deref().unwrap_or("(any)"),
-                        route.path_prefix
-                    ),
-                );
+            if let Some(name) = &r.name {
+                names.check(name, &format!("{key}.name"), p);
             }
-            Some(route)
+            route(r, &key, upstream_names, auth_names, &mut matches, p)
         })
         .collect()
 }
@@ -52,6 +43,7 @@ fn route(
     key: &str,
     upstream_names: &[Option<String>],
     auth_names: &AuthNames,
+    matches: &mut HashSet<(Option<String>, String)>,
     p: &mut Problems,
 ) -> Option<RouteConfig> {
     let k = |field: &str| format!("{key}.{field}");
@@ -63,12 +55,30 @@ fn route(
             None
         }
     };
-    let path_prefix = path_prefix(&r.path_prefix).map_err(|e| p.at(k("path_prefix"), e));
-    let position = upstream_names
-        .iter()
-        .position(|n| n.as_deref() == Some(r.upstream.as_str()));
+    let path_prefix = r
+        .path_prefix
+        .as_deref()
+        .and_then(|s| path_prefix(s).map_err(|e| p.at(k("path_prefix"), e)).ok());
+    // Checked whatever else is wrong with the route.
+    if let (Some(host), Some(prefix)) = (&host, &path_prefix)
+        && !matches.insert((host.clone(), prefix.clone()))
+    {
+        p.at(
+            k("path_prefix"),
+            format!(
+                "another route already matches host {} and path prefix {prefix:?}",
+                host.as_deref().unwrap_or("(any)"),
+            ),
+        );
+    }
+    let upstream = r.upstream.as_deref();
+    let position =
+        upstream.and_then(|u| upstream_names.iter().position(|n| n.as_deref() == Some(u)));
     // An upstream whose name could not be read may be the one meant: stay quiet then.
-    if position.is_none() && upstream_names.iter().all(Option::is_some) {
+    if let Some(upstream) = upstream
+        && position.is_none()
+        && upstream_names.iter().all(Option::is_some)
+    {
         let known: Vec<&str> = upstream_names
             .iter()
             .flatten()
@@ -78,14 +88,16 @@ fn route(
             k("upstream"),
             format!(
                 "unknown upstream {:?} (defined: {})",
-                r.upstream,
+                upstream,
                 list(&known)
             ),
         );
     }
     let methods = r.methods.as_ref().map(|m| methods(m, &k("methods"), p));
     let versions = versions(r, key, p);
-    let auth = auth(&r.auth, auth_names).map_err(|(field, e)| p.at(k(field), e));
+    let options_unread =
+        p.reported(&k("auth.credential")) || p.reported(&k("auth.header_selection"));
+    let auth = auth(&r.auth, auth_names, options_unread).map_err(|(field, e)| p.at(k(field), e));
     let quota = r
         .quota
         .as_ref()
@@ -94,9 +106,9 @@ fn route(
         super::backoff::backoff_scope(r.backoff_scope.as_deref(), &k("backoff_scope"), p);
     let refresh = super::refresh::route(r, auth.as_ref().ok().and_then(Option::as_ref), key, p);
     Some(RouteConfig {
-        name: r.name.clone(),
+        name: r.name.clone()?,
         host: host?,
-        path_prefix: path_prefix.ok()?,
+        path_prefix: path_prefix?,
         upstream: position?,
         strip_prefix: r.strip_prefix,
         methods,
@@ -177,6 +189,7 @@ fn versions(r: &RawRoute, key: &str, p: &mut Problems) -> (Vec<String>, Vec<Depr
     let mut seen = HashSet::new();
     let mut deprecated = Vec::with_capacity(r.deprecated_versions.len());
     for (i, d) in r.deprecated_versions.iter().enumerate() {
+        let Some(d) = d else { continue };
         let dkey = format!("{key}.deprecated_versions[{i}]");
         if let Some(dv) = deprecated_version(d, &dkey, &mut seen, p) {
             if !versions.contains(&dv.version) {
@@ -195,18 +208,23 @@ fn deprecated_version(
     p: &mut Problems,
 ) -> Option<DeprecatedVersion> {
     let mut ok = true;
-    if let Err(e) = check_version(&d.version) {
-        p.at(format!("{key}.version"), e);
-        ok = false;
-    } else if !seen.insert(d.version.clone()) {
-        p.at(
-            format!("{key}.version"),
-            format!("version {:?} is deprecated twice", d.version),
-        );
-        ok = false;
+    match &d.version {
+        None => ok = false,
+        Some(v) => {
+            if let Err(e) = check_version(v) {
+                p.at(format!("{key}.version"), e);
+                ok = false;
+            } else if !seen.insert(v.clone()) {
+                p.at(
+                    format!("{key}.version"),
+                    format!("version {v:?} is deprecated twice"),
+                );
+                ok = false;
+            }
+        }
     }
-    if let Some(sunset) = d.sunset
-        && sunset.0 <= d.deprecation.0
+    if let (Some(sunset), Some(deprecation)) = (d.sunset, d.deprecation)
+        && sunset.0 <= deprecation.0
     {
         p.at(
             format!("{key}.sunset"),
@@ -214,9 +232,12 @@ fn deprecated_version(
         );
         ok = false;
     }
-    ok.then(|| DeprecatedVersion {
-        version: d.version.clone(),
-        deprecation: d.deprecation.0,
+    if !ok {
+        return None;
+    }
+    Some(DeprecatedVersion {
+        version: d.version.clone()?,
+        deprecation: d.deprecation?.0,
         sunset: d.sunset.map(|s| s.0),
     })
 }
@@ -239,8 +260,16 @@ fn check_version(v: &str) -> Result<(), String> {
 
 /// The auth policy and its options; errors name the offending key under `auth`. `Ok(None)`:
 /// the policy names something that could not be read (already reported there).
-fn auth(raw: &RawAuth, names: &AuthNames) -> Result<Option<AuthPolicy>, (&'static str, String)> {
-    let policy = raw.policy.as_str();
+/// `options_unread`: `credential` or `header_selection` is there but could not be read.
+fn auth(
+    raw: &RawAuth,
+    names: &AuthNames,
+    options_unread: bool,
+) -> Result<Option<AuthPolicy>, (&'static str, String)> {
+    // A policy that could not be read (reported) may take any of the options.
+    let Some(policy) = raw.policy.as_deref() else {
+        return Ok(None);
+    };
     let refuse =
         |field: &'static str| Err((field, format!("not an option of auth policy {policy:?}")));
     if policy != "bearer" {
@@ -283,6 +312,7 @@ fn auth(raw: &RawAuth, names: &AuthNames) -> Result<Option<AuthPolicy>, (&'stati
                     }
                 },
                 None if header_selection => None,
+                None if options_unread => return Ok(None),
                 None => {
                     return Err((
                         "auth",

@@ -23,7 +23,9 @@ pub fn validate(
         .map(|(i, u)| {
             let u = u.as_ref()?;
             let key = format!("upstreams[{i}]");
-            names.check(&u.name, &format!("{key}.name"), p);
+            if let Some(name) = &u.name {
+                names.check(name, &format!("{key}.name"), p);
+            }
             upstream(u, &key, ctx, p)
         })
         .collect()
@@ -35,34 +37,41 @@ fn upstream(
     ctx: &Context<'_>,
     p: &mut Problems,
 ) -> Option<UpstreamConfig> {
-    let url = parse_url(&u.url)
-        .map_err(|e| p.at(format!("{key}.url"), e))
-        .ok();
+    let url = u.url.as_deref().and_then(|url| {
+        parse_url(url)
+            .map_err(|e| p.at(format!("{key}.url"), e))
+            .ok()
+    });
     let ca_pem = u.ca_file.as_ref().and_then(|file| {
         read_file(&resolve_path(ctx.base_dir, file))
             .and_then(|pem| check_certificates(&pem).map(|()| pem))
             .map_err(|e| p.at(format!("{key}.ca_file"), e))
             .ok()
     });
-    if u.ca_only && u.ca_file.is_none() {
+    if u.ca_only && u.ca_file.is_none() && !p.reported(&format!("{key}.ca_file")) {
         p.at(format!("{key}.ca_only"), "ca_only = true needs ca_file");
     }
     let k = |field: &str| format!("{key}.{field}");
+    // Every check runs before the `?`s below, so none hides another.
     let max_connections = count(u.max_connections, u64::MAX, &k("max_connections"), p);
+    let connect_timeout = nonzero(u.connect_timeout, &k("connect_timeout"), p);
+    let response_timeout = nonzero(u.response_timeout, &k("response_timeout"), p);
+    let pool_idle_timeout = nonzero(u.pool_idle_timeout, &k("pool_idle_timeout"), p);
+    let rate_limit = u
+        .rate_limit
+        .as_ref()
+        .and_then(|q| super::backoff::upstream_rate_limit(q, &k("rate_limit"), p));
     Some(UpstreamConfig {
-        name: u.name.clone(),
+        name: u.name.clone()?,
         url: url?,
         ca_pem,
         ca_only: u.ca_only,
-        connect_timeout: nonzero(u.connect_timeout, &k("connect_timeout"), p),
-        response_timeout: nonzero(u.response_timeout, &k("response_timeout"), p),
+        connect_timeout,
+        response_timeout,
         max_connections: max_connections as usize,
-        pool_idle_timeout: nonzero(u.pool_idle_timeout, &k("pool_idle_timeout"), p),
+        pool_idle_timeout,
         http2: u.http2,
-        rate_limit: u
-            .rate_limit
-            .as_ref()
-            .and_then(|q| super::backoff::upstream_rate_limit(q, &k("rate_limit"), p)),
+        rate_limit,
     })
 }
 
