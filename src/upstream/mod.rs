@@ -285,6 +285,9 @@ impl Upstream {
             Ok(Sender::H2(tx))
         } else {
             let (tx, conn) = http1::Builder::new()
+                // One buffer per request (head and any small body), one plain write: the
+                // vectored path zeroes a 64-slot iovec array on every flush.
+                .writev(false)
                 .handshake(Fair::new(io))
                 .await
                 .map_err(|e| Failure::Connect(error_chain(&e)))?;
@@ -295,9 +298,10 @@ impl Upstream {
 
     /// HTTP/1.1 wants origin-form (`/path?query`, as `uri_for` makes it) and a `Host` header.
     fn to_http1(&self, req: &mut Request<UpstreamBody>) {
-        if !req.headers().contains_key(HOST) {
-            req.headers_mut().insert(HOST, self.host.clone());
-        }
+        // One lookup: the pipeline has removed the caller's `Host`, so it is nearly always absent.
+        req.headers_mut()
+            .entry(HOST)
+            .or_insert_with(|| self.host.clone());
         if req.uri().scheme().is_some() {
             let pq = std::mem::take(req.uri_mut())
                 .into_parts()
