@@ -136,16 +136,19 @@ impl Upstream {
         // The downstream may be h2; the upstream's version comes from ALPN.
         *req.version_mut() = Version::HTTP_11;
         let pooled = self.pool.checkout();
-        match self.send_once(req, false, pooled).await {
-            Ok(response) => Ok(response),
-            Err((Failure::BeforeResponse(cause), Some(req))) => {
+        let failed = match self.send_once(req, false, pooled).await {
+            Ok(response) => return Ok(response),
+            Err(failed) => failed,
+        };
+        match *failed {
+            (Failure::BeforeResponse(cause), Some(req)) => {
                 tracing::debug!(upstream = %self.name, %cause, "retrying on a fresh connection");
                 // Boxed: rare, and its future would otherwise size every request's.
                 Box::pin(self.send_once(req, true, None))
                     .await
-                    .map_err(|(f, _)| self.classify(f))
+                    .map_err(|failed| self.classify(failed.0))
             }
-            Err((f, _)) => Err(self.classify(f)),
+            (f, _) => Err(self.classify(f)),
         }
     }
 
@@ -161,7 +164,7 @@ impl Upstream {
         mut req: Request<UpstreamBody>,
         fresh: bool,
         mut pooled: Option<Sender>,
-    ) -> Result<Response<ResponseBody>, (Failure, Option<Request<UpstreamBody>>)> {
+    ) -> Result<Response<ResponseBody>, Attempt> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
         loop {
             let reused = pooled.is_some();
@@ -170,8 +173,8 @@ impl Upstream {
                 // Boxed: the connect and handshake futures are large and rarely needed.
                 None => match timeout_at(deadline, Box::pin(self.connect())).await {
                     Ok(Ok(sender)) => sender,
-                    Ok(Err(f)) => return Err((f, None)),
-                    Err(_) => return Err((Failure::Timeout, None)),
+                    Ok(Err(f)) => return Err(Box::new((f, None))),
+                    Err(_) => return Err(Box::new((Failure::Timeout, None))),
                 },
             };
             // What a retry sends once this request is written (hyper takes it).
@@ -180,29 +183,45 @@ impl Upstream {
                 Sender::H1(mut conn) => {
                     self.to_http1(&mut req);
                     replay = retry_copy(&req, fresh);
-                    conn.timer.as_mut().reset(deadline);
                     let H1Conn { sender, timer, .. } = &mut *conn;
+                    if timer.deadline() > deadline {
+                        timer.as_mut().reset(deadline);
+                    }
                     let mut response = pin!(sender.try_send_request(req));
-                    // The connection's own timer for the deadline.
-                    let answer = poll_fn(|cx| match response.as_mut().poll(cx) {
-                        Poll::Ready(r) => Poll::Ready(Some(r)),
-                        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                    // The connection's own timer, left at an earlier request's deadline: when
+                    // it fires before this one's, it is moved on to it then (about once per
+                    // response timeout on a busy connection) rather than on every request.
+                    let answer = poll_fn(|cx| {
+                        if let Poll::Ready(r) = response.as_mut().poll(cx) {
+                            return Poll::Ready(Some(r));
+                        }
+                        while timer.as_mut().poll(cx).is_ready() {
+                            if timer.deadline() >= deadline {
+                                return Poll::Ready(None);
+                            }
+                            timer.as_mut().reset(deadline);
+                        }
+                        Poll::Pending
                     })
                     .await;
                     match answer {
                         Some(Ok(resp)) => {
-                            return self.response(resp, Some(conn)).map_err(|f| (f, None));
+                            return self
+                                .response(resp, Some(conn))
+                                .map_err(|f| Box::new((f, None)));
                         }
                         Some(Err(e)) => e,
-                        None => return Err((Failure::Timeout, None)),
+                        None => return Err(Box::new((Failure::Timeout, None))),
                     }
                 }
                 Sender::H2(mut tx) => {
                     self.to_http2(&mut req);
                     replay = retry_copy(&req, fresh);
                     match timeout_at(deadline, tx.try_send_request(req)).await {
-                        Err(_) => return Err((Failure::Timeout, None)),
-                        Ok(Ok(resp)) => return self.response(resp, None).map_err(|f| (f, None)),
+                        Err(_) => return Err(Box::new((Failure::Timeout, None))),
+                        Ok(Ok(resp)) => {
+                            return self.response(resp, None).map_err(|f| Box::new((f, None)));
+                        }
                         Ok(Err(e)) => e,
                     }
                 }
@@ -215,7 +234,10 @@ impl Upstream {
                 Some(unsent) => {
                     let error = error.into_error();
                     let again = (!fresh).then_some(unsent);
-                    return Err((Failure::BeforeResponse(error_chain(&error)), again));
+                    return Err(Box::new((
+                        Failure::BeforeResponse(error_chain(&error)),
+                        again,
+                    )));
                 }
                 None => {
                     let failure = Failure::from_hyper(&error.into_error());
@@ -223,7 +245,7 @@ impl Upstream {
                         Failure::BeforeResponse(_) => replay.map(ReplayParts::into_request),
                         _ => None,
                     };
-                    return Err((failure, again));
+                    return Err(Box::new((failure, again)));
                 }
             }
         }
@@ -285,6 +307,9 @@ impl Upstream {
             Ok(Sender::H2(tx))
         } else {
             let (tx, conn) = http1::Builder::new()
+                // One buffer per request (head and any small body), one plain write: the
+                // vectored path zeroes a 64-slot iovec array on every flush.
+                .writev(false)
                 .handshake(Fair::new(io))
                 .await
                 .map_err(|e| Failure::Connect(error_chain(&e)))?;
@@ -295,9 +320,10 @@ impl Upstream {
 
     /// HTTP/1.1 wants origin-form (`/path?query`, as `uri_for` makes it) and a `Host` header.
     fn to_http1(&self, req: &mut Request<UpstreamBody>) {
-        if !req.headers().contains_key(HOST) {
-            req.headers_mut().insert(HOST, self.host.clone());
-        }
+        // One lookup: the pipeline has removed the caller's `Host`, so it is nearly always absent.
+        req.headers_mut()
+            .entry(HOST)
+            .or_insert_with(|| self.host.clone());
         if req.uri().scheme().is_some() {
             let pq = std::mem::take(req.uri_mut())
                 .into_parts()
@@ -339,6 +365,10 @@ impl Upstream {
         })
     }
 }
+
+/// Why one attempt failed, with the request to send again where a retry is allowed. Boxed: it
+/// is rare and `Request` large, and the `Ok` of every attempt goes through the same slot.
+type Attempt = Box<(Failure, Option<Request<UpstreamBody>>)>;
 
 /// Why one attempt failed.
 enum Failure {

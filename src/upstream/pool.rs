@@ -34,9 +34,9 @@ pub(super) enum Sender {
 /// travels between the pool and the response bodies without further allocation.
 pub(super) struct H1Conn {
     pub(super) sender: H1Sender,
-    /// The response deadline of the request in flight. One timer for the connection's life:
-    /// moving a registered timer to a later deadline is an atomic update, where a new timer
-    /// per request takes the timer wheel's lock twice (register, cancel).
+    /// The response deadline of the request in flight, or an earlier one (see `send_once`). One
+    /// timer for the connection's life: a new timer per request takes the timer wheel's lock
+    /// twice (register, cancel).
     pub(super) timer: Pin<Box<Sleep>>,
     pool: Weak<Shared>,
 }
@@ -108,7 +108,7 @@ impl Pool {
     pub(super) fn h1_conn(&self, sender: H1Sender) -> Box<H1Conn> {
         Box::new(H1Conn {
             sender,
-            // Registered on the first request's `reset`.
+            // Already elapsed: the first request moves it to its deadline.
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             pool: Arc::downgrade(&self.shared),
         })

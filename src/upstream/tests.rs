@@ -82,3 +82,63 @@ async fn a_post_a_pooled_connection_gives_back_unsent_goes_out_on_a_new_one() {
     assert_eq!(body, "ok");
     assert_eq!(requests.load(Ordering::SeqCst), 1);
 }
+
+/// The connection's timer is left at the first request's deadline; a second request on the same
+/// connection still gets its whole response timeout, no less, and no hang past it.
+#[tokio::test]
+async fn a_reused_connection_gives_each_request_its_whole_response_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        let answered = Arc::new(AtomicUsize::new(0));
+        let service = service_fn(move |_req: Request<Incoming>| {
+            let first = answered.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if !first {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(sock), service)
+            .await;
+    });
+    let upstream = Upstream::new(&UpstreamConfig {
+        name: "api".into(),
+        url: format!("http://{addr}").parse().expect("uri"),
+        ca_pem: None,
+        ca_only: false,
+        connect_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_millis(400),
+        max_connections: 4,
+        pool_idle_timeout: Duration::from_secs(30),
+        http2: false,
+        rate_limit: None,
+    })
+    .expect("upstream");
+    let get = || {
+        let mut req = Request::new(UpstreamBody::Empty);
+        *req.uri_mut() = upstream.uri_for("/x", None).expect("uri");
+        req
+    };
+    let resp = upstream.send(get()).await.expect("answered");
+    resp.into_body().collect().await.expect("body");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let started = std::time::Instant::now();
+    let err = upstream.send(get()).await.err().expect("timed out");
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            CallError::Gateway(GatewayError::UpstreamTimeout { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(390),
+        "cut short: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "hung: {waited:?}");
+}
