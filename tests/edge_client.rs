@@ -7,7 +7,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +14,7 @@ use serde_json::Value;
 use support::TestGateway;
 use support::client::{Alpn, CertPaths, TestCerts};
 use support::fake::{FakeUpstream, Reply};
+use support::raw;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -311,22 +311,7 @@ async fn tls_gateway(limits: &str) -> TlsSetup {
 }
 
 async fn raw_tls(setup: &TlsSetup) -> tokio_rustls::client::TlsStream<TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    support::client::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls::pki_types::CertificateDer::pem_slice_iter(setup.certs.ca_cert_pem.as_bytes())
-    {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(setup.gw.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.expect("TLS handshake")
+    raw::tls_connect(setup.gw.addr, &setup.certs.ca_cert_pem, b"http/1.1").await
 }
 
 #[tokio::test]
@@ -683,22 +668,7 @@ fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
 }
 
 async fn raw_h2(setup: &TlsSetup) -> tokio_rustls::client::TlsStream<TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    support::client::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls::pki_types::CertificateDer::pem_slice_iter(setup.certs.ca_cert_pem.as_bytes())
-    {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(setup.gw.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let tls = raw::tls_connect(setup.gw.addr, &setup.certs.ca_cert_pem, b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     tls
 }

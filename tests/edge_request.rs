@@ -4,19 +4,18 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use support::TestGateway;
 use support::client::{self, TestCerts, TestResponse, raw_exchange};
 use support::fake::{FakeUpstream, Reply};
+use support::raw;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
@@ -141,20 +140,12 @@ async fn h2(
     certs: &TestCerts,
     request: Request<Full<Bytes>>,
 ) -> Result<TestResponse, String> {
-    client::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(certs.ca_cert_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("CA");
-    }
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = raw::tls_client_config(&certs.ca_cert_pem, b"h2");
     let stream = TcpStream::connect(gw.addr)
         .await
         .map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").expect("server name");
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+    let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, stream)
         .await
         .map_err(|e| e.to_string())?;
