@@ -10,11 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
 use support::TestGateway;
 use support::client::{Alpn, CertPaths, TestCerts};
 use support::fake::{FakeUpstream, Reply};
-use support::raw;
+use support::raw::{self, RawResponse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -68,50 +67,14 @@ async fn gateway(limits: &str) -> (FakeUpstream, TestGateway) {
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// One HTTP/1.x response read off a raw stream.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    /// Lower-cased names.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Asserts the errno contract: the JSON body, its content type, our error and id headers.
-    fn assert_errno(&self, status: u16, errno: u16) -> Value {
-        let text = String::from_utf8_lossy(&self.body);
-        assert_eq!(self.status, status, "{self:?} {text}");
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        assert!(self.header("x-fxa-gateway-error").is_some(), "{self:?}");
-        assert!(self.header("x-request-id").is_some(), "{self:?}");
-        let v: Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("errno body is not JSON ({e}): {text}"));
-        assert_eq!(v["code"], status, "{v}");
-        assert_eq!(v["errno"], errno, "{v}");
-        v
-    }
-}
-
 /// Reads one response (framed by `Content-Length`; without one, up to the close).
-async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
+async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> RawResponse {
     tokio::time::timeout(WAIT, read_response_inner(stream))
         .await
         .expect("a response in time")
 }
 
-async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
+async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> RawResponse {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -123,17 +86,7 @@ async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
         );
         buf.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.get(9..12))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = raw::parse_head(&String::from_utf8_lossy(&buf));
     let len = headers
         .iter()
         .find(|(n, _)| n == "content-length")
@@ -148,7 +101,7 @@ async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
             stream.read_to_end(&mut body).await.expect("body");
         }
     }
-    Raw {
+    RawResponse {
         status,
         headers,
         body,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -33,4 +34,80 @@ pub async fn tls_connect(addr: SocketAddr, ca_pem: &str, alpn: &[u8]) -> TlsStre
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
+/// One HTTP/1.x response read off a raw socket: status, lower-cased header names, body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Parses the first response in `raw`: the head up to the blank line, then the rest as body.
+    pub fn parse(raw: &[u8]) -> RawResponse {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(raw)));
+        let (status, headers) = parse_head(&String::from_utf8_lossy(&raw[..split]));
+        RawResponse {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts the errno contract: the JSON body, its content type, our error and id headers.
+    pub fn assert_errno(&self, status: u16, errno: u16) -> Value {
+        let text = String::from_utf8_lossy(&self.body);
+        assert_eq!(self.status, status, "{self:?} {text}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        assert!(self.header("x-fxa-gateway-error").is_some(), "{self:?}");
+        assert!(self.header("x-request-id").is_some(), "{self:?}");
+        let v: Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("errno body is not JSON ({e}): {text}"));
+        assert_eq!(v["code"], status, "{v}");
+        assert_eq!(v["errno"], errno, "{v}");
+        v
+    }
+}
+
+/// The status code and the lower-cased, trimmed headers of a response head (CRLF lines, no
+/// trailing blank line needed).
+pub fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
 }
