@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -110,4 +111,38 @@ pub fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     (status, headers)
+}
+
+/// Reads one request off a raw upstream's socket: the head up to the blank line, then its body
+/// (by `Content-Length`, or a small chunked body up to its last chunk), which is dropped.
+/// Returns the head's text, or `None` once the peer is gone.
+pub async fn read_request(sock: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match sock.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let lower = text.to_ascii_lowercase();
+    let body_len = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if lower.contains("transfer-encoding: chunked") {
+        let mut body = Vec::new();
+        while !body.ends_with(b"0\r\n\r\n") {
+            match sock.read(&mut byte).await {
+                Ok(1) => body.push(byte[0]),
+                _ => return None,
+            }
+        }
+    } else {
+        let mut body = vec![0u8; body_len];
+        sock.read_exact(&mut body).await.ok()?;
+    }
+    Some(text)
 }
