@@ -7,14 +7,13 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
 use support::TestGateway;
 use support::client::{Alpn, CertPaths, TestCerts};
 use support::fake::{FakeUpstream, Reply};
+use support::raw::{self, RawResponse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -68,50 +67,14 @@ async fn gateway(limits: &str) -> (FakeUpstream, TestGateway) {
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// One HTTP/1.x response read off a raw stream.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    /// Lower-cased names.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Asserts the errno contract: the JSON body, its content type, our error and id headers.
-    fn assert_errno(&self, status: u16, errno: u16) -> Value {
-        let text = String::from_utf8_lossy(&self.body);
-        assert_eq!(self.status, status, "{self:?} {text}");
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        assert!(self.header("x-fxa-gateway-error").is_some(), "{self:?}");
-        assert!(self.header("x-request-id").is_some(), "{self:?}");
-        let v: Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("errno body is not JSON ({e}): {text}"));
-        assert_eq!(v["code"], status, "{v}");
-        assert_eq!(v["errno"], errno, "{v}");
-        v
-    }
-}
-
 /// Reads one response (framed by `Content-Length`; without one, up to the close).
-async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
+async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> RawResponse {
     tokio::time::timeout(WAIT, read_response_inner(stream))
         .await
         .expect("a response in time")
 }
 
-async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
+async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> RawResponse {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -123,17 +86,7 @@ async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
         );
         buf.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.get(9..12))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = raw::parse_head(&String::from_utf8_lossy(&buf));
     let len = headers
         .iter()
         .find(|(n, _)| n == "content-length")
@@ -148,7 +101,7 @@ async fn read_response_inner<S: AsyncRead + Unpin>(stream: &mut S) -> Raw {
             stream.read_to_end(&mut body).await.expect("body");
         }
     }
-    Raw {
+    RawResponse {
         status,
         headers,
         body,
@@ -311,22 +264,7 @@ async fn tls_gateway(limits: &str) -> TlsSetup {
 }
 
 async fn raw_tls(setup: &TlsSetup) -> tokio_rustls::client::TlsStream<TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    support::client::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls::pki_types::CertificateDer::pem_slice_iter(setup.certs.ca_cert_pem.as_bytes())
-    {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(setup.gw.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.expect("TLS handshake")
+    raw::tls_connect(setup.gw.addr, &setup.certs.ca_cert_pem, b"http/1.1").await
 }
 
 #[tokio::test]
@@ -683,22 +621,7 @@ fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
 }
 
 async fn raw_h2(setup: &TlsSetup) -> tokio_rustls::client::TlsStream<TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    support::client::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls::pki_types::CertificateDer::pem_slice_iter(setup.certs.ca_cert_pem.as_bytes())
-    {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(setup.gw.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let tls = raw::tls_connect(setup.gw.addr, &setup.certs.ca_cert_pem, b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     tls
 }

@@ -23,6 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use support::client::{self, Alpn, TlsTestClient};
 use support::fake::FakeUpstream;
+use support::raw;
 use support::{TestGateway, simple_config};
 use tempfile::TempDir;
 
@@ -275,12 +276,7 @@ fn assert_success(out: &Output) {
 
 /// Verifies the leaf in `cert_file` for `name` against `ca_pem` alone, as a TLS client would.
 fn verify_leaf(ca_pem: &str, cert_file: &Path, name: &str) -> Result<(), rustls::Error> {
-    client::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("add CA");
-    }
-    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(raw::ca_roots(ca_pem)))
         .build()
         .expect("verifier");
     let leaf = CertificateDer::from_pem_file(cert_file).expect("leaf PEM");

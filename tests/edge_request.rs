@@ -4,19 +4,18 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use support::TestGateway;
 use support::client::{self, TestCerts, TestResponse, raw_exchange};
 use support::fake::{FakeUpstream, Reply};
+use support::raw::{self, RawResponse};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
@@ -52,59 +51,11 @@ upstream = "api"
     )
 }
 
-/// A raw HTTP/1.1 answer: status, lower-cased headers, body.
-struct RawAnswer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+async fn raw(gw: &TestGateway, request: &str) -> RawResponse {
+    RawResponse::parse(&raw_exchange(gw.addr, request.as_bytes(), READ).await)
 }
 
-impl RawAnswer {
-    fn parse(raw: &[u8]) -> RawAnswer {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(raw)));
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        RawAnswer {
-            status,
-            headers,
-            body: raw[split + 4..].to_vec(),
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-async fn raw(gw: &TestGateway, request: &str) -> RawAnswer {
-    RawAnswer::parse(&raw_exchange(gw.addr, request.as_bytes(), READ).await)
-}
-
-fn assert_raw_400(answer: &RawAnswer, what: &str) {
+fn assert_raw_400(answer: &RawResponse, what: &str) {
     assert_eq!(answer.status, 400, "{what}");
     assert_eq!(
         answer.header("content-type"),
@@ -141,20 +92,12 @@ async fn h2(
     certs: &TestCerts,
     request: Request<Full<Bytes>>,
 ) -> Result<TestResponse, String> {
-    client::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(certs.ca_cert_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("CA");
-    }
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = raw::tls_client_config(&certs.ca_cert_pem, b"h2");
     let stream = TcpStream::connect(gw.addr)
         .await
         .map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").expect("server name");
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+    let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, stream)
         .await
         .map_err(|e| e.to_string())?;

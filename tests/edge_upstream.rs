@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::client::{self, TestClient};
+use support::raw;
 use support::{TestGateway, config_with, simple_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the raw upstream does, in order, after reading a request.
@@ -100,36 +101,9 @@ impl RawUpstream {
 
 async fn serve(mut sock: TcpStream, script: Script, seen: Arc<Mutex<Vec<String>>>) {
     loop {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match sock.read(&mut byte).await {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let lower = text.to_ascii_lowercase();
-        let body_len = lower
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        if lower.contains("transfer-encoding: chunked") {
-            // Read the chunked body to its last chunk (the tests send small ones).
-            let mut body = Vec::new();
-            while !body.ends_with(b"0\r\n\r\n") {
-                match sock.read(&mut byte).await {
-                    Ok(1) => body.push(byte[0]),
-                    _ => return,
-                }
-            }
-        } else {
-            let mut body = vec![0u8; body_len];
-            if sock.read_exact(&mut body).await.is_err() {
-                return;
-            }
-        }
+        let Some(text) = raw::read_request(&mut sock).await else {
+            return;
+        };
         let mut line = text.lines().next().unwrap_or("").split(' ');
         let request = Seen {
             method: line.next().unwrap_or("").to_owned(),
@@ -383,14 +357,14 @@ versions = ["v1"]
     assert_eq!(resp.json()["errno"], 203);
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
     // And the gateway let go of that connection: the stream stops (long before its 8 s).
-    let closed = Instant::now();
-    while up.ended.load(Ordering::SeqCst) == 0 {
-        assert!(
-            closed.elapsed() < Duration::from_secs(3),
-            "the gateway still reads the interim answers"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ended = &up.ended;
+    assert!(
+        raw::eventually(Duration::from_secs(3), || async {
+            ended.load(Ordering::SeqCst) > 0
+        })
+        .await,
+        "the gateway still reads the interim answers"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::client::{self, Alpn, TlsTestClient};
 use support::fake::{FakeUpstream, Reply};
+use support::raw::eventually;
 use support::{TestGateway, config_with, simple_config};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -128,24 +129,6 @@ async fn unknown_admin_path_is_a_404_in_the_errno_shape() {
     assert_eq!(resp.json()["errno"], 999);
     assert!(resp.header("allow").is_some_and(|a| a.contains("GET")));
     assert_eq!(fake.request_count(), 0, "admin paths are never proxied");
-}
-
-/// Polls `f` every 20 ms until it returns true or `within` passes.
-async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if f().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::client;
+use support::raw;
 use support::{TestGateway, simple_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the raw upstream does after writing an answer.
@@ -74,24 +75,9 @@ async fn serve(
     served: Arc<AtomicUsize>,
 ) {
     loop {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match sock.read(&mut byte).await {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let body_len = text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; body_len];
-        if sock.read_exact(&mut body).await.is_err() {
+        let Some(text) = raw::read_request(&mut sock).await else {
             return;
-        }
+        };
         seen.lock().unwrap().push(text);
         let i = served.fetch_add(1, Ordering::SeqCst).min(script.len() - 1);
         let (answer, after) = script[i];

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod fake;
 pub mod process;
+pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::Path;
