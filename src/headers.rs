@@ -37,16 +37,16 @@ const GATEWAY_PREFIX: &[u8] = b"x-fxa-";
 
 /// Request headers the gateway sets, reads or strips on the way upstream, besides the
 /// `X-FxA-*` namespace and [`HOP_BY_HOP`]: an underscore spelling of one is never forwarded.
-const GATEWAY_OWNED: [&str; 9] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-    "via",
-    "host",
-    "authorization",
-    "cookie",
-    "content-length",
+const GATEWAY_OWNED: [HeaderName; 9] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    crate::request_id::HEADER,
+    header::VIA,
+    header::HOST,
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::CONTENT_LENGTH,
 ];
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
@@ -129,8 +129,10 @@ pub fn strip_underscore_names(headers: &mut HeaderMap, allow: bool) {
 fn reads_as_gateway_owned(name: &str) -> bool {
     let dashed = name.replace('_', "-");
     dashed.as_bytes().starts_with(GATEWAY_PREFIX)
-        || GATEWAY_OWNED.contains(&dashed.as_str())
-        || HOP_BY_HOP.iter().any(|h| h.as_str() == dashed)
+        || GATEWAY_OWNED
+            .iter()
+            .chain(&HOP_BY_HOP)
+            .any(|h| h.as_str() == dashed)
 }
 
 /// Joins several `Cookie` fields into one with `"; "` (RFC 9113 §8.2.3): HTTP/2 clients send
