@@ -275,32 +275,6 @@ pub fn render_with_hyper(response: Response<Body>) -> Option<Bytes> {
     (done && out.starts_with(b"HTTP/1.1 ")).then(|| Bytes::from(out))
 }
 
-/// The size of a request's header list as HTTP/2 counts it (RFC 9113 §6.5.2: name and value
-/// lengths plus 32 per field, pseudo-header fields included); 0 for other versions.
-pub fn h2_header_list_size<B>(req: &Request<B>) -> usize {
-    if req.version() != http::Version::HTTP_2 {
-        return 0;
-    }
-    let field = |name: &str, value: usize| name.len() + value + 32;
-    let uri = req.uri();
-    let pseudo = field(":method", req.method().as_str().len())
-        + field(":scheme", uri.scheme_str().map_or(0, str::len))
-        + field(
-            ":authority",
-            uri.authority().map_or(0, |a| a.as_str().len()),
-        )
-        + field(
-            ":path",
-            uri.path_and_query().map_or(0, |p| p.as_str().len()),
-        );
-    let fields: usize = req
-        .headers()
-        .iter()
-        .map(|(name, value)| field(name.as_str(), value.len()))
-        .sum();
-    pseudo + fields
-}
-
 impl<T: AsyncWrite + Unpin> GuardedIo<T> {
     /// Writes out a replacement answer; Ready once all of it is out.
     fn drive_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -681,19 +655,5 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["errno"], 999);
         assert_eq!(v["code"], 408);
-    }
-
-    #[test]
-    fn h2_header_list_size_counts_pseudo_fields_and_is_zero_for_http1() {
-        let req = Request::builder()
-            .version(http::Version::HTTP_2)
-            .uri("https://a.example/p?q")
-            .header("x", "yy")
-            .body(())
-            .unwrap();
-        let expected = (7 + 3 + 32) + (7 + 5 + 32) + (10 + 9 + 32) + (5 + 4 + 32) + (1 + 2 + 32);
-        assert_eq!(h2_header_list_size(&req), expected);
-        let h1 = Request::builder().uri("/").body(()).unwrap();
-        assert_eq!(h2_header_list_size(&h1), 0);
     }
 }

@@ -25,7 +25,6 @@ use crate::body::{
 };
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, Config, IpNet, Limits};
-use crate::conn_io::h2_header_list_size;
 use crate::errno::{Fault, GatewayError};
 use crate::gates::Gates;
 use crate::headers::{self, Origin};
@@ -39,7 +38,9 @@ mod refresh_step;
 mod target;
 
 use refresh_step::{Handover, RefreshContext, Replay, Step};
-use target::{check_host, check_target, declared_length, host_header_value, request_host};
+use target::{
+    check_host, check_target, declared_length, h2_header_list_size, host_header_value, request_host,
+};
 
 /// Everything one configuration needs at request time, swapped atomically as a whole.
 pub struct Snapshot {

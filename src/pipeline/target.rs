@@ -123,9 +123,36 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// The size of a request's header list as HTTP/2 counts it (RFC 9113 §6.5.2: name and value
+/// lengths plus 32 per field, pseudo-header fields included); 0 for other versions.
+pub(super) fn h2_header_list_size<B>(req: &Request<B>) -> usize {
+    if req.version() != http::Version::HTTP_2 {
+        return 0;
+    }
+    let field = |name: &str, value: usize| name.len() + value + 32;
+    let uri = req.uri();
+    let pseudo = field(":method", req.method().as_str().len())
+        + field(":scheme", uri.scheme_str().map_or(0, str::len))
+        + field(
+            ":authority",
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        )
+        + field(
+            ":path",
+            uri.path_and_query().map_or(0, |p| p.as_str().len()),
+        );
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| field(name.as_str(), value.len()))
+        .sum();
+    pseudo + fields
+}
+
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{h2_header_list_size, strip_port};
+    use http::Request;
 
     #[test]
     fn the_port_is_a_trailing_colon_and_digits() {
@@ -142,5 +169,19 @@ mod tests {
         ] {
             assert_eq!(strip_port(host), bare, "{host}");
         }
+    }
+
+    #[test]
+    fn h2_header_list_size_counts_pseudo_fields_and_is_zero_for_http1() {
+        let req = Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("https://a.example/p?q")
+            .header("x", "yy")
+            .body(())
+            .unwrap();
+        let expected = (7 + 3 + 32) + (7 + 5 + 32) + (10 + 9 + 32) + (5 + 4 + 32) + (1 + 2 + 32);
+        assert_eq!(h2_header_list_size(&req), expected);
+        let h1 = Request::builder().uri("/").body(()).unwrap();
+        assert_eq!(h2_header_list_size(&h1), 0);
     }
 }
