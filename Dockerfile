@@ -13,6 +13,7 @@ ARG FXA_GATEWAY_SOURCE=
 ENV FXA_GATEWAY_SOURCE=${FXA_GATEWAY_SOURCE}
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY vendor ./vendor
 COPY benches ./benches
 RUN cargo build --release --locked --bin fxa-gateway
 

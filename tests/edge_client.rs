@@ -310,6 +310,40 @@ async fn an_http2_header_list_over_the_limit_gets_errno_431_json() {
     assert_eq!(resp.status_u16(), 200);
 }
 
+/// Beyond the h2 crate's own limit (twice the configured one) the stream is reset: never a
+/// bare `:status 431` without the errno body (h2 answers one of its own unless patched,
+/// see vendor/PATCHES.md).
+#[tokio::test]
+async fn an_http2_header_list_over_h2s_own_limit_is_reset_not_a_bare_431() {
+    let setup = tls_gateway("h2_max_header_list_size = \"4KiB\"").await;
+    let client = setup.certs.client(Alpn::H2);
+    let value = "v".repeat(12_000);
+    let answer = client
+        .try_send(
+            setup.gw.addr,
+            "localhost",
+            "GET",
+            "/api/v1/x",
+            &[("x-big", value.as_str())],
+            Bytes::new(),
+        )
+        .await;
+    match answer {
+        Err(e) => {
+            let reason = format!("{e:?}");
+            assert!(reason.contains("PROTOCOL_ERROR"), "reset reason: {reason}");
+        }
+        Ok(resp) => panic!(
+            "an answer instead of a reset: {} {:?}",
+            resp.status_u16(),
+            resp.text()
+        ),
+    }
+    // The connection's other streams, and new ones, are still served.
+    let resp = client.get(setup.gw.addr, "localhost", "/api/v1/x").await;
+    assert_eq!(resp.status_u16(), 200);
+}
+
 // === section 4: slow and stalled clients ===
 
 /// Writes `bytes` one at a time, `gap` apart, until done or the peer is gone.

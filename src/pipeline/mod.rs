@@ -256,7 +256,7 @@ async fn proxy(
     request_id: &HeaderValue,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, GatewayError> {
-    // h2 enforces twice this limit itself, with a bare 431; the configured one is ours.
+    // h2 enforces twice this limit itself, with a stream reset (vendor/PATCHES.md); the configured one is ours.
     let h2_limit = snapshot.limits.h2_max_header_list_size as usize;
     if h2_header_list_size(&req) > h2_limit {
         return Err(GatewayError::HeadersTooLarge);
