@@ -1,6 +1,8 @@
 //! The admin listener: Dockerflow endpoints. `/__lbheartbeat__` says whether this process is
 //! serving (503 once draining), `/__heartbeat__` whether each upstream answers, `/__version__`
-//! what is running. Never exposes configuration or secrets.
+//! what is running and which configuration (its hash and load time); `POST /__reload__`
+//! reloads the configuration, for loopback peers only unless `[admin] reload_token` is set
+//! (then for callers sending it as a bearer token). Never exposes configuration or secrets.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,8 +21,10 @@ use tokio::task::JoinSet;
 
 use crate::backoff::Gate as _;
 use crate::body::{Body, UpstreamBody};
-use crate::errno::GatewayError;
-use crate::pipeline::State;
+use crate::config::Secret;
+use crate::errno::{BearerChallenge, GatewayError};
+use crate::pipeline::{ConfigVersion, State};
+use crate::reload::{ReloadHandle, Trigger};
 use crate::upstream::Upstream;
 
 pub struct AdminServer {
@@ -39,17 +43,24 @@ impl AdminServer {
         self.tcp.local_addr()
     }
 
-    pub async fn serve(self, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    pub async fn serve(
+        self,
+        state: Arc<State>,
+        reload: ReloadHandle,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 r = self.tcp.accept() => match r { Ok(p) => p, Err(_) => continue },
                 _ = stop.changed() => return,
             };
             let state = state.clone();
+            let reload = reload.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(answer(&state, req).await) }
+                    let reload = reload.clone();
+                    async move { Ok::<_, Infallible>(answer(&state, &reload, peer, req).await) }
                 });
                 let mut builder = http1::Builder::new();
                 builder
@@ -61,8 +72,19 @@ impl AdminServer {
     }
 }
 
-async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn answer(
+    state: &State,
+    reload: &ReloadHandle,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let rid = state.ids.next();
+    if req.uri().path() == "/__reload__" {
+        return match reload_request(state, reload, peer, &req).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(&rid, req.method()),
+        };
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let allow = HeaderValue::from_static("GET, HEAD");
         return GatewayError::MethodNotAllowed { allow }.into_response(&rid, req.method());
@@ -74,7 +96,11 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
         ),
         "/__lbheartbeat__" => json(StatusCode::OK, json!({"status": "ok"})),
         "/__heartbeat__" => heartbeat(state).await,
-        "/__version__" => json(StatusCode::OK, version()),
+        "/__version__" => {
+            let mut v = version();
+            v["config"] = config_version(&state.snapshot.load().version);
+            json(StatusCode::OK, v)
+        }
         "/metrics" => metrics(state),
         _ => GatewayError::RouteNotFound.into_response(&rid, req.method()),
     }
@@ -118,6 +144,68 @@ pub fn version() -> Value {
         v["source"] = Value::from(source);
     }
     v
+}
+
+/// The configuration serving: its hash and when it was loaded.
+fn config_version(version: &ConfigVersion) -> Value {
+    json!({
+        "hash": version.hash.as_deref(),
+        "loadedAt": crate::config::format_rfc3339(version.loaded_at),
+    })
+}
+
+/// `POST /__reload__`: reload now and say how it went (200 with the configuration now serving,
+/// or the errno answer listing every problem, the previous configuration still serving).
+async fn reload_request(
+    state: &State,
+    reload: &ReloadHandle,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    if req.method() != Method::POST {
+        let allow = HeaderValue::from_static("POST");
+        return Err(GatewayError::MethodNotAllowed { allow });
+    }
+    let config = state.snapshot.load().config.clone();
+    let token = config.admin.as_ref().and_then(|a| a.reload_token.as_ref());
+    allowed(token, peer, req.headers())?;
+    let report = reload
+        .reload(Trigger::Admin)
+        .await
+        .ok_or(GatewayError::Internal("the gateway is shutting down"))?;
+    if !report.applied {
+        return Err(GatewayError::ConfigRefused {
+            problems: report.problems,
+        });
+    }
+    let version = ConfigVersion {
+        hash: report.hash,
+        loaded_at: report.loaded_at,
+    };
+    Ok(json(
+        StatusCode::OK,
+        json!({"status": "applied", "config": config_version(&version)}),
+    ))
+}
+
+/// With a reload token, the caller must send it (`Authorization: Bearer <token>`); without one,
+/// only a loopback peer may reload.
+fn allowed(
+    token: Option<&Secret>,
+    peer: SocketAddr,
+    headers: &http::HeaderMap,
+) -> Result<(), GatewayError> {
+    let Some(token) = token else {
+        if peer.ip().to_canonical().is_loopback() {
+            return Ok(());
+        }
+        return Err(GatewayError::EndpointNotAllowed);
+    };
+    let sent = crate::auth::scheme::bearer_token(headers)?;
+    match aws_lc_rs::constant_time::verify_slices_are_equal(sent.as_bytes(), token.expose()) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(GatewayError::InvalidToken(BearerChallenge::InvalidToken)),
+    }
 }
 
 /// Asks every upstream for its root page: any HTTP answer means reachable.

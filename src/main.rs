@@ -78,7 +78,8 @@ fn main() -> ExitCode {
     if let Some(Command::GenCert { out, file, names }) = cli.command {
         return gen_cert(&out, &file, &names);
     }
-    let config = match fxa_gateway::config::load(&cli.config) {
+    let (loaded, sources) = fxa_gateway::config::load_with_sources(&cli.config);
+    let config = match loaded {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, cli.config, sources));
     // Access events still gathered go out before the process does.
     fxa_gateway::logging::flush();
     match result {
@@ -121,10 +122,36 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: fxa_gateway::config::Config) -> anyhow::Result<()> {
-    let gateway =
-        fxa_gateway::Gateway::bind(&config, Arc::new(fxa_gateway::clock::SystemClock)).await?;
+async fn serve(
+    config: fxa_gateway::config::Config,
+    path: PathBuf,
+    sources: fxa_gateway::config::Sources,
+) -> anyhow::Result<()> {
+    let clock = Arc::new(fxa_gateway::clock::SystemClock);
+    let gateway = fxa_gateway::Gateway::bind_file(&config, clock, path, sources).await?;
+    // Installed before anything listens: from then on SIGHUP reloads instead of killing the
+    // process (its default action), as a log rotation's `kill -HUP` expects.
+    reload_on_hangup(gateway.reload_handle())?;
     gateway.run(shutdown_signal()).await
+}
+
+/// SIGHUP reloads the configuration.
+fn reload_on_hangup(reload: fxa_gateway::reload::ReloadHandle) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                reload.request(fxa_gateway::reload::Trigger::Signal);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reload;
+    Ok(())
 }
 
 /// SIGTERM or Ctrl-C.
