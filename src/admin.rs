@@ -280,6 +280,34 @@ async fn probe(upstream: &Upstream) -> Result<u16, &'static str> {
     }
 }
 
+/// `fxa-gateway healthcheck`: asks `url` (plain HTTP, e.g. the admin listener's
+/// `/__lbheartbeat__`) and returns its status, within `timeout`. For a container `HEALTHCHECK`
+/// in an image that has no shell or curl.
+pub async fn check_health(url: &str, timeout: Duration) -> anyhow::Result<StatusCode> {
+    let uri: http::Uri = url.parse()?;
+    anyhow::ensure!(
+        uri.scheme_str() == Some("http"),
+        "{url}: only http:// URLs are checked"
+    );
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("{url}: no host"))?
+        .clone();
+    let ask = async {
+        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(http::header::HOST, authority.as_str())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        anyhow::Ok(sender.send_request(req).await?.status())
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("{url}: no answer within {timeout:?}"))?
+}
+
 fn json(status: StatusCode, value: Value) -> Response<Body> {
     let bytes = serde_json::to_vec(&value).unwrap_or_default();
     let len = bytes.len();

@@ -57,6 +57,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Exit 0 when the gateway answers 200 at URL (a container HEALTHCHECK: the image has no
+    /// shell or curl), 1 otherwise.
+    Healthcheck {
+        #[arg(default_value = "http://127.0.0.1:8081/__lbheartbeat__")]
+        url: String,
+    },
     /// Generate a server certificate (ECDSA P-256) signed by the development CA in the output
     /// directory, making the CA (ca.pem, ca-key.pem) first when there is none.
     GenCert {
@@ -75,8 +81,10 @@ enum Command {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    if let Some(Command::GenCert { out, file, names }) = cli.command {
-        return gen_cert(&out, &file, &names);
+    match cli.command {
+        Some(Command::GenCert { out, file, names }) => return gen_cert(&out, &file, &names),
+        Some(Command::Healthcheck { url }) => return healthcheck(&url),
+        None => {}
     }
     let (loaded, sources) = fxa_gateway::config::load_with_sources(&cli.config);
     let config = match loaded {
@@ -174,6 +182,29 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let checked = runtime.map_err(anyhow::Error::from).and_then(|r| {
+        r.block_on(fxa_gateway::admin::check_health(
+            url,
+            std::time::Duration::from_secs(3),
+        ))
+    });
+    match checked {
+        Ok(status) if status == http::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("healthcheck: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
