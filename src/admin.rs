@@ -319,3 +319,63 @@ fn json(status: StatusCode, value: Value) -> Response<Body> {
         .insert(CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: Option<&str>) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        if let Some(v) = authorization {
+            h.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn reason(r: Result<(), GatewayError>) -> &'static str {
+        r.err().map_or("allowed", |e| e.parts().reason)
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_peers_may_reload() {
+        let none = headers(None);
+        let at = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 40000);
+        assert_eq!(reason(allowed(None, at("127.0.0.1"), &none)), "allowed");
+        assert_eq!(reason(allowed(None, at("::1"), &none)), "allowed");
+        assert_eq!(
+            reason(allowed(None, at("::ffff:127.0.0.1"), &none)),
+            "allowed"
+        );
+        assert_eq!(
+            reason(allowed(None, at("10.1.2.3"), &none)),
+            "endpoint-not-allowed"
+        );
+        let forged = headers(Some("Bearer 0123456789abcdef"));
+        assert_eq!(
+            reason(allowed(None, at("10.1.2.3"), &forged)),
+            "endpoint-not-allowed"
+        );
+    }
+
+    #[test]
+    fn with_a_token_every_peer_must_send_it() {
+        let token = Secret::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let remote = SocketAddr::new("10.1.2.3".parse().unwrap(), 40000);
+        let local = SocketAddr::new("127.0.0.1".parse().unwrap(), 40000);
+        let right = headers(Some("Bearer 0123456789abcdef0123456789abcdef"));
+        assert_eq!(reason(allowed(Some(&token), remote, &right)), "allowed");
+        for peer in [remote, local] {
+            assert_ne!(
+                reason(allowed(Some(&token), peer, &headers(None))),
+                "allowed"
+            );
+            let wrong = headers(Some("Bearer 0123456789abcdef0123456789abcdeX"));
+            assert_ne!(reason(allowed(Some(&token), peer, &wrong)), "allowed");
+            let prefix = headers(Some("Bearer 0123456789abcdef"));
+            assert_ne!(reason(allowed(Some(&token), peer, &prefix)), "allowed");
+        }
+    }
+}

@@ -102,7 +102,9 @@ impl Gates {
             .iter()
             .map(|u| {
                 u.rate_limit
-                    .map(|q| Limit::new(q.requests, q.window).map(|l| Arc::new(GlobalLimiter::new(l))))
+                    .map(|q| {
+                        Limit::new(q.requests, q.window).map(|l| Arc::new(GlobalLimiter::new(l)))
+                    })
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -193,7 +195,10 @@ impl Gates {
     /// Whether the route at `index` counts on the same quota counters as `other`'s at
     /// `other_index`.
     pub fn shares_quota_with(&self, index: usize, other: &Gates, other_index: usize) -> bool {
-        match (self.route_quotas.get(index), other.route_quotas.get(other_index)) {
+        match (
+            self.route_quotas.get(index),
+            other.route_quotas.get(other_index),
+        ) {
             (Some(Some(a)), Some(Some(b))) => Arc::ptr_eq(&a.limiter, &b.limiter),
             _ => false,
         }

@@ -316,7 +316,10 @@ impl Metrics {
     pub fn config_loaded(&self, hash: Option<&str>, loaded_at: std::time::SystemTime) {
         self.config.info.clear();
         let hash = hash.unwrap_or("none").to_owned();
-        self.config.info.get_or_create(&ConfigLabels { hash }).set(1);
+        self.config
+            .info
+            .get_or_create(&ConfigLabels { hash })
+            .set(1);
         let secs = loaded_at
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -86,7 +86,10 @@ fn check(config: &Path) {
 #[test]
 fn every_deployment_example_config_passes_check() {
     let mut checked = 0;
-    for manifest in ["examples/kubernetes/sidecar.yaml", "examples/kubernetes/edge.yaml"] {
+    for manifest in [
+        "examples/kubernetes/sidecar.yaml",
+        "examples/kubernetes/edge.yaml",
+    ] {
         let configs = embedded_configs(&read(manifest));
         assert_eq!(configs.len(), 1, "{manifest}: one gateway.toml");
         let root = tempfile::tempdir().unwrap();
@@ -94,27 +97,56 @@ fn every_deployment_example_config_passes_check() {
         checked += 1;
     }
     let root = tempfile::tempdir().unwrap();
-    check(&lay_out(root.path(), &read("examples/compose/config/gateway.toml")));
+    check(&lay_out(
+        root.path(),
+        &read("examples/compose/config/gateway.toml"),
+    ));
     checked += 1;
     assert_eq!(checked, 3);
 }
 
 #[test]
 fn the_manifests_mount_directories_probe_the_lb_heartbeat_and_run_as_non_root() {
-    for manifest in ["examples/kubernetes/sidecar.yaml", "examples/kubernetes/edge.yaml"] {
+    for manifest in [
+        "examples/kubernetes/sidecar.yaml",
+        "examples/kubernetes/edge.yaml",
+    ] {
         let yaml = read(manifest);
-        assert!(!yaml.contains("subPath:"), "{manifest}: a subPath mount is never updated");
-        assert!(yaml.contains("runAsNonRoot: true"), "{manifest}");
-        assert!(yaml.contains(&format!("runAsUser: {IMAGE_UID}")), "{manifest}");
-        assert!(yaml.contains("readinessProbe:") && yaml.contains("livenessProbe:"), "{manifest}");
         assert!(
-            yaml.matches("httpGet: { path: /__lbheartbeat__, port: admin }").count() == 2,
+            !yaml.contains("subPath:"),
+            "{manifest}: a subPath mount is never updated"
+        );
+        assert!(yaml.contains("runAsNonRoot: true"), "{manifest}");
+        assert!(
+            yaml.contains(&format!("runAsUser: {IMAGE_UID}")),
+            "{manifest}"
+        );
+        assert!(
+            yaml.contains("readinessProbe:") && yaml.contains("livenessProbe:"),
+            "{manifest}"
+        );
+        assert!(
+            yaml.matches("httpGet: { path: /__lbheartbeat__, port: admin }")
+                .count()
+                == 2,
             "{manifest}: readiness and liveness on /__lbheartbeat__"
         );
-        assert!(yaml.contains("mountPath: /etc/fxa-gateway/config"), "{manifest}");
-        assert!(yaml.contains("mountPath: /etc/fxa-gateway/secrets"), "{manifest}");
-        assert!(yaml.contains("configMap:") && yaml.contains("secretName:"), "{manifest}");
-        assert!(!yaml.contains("env = \""), "{manifest}: secrets come as files, not variables");
+        assert!(
+            yaml.contains("mountPath: /etc/fxa-gateway/config"),
+            "{manifest}"
+        );
+        assert!(
+            yaml.contains("mountPath: /etc/fxa-gateway/secrets"),
+            "{manifest}"
+        );
+        assert!(
+            yaml.contains("configMap:") && yaml.contains("secretName:"),
+            "{manifest}"
+        );
+        assert!(
+            !yaml.contains("env = \""),
+            "{manifest}: secrets come as files, not variables"
+        );
         assert!(
             yaml.contains(r#"args: ["--config", "/etc/fxa-gateway/config/gateway.toml"]"#),
             "{manifest}"
@@ -130,20 +162,26 @@ fn the_manifests_mount_directories_probe_the_lb_heartbeat_and_run_as_non_root() 
 #[test]
 fn the_dockerfile_runs_non_root_with_nothing_baked_in_and_a_healthcheck() {
     let dockerfile = read("Dockerfile");
-    let runtime = dockerfile
-        .split("\nFROM ")
-        .last()
-        .expect("a runtime stage");
-    assert!(runtime.contains(&format!("USER {IMAGE_UID}:{IMAGE_UID}")), "{runtime}");
+    let runtime = dockerfile.split("\nFROM ").last().expect("a runtime stage");
+    assert!(
+        runtime.contains(&format!("USER {IMAGE_UID}:{IMAGE_UID}")),
+        "{runtime}"
+    );
     for line in runtime.lines().filter(|l| l.starts_with("COPY")) {
         assert!(
             line.contains("--from=build") && line.ends_with(&format!("/{IMAGE_BIN}")),
             "only the binary goes into the image: {line}"
         );
     }
-    assert!(!runtime.contains("ENV "), "no configuration or secret in the environment");
+    assert!(
+        !runtime.contains("ENV "),
+        "no configuration or secret in the environment"
+    );
     assert!(runtime.contains("HEALTHCHECK") && runtime.contains("/__lbheartbeat__"));
-    assert!(runtime.contains(&format!("\"/{IMAGE_CONFIG}\"")), "{runtime}");
+    assert!(
+        runtime.contains(&format!("\"/{IMAGE_CONFIG}\"")),
+        "{runtime}"
+    );
     assert!(runtime.contains(&format!("ENTRYPOINT [\"/{IMAGE_BIN}\"]")));
 }
 
@@ -217,12 +255,22 @@ async fn the_binary_runs_as_the_images_unprivileged_user_with_the_images_paths()
     let process = Process::spawn_command(command);
     let pid = process.pid();
     let mut gw = Reloading::started(process, config.clone()).await;
-    assert_eq!(uid_of(pid), IMAGE_UID, "the gateway runs as the image's user");
+    assert_eq!(
+        uid_of(pid),
+        IMAGE_UID,
+        "the gateway runs as the image's user"
+    );
     let main = gw.addr("sidecar");
     let lb = format!("http://{}/__lbheartbeat__", gw.admin);
     assert_eq!(support::client::get(&lb).await.status_u16(), 200);
     // The image's HEALTHCHECK, as the same user.
-    let health = unprivileged(&bin).unwrap().arg("healthcheck").arg(&lb).status().await.unwrap();
+    let health = unprivileged(&bin)
+        .unwrap()
+        .arg("healthcheck")
+        .arg(&lb)
+        .status()
+        .await
+        .unwrap();
     assert!(health.success(), "healthcheck failed: {health}");
     let hash = gw.config_hash().await;
 

@@ -83,7 +83,10 @@ async fn sighup_under_load_fails_no_request_and_keep_alive_connections_keep_work
                     Ok(r) if r.status_u16() == 200 => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(r) => failures.lock().unwrap().push(format!("{url}: {}", r.status_u16())),
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{url}: {}", r.status_u16())),
                     Err(e) => failures.lock().unwrap().push(format!("{url}: {e}")),
                 }
             }
@@ -91,7 +94,10 @@ async fn sighup_under_load_fails_no_request_and_keep_alive_connections_keep_work
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..5 {
-        gw.write_config(&config(&fake.url(), &route(&format!("extra{i}"), &format!("/extra{i}"))));
+        gw.write_config(&config(
+            &fake.url(),
+            &route(&format!("extra{i}"), &format!("/extra{i}")),
+        ));
         gw.sighup();
         gw.event("configuration reloaded").await;
         assert_eq!(
@@ -111,22 +117,40 @@ async fn sighup_under_load_fails_no_request_and_keep_alive_connections_keep_work
     assert!(served > 100, "too little load to mean anything: {served}");
     println!("{served} requests, 5 reloads by SIGHUP, 0 failed");
     // The last config serves; the one before is gone.
-    assert_eq!(client::get(&format!("http://{main}/extra4/x")).await.status_u16(), 200);
-    assert_eq!(client::get(&format!("http://{main}/extra3/x")).await.status_u16(), 404);
+    assert_eq!(
+        client::get(&format!("http://{main}/extra4/x"))
+            .await
+            .status_u16(),
+        200
+    );
+    assert_eq!(
+        client::get(&format!("http://{main}/extra3/x"))
+            .await
+            .status_u16(),
+        404
+    );
     assert_eq!(
         gw.metric(r#"fxa_gateway_config_reloads_total{outcome="applied"}"#)
             .await,
         5.0
     );
     let (status, _) = gw.process.terminate().await;
-    assert!(status.success(), "SIGHUP must not kill the gateway: {status}");
+    assert!(
+        status.success(),
+        "SIGHUP must not kill the gateway: {status}"
+    );
 }
 
 #[tokio::test]
 async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
     let fake = FakeUpstream::start().await;
     // Routes strip their prefix: `/slow/in-flight` reaches the upstream as `/in-flight`.
-    fake.on("/in-flight", Reply::new().delay(Duration::from_millis(1500)).body("slow done"));
+    fake.on(
+        "/in-flight",
+        Reply::new()
+            .delay(Duration::from_millis(1500))
+            .body("slow done"),
+    );
     let dir = TempDir::new().unwrap();
     let with_slow = config(&fake.url(), &route("slow", "/slow"));
     let gw = Reloading::start(dir.path(), &with_slow).await;
@@ -155,7 +179,12 @@ async fn admin_reload_answers_the_new_config_hash_and_main_listeners_never_reloa
     let before = gw.version().await;
     let hash = before["config"]["hash"].as_str().unwrap().to_owned();
     assert_eq!(hash.len(), 64, "{before}");
-    assert!(before["config"]["loadedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        before["config"]["loadedAt"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
 
     // The main listener treats /__reload__ as any other path: no route here.
     let on_main = client::send("POST", &format!("http://{main}/__reload__"), &[], "").await;
@@ -164,7 +193,11 @@ async fn admin_reload_answers_the_new_config_hash_and_main_listeners_never_reloa
     let get = client::get(&format!("http://{}/__reload__", gw.admin)).await;
     assert_eq!(get.status_u16(), 405);
     assert_eq!(get.header("allow"), Some("POST"));
-    assert_eq!(gw.metric(r#"fxa_gateway_config_reloads_total{outcome="applied"}"#).await, 0.0);
+    assert_eq!(
+        gw.metric(r#"fxa_gateway_config_reloads_total{outcome="applied"}"#)
+            .await,
+        0.0
+    );
 
     // The same file reloads to the same hash.
     let same = gw.reload().await;
@@ -181,16 +214,29 @@ async fn admin_reload_answers_the_new_config_hash_and_main_listeners_never_reloa
     assert_eq!(gw.config_hash().await, new_hash);
     let metrics = gw.metrics().await;
     assert!(
-        metrics.contains(&format!(r#"fxa_gateway_config_info{{hash="{new_hash}"}} 1"#)),
+        metrics.contains(&format!(
+            r#"fxa_gateway_config_info{{hash="{new_hash}"}} 1"#
+        )),
         "{metrics}"
     );
-    assert!(!metrics.contains(&hash), "the old hash's info series is gone");
+    assert!(
+        !metrics.contains(&hash),
+        "the old hash's info series is gone"
+    );
     assert!(metrics.contains("fxa_gateway_config_loaded_timestamp_seconds "));
     assert_eq!(
-        support::reloading::metric(&metrics, r#"fxa_gateway_config_reloads_total{outcome="applied"}"#),
+        support::reloading::metric(
+            &metrics,
+            r#"fxa_gateway_config_reloads_total{outcome="applied"}"#
+        ),
         2.0
     );
-    assert_eq!(client::get(&format!("http://{main}/more/x")).await.status_u16(), 200);
+    assert_eq!(
+        client::get(&format!("http://{main}/more/x"))
+            .await
+            .status_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -207,27 +253,45 @@ async fn a_reload_token_is_required_when_configured_and_secret_files_are_not_has
     let hash = gw.config_hash().await;
 
     let none = gw.reload().await;
-    assert_eq!(none.status_u16(), 401, "loopback is not enough once a token is set");
+    assert_eq!(
+        none.status_u16(),
+        401,
+        "loopback is not enough once a token is set"
+    );
     assert_eq!(none.json()["errno"], 110);
     let wrong = gw
-        .admin_post("/__reload__", &[("authorization", "Bearer 0123456789abcdef0123456789abcdeX")])
+        .admin_post(
+            "/__reload__",
+            &[("authorization", "Bearer 0123456789abcdef0123456789abcdeX")],
+        )
         .await;
     assert_eq!(wrong.status_u16(), 401);
     let bearer = format!("Bearer {token}");
-    let right = gw.admin_post("/__reload__", &[("authorization", &bearer)]).await;
+    let right = gw
+        .admin_post("/__reload__", &[("authorization", &bearer)])
+        .await;
     assert_eq!(right.status_u16(), 200, "{}", right.text());
 
     // Rotating the token: the reload is authorised by the token serving, then the new one
     // counts. The hash does not cover the token file.
     let rotated = "fedcba9876543210fedcba9876543210";
     std::fs::write(dir.path().join("reload.token"), rotated).unwrap();
-    let rotate = gw.admin_post("/__reload__", &[("authorization", &bearer)]).await;
+    let rotate = gw
+        .admin_post("/__reload__", &[("authorization", &bearer)])
+        .await;
     assert_eq!(rotate.status_u16(), 200, "{}", rotate.text());
     assert_eq!(rotate.json()["config"]["hash"], hash.as_str());
-    let old = gw.admin_post("/__reload__", &[("authorization", &bearer)]).await;
+    let old = gw
+        .admin_post("/__reload__", &[("authorization", &bearer)])
+        .await;
     assert_eq!(old.status_u16(), 401);
     let new = format!("Bearer {rotated}");
-    assert_eq!(gw.admin_post("/__reload__", &[("authorization", &new)]).await.status_u16(), 200);
+    assert_eq!(
+        gw.admin_post("/__reload__", &[("authorization", &new)])
+            .await
+            .status_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -240,7 +304,10 @@ async fn an_invalid_config_is_refused_with_every_problem_while_the_old_one_serve
     let hash = gw.config_hash().await;
 
     // Two problems in one file: both are answered, both logged.
-    let broken = config(&fake.url(), "\n[[routes]]\nname = \"bad\"\npath_prefix = \"/bad\"\nupstream = \"nope\"\n\n[limits]\nidle_timeout = 5\n");
+    let broken = config(
+        &fake.url(),
+        "\n[[routes]]\nname = \"bad\"\npath_prefix = \"/bad\"\nupstream = \"nope\"\n\n[limits]\nidle_timeout = 5\n",
+    );
     gw.write_config(&broken);
     let resp = gw.reload().await;
     assert_eq!(resp.status_u16(), 500, "{}", resp.text());
@@ -254,13 +321,29 @@ async fn an_invalid_config_is_refused_with_every_problem_while_the_old_one_serve
         .map(|p| p.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("routes[1].upstream") && p.contains("nope")));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("routes[1].upstream") && p.contains("nope"))
+    );
     assert!(problems.iter().any(|p| p.contains("limits.idle_timeout")));
-    gw.event("configuration reload refused; the previous configuration keeps serving").await;
+    gw.event("configuration reload refused; the previous configuration keeps serving")
+        .await;
     let logged = gw.event("reload problem").await;
-    assert!(logged["problem"].as_str().unwrap().contains("gateway.toml:"), "{logged}");
+    assert!(
+        logged["problem"]
+            .as_str()
+            .unwrap()
+            .contains("gateway.toml:"),
+        "{logged}"
+    );
     // The old config serves, unchanged.
-    assert_eq!(client::get(&format!("http://{main}/api/x")).await.status_u16(), 200);
+    assert_eq!(
+        client::get(&format!("http://{main}/api/x"))
+            .await
+            .status_u16(),
+        200
+    );
     assert_eq!(gw.config_hash().await, hash);
 
     // A restart-only key is refused with its reason.
@@ -268,7 +351,10 @@ async fn an_invalid_config_is_refused_with_every_problem_while_the_old_one_serve
     let resp = gw.reload().await;
     assert_eq!(resp.status_u16(), 500);
     let problems = resp.json()["problems"].to_string();
-    assert!(problems.contains("server.worker_threads") && problems.contains("needs a restart"), "{problems}");
+    assert!(
+        problems.contains("server.worker_threads") && problems.contains("needs a restart"),
+        "{problems}"
+    );
 
     // A listener address that cannot be bound refuses the reload; nothing else changes.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -279,22 +365,47 @@ async fn an_invalid_config_is_refused_with_every_problem_while_the_old_one_serve
     let resp = gw.reload().await;
     assert_eq!(resp.status_u16(), 500);
     let problems = resp.json()["problems"].to_string();
-    assert!(problems.contains("listeners[1].addr") && problems.contains("cannot bind"), "{problems}");
-    assert_eq!(client::get(&format!("http://{main}/more/x")).await.status_u16(), 404);
+    assert!(
+        problems.contains("listeners[1].addr") && problems.contains("cannot bind"),
+        "{problems}"
+    );
+    assert_eq!(
+        client::get(&format!("http://{main}/more/x"))
+            .await
+            .status_u16(),
+        404
+    );
 
     // SIGHUP with a broken file: refused and logged, the process stays up.
     gw.write_config(&broken);
     gw.sighup();
-    gw.event("configuration reload refused; the previous configuration keeps serving").await;
-    assert_eq!(client::get(&format!("http://{main}/api/x")).await.status_u16(), 200);
-    assert_eq!(gw.metric(r#"fxa_gateway_config_reloads_total{outcome="refused"}"#).await, 4.0);
-    assert_eq!(gw.metric(r#"fxa_gateway_config_reloads_total{outcome="applied"}"#).await, 0.0);
+    gw.event("configuration reload refused; the previous configuration keeps serving")
+        .await;
+    assert_eq!(
+        client::get(&format!("http://{main}/api/x"))
+            .await
+            .status_u16(),
+        200
+    );
+    assert_eq!(
+        gw.metric(r#"fxa_gateway_config_reloads_total{outcome="refused"}"#)
+            .await,
+        4.0
+    );
+    assert_eq!(
+        gw.metric(r#"fxa_gateway_config_reloads_total{outcome="applied"}"#)
+            .await,
+        0.0
+    );
     assert_eq!(gw.config_hash().await, hash);
     drop(taken);
 }
 
 /// Every `connect` to `addr` until `stop`: how many were refused.
-fn connect_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, usize)> {
+fn connect_loop(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
     tokio::spawn(async move {
         let (mut ok, mut refused) = (0, 0);
         while !stop.load(Ordering::Relaxed) {
@@ -309,9 +420,15 @@ fn connect_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHan
 }
 
 #[tokio::test]
-async fn a_moved_listener_is_bound_before_the_old_one_drains_and_unchanged_ones_keep_their_socket() {
+async fn a_moved_listener_is_bound_before_the_old_one_drains_and_unchanged_ones_keep_their_socket()
+{
     let fake = FakeUpstream::start().await;
-    fake.on("/slow", Reply::new().delay(Duration::from_millis(1200)).body("drained"));
+    fake.on(
+        "/slow",
+        Reply::new()
+            .delay(Duration::from_millis(1200))
+            .body("drained"),
+    );
     let dir = TempDir::new().unwrap();
     let two = |second: &str, name: &str| {
         config(&fake.url(), "").replace(
@@ -338,11 +455,23 @@ async fn a_moved_listener_is_bound_before_the_old_one_drains_and_unchanged_ones_
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
     let (ok, refused) = connects.await.unwrap();
-    assert_eq!(refused, 0, "the unchanged listener refused connections during the reload");
+    assert_eq!(
+        refused, 0,
+        "the unchanged listener refused connections during the reload"
+    );
     assert!(ok > 0);
 
-    assert_eq!(kept.get("/api/y").await.status_u16(), 200, "same socket, same connection");
-    assert_eq!(client::get(&format!("http://{moved}/api/x")).await.status_u16(), 200);
+    assert_eq!(
+        kept.get("/api/y").await.status_u16(),
+        200,
+        "same socket, same connection"
+    );
+    assert_eq!(
+        client::get(&format!("http://{moved}/api/x"))
+            .await
+            .status_u16(),
+        200
+    );
     let drained = in_flight.await.unwrap();
     assert_eq!(drained.status_u16(), 200);
     assert_eq!(drained.text(), "drained");
@@ -375,13 +504,23 @@ async fn the_watcher_applies_a_changed_config_and_refuses_a_broken_one_without_a
     assert_eq!(client::get(&url).await.status_u16(), 200);
 
     gw.write_config(&watched("\n[limits]\nidle_timeout = \"0s\"\n"));
-    gw.event("configuration reload refused; the previous configuration keeps serving").await;
-    assert_eq!(client::get(&url).await.status_u16(), 200, "the old config keeps serving");
+    gw.event("configuration reload refused; the previous configuration keeps serving")
+        .await;
+    assert_eq!(
+        client::get(&url).await.status_u16(),
+        200,
+        "the old config keeps serving"
+    );
 
     // Written in place this time (truncate and write, same inode).
     std::fs::write(&gw.config, watched(&route("again", "/again"))).unwrap();
     gw.event("configuration reloaded").await;
-    assert_eq!(client::get(&format!("http://{main}/again/x")).await.status_u16(), 200);
+    assert_eq!(
+        client::get(&format!("http://{main}/again/x"))
+            .await
+            .status_u16(),
+        200
+    );
     assert_eq!(client::get(&url).await.status_u16(), 404);
 }
 
@@ -404,7 +543,11 @@ fn tls_config(upstream: &str, cert: &str, key: &str, extra: &str) -> String {
 /// The leaf certificate a new handshake with `addr` is given.
 async fn served_leaf(addr: SocketAddr, ca_pem: &str) -> Vec<u8> {
     let tls = tls_connect(addr, ca_pem, b"http/1.1").await;
-    tls.get_ref().1.peer_certificates().expect("peer certificates")[0].to_vec()
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .expect("peer certificates")[0]
+        .to_vec()
 }
 
 fn der(pem: &str) -> Vec<u8> {
@@ -421,10 +564,16 @@ async fn a_certificate_replaced_in_place_is_served_to_new_handshakes_without_a_s
     let dir = TempDir::new().unwrap();
     let certs = support::client::TestCerts::new(&["localhost"]);
     certs.write_to(dir.path());
-    let mut gw =
-        Reloading::start(dir.path(), &tls_config(&fake.url(), "cert.pem", "key.pem", "")).await;
+    let mut gw = Reloading::start(
+        dir.path(),
+        &tls_config(&fake.url(), "cert.pem", "key.pem", ""),
+    )
+    .await;
     let main = gw.addr("main");
-    assert_eq!(served_leaf(main, &certs.ca_cert_pem).await, der(&certs.cert_pem));
+    assert_eq!(
+        served_leaf(main, &certs.ca_cert_pem).await,
+        der(&certs.cert_pem)
+    );
     let mut open = tls_connect(main, &certs.ca_cert_pem, b"http/1.1").await;
 
     // Renewed in place, key first then certificate, as an ACME client may write them.
@@ -440,7 +589,11 @@ async fn a_certificate_replaced_in_place_is_served_to_new_handshakes_without_a_s
         .unwrap();
     let mut answer = Vec::new();
     open.read_to_end(&mut answer).await.unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 #[tokio::test]
@@ -469,16 +622,31 @@ async fn a_kubernetes_data_symlink_swap_updates_config_and_certificate_together(
     let process = Process::spawn_command(command);
     let mut gw = Reloading::started(process, mount.join("gateway.toml")).await;
     let main = gw.addr("main");
-    assert_eq!(served_leaf(main, &certs.ca_cert_pem).await, der(&certs.cert_pem));
+    assert_eq!(
+        served_leaf(main, &certs.ca_cert_pem).await,
+        der(&certs.cert_pem)
+    );
 
     let (cert, key) = certs.issue(&["localhost"]);
-    let second = tls_config(&fake.url(), "tls.crt", "tls.key", &route("swapped", "/swapped"));
+    let second = tls_config(
+        &fake.url(),
+        "tls.crt",
+        "tls.key",
+        &route("swapped", "/swapped"),
+    );
     version("..2026_12_03_02", &second, &cert, &key);
     std::os::unix::fs::symlink("..2026_12_03_02", mount.join("..data_tmp")).unwrap();
     std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
     std::fs::remove_dir_all(mount.join("..2026_12_03_01")).unwrap();
     gw.event("configuration reloaded").await;
     assert_eq!(served_leaf(main, &certs.ca_cert_pem).await, der(&cert));
-    let client = support::client::TlsTestClient::new(&certs.ca_cert_pem, support::client::Alpn::Http1);
-    assert_eq!(client.get(main, "localhost", "/swapped/x").await.status_u16(), 200);
+    let client =
+        support::client::TlsTestClient::new(&certs.ca_cert_pem, support::client::Alpn::Http1);
+    assert_eq!(
+        client
+            .get(main, "localhost", "/swapped/x")
+            .await
+            .status_u16(),
+        200
+    );
 }

@@ -65,7 +65,10 @@ async fn quota_counters_survive_a_reload_until_the_quota_changes() {
         let quota = format!("quota = {{ requests = {requests}, window = \"1m\" }}");
         base(
             &upstream("api", &api.url(), ""),
-            &format!("{}{extra_route}", route("limited", "/limited", "api", &quota)),
+            &format!(
+                "{}{extra_route}",
+                route("limited", "/limited", "api", &quota)
+            ),
         )
     };
     let gw = Reloading::start(dir.path(), &with(2, "")).await;
@@ -77,7 +80,11 @@ async fn quota_counters_survive_a_reload_until_the_quota_changes() {
     // Another route added: the quota is the same, so are its counters.
     reload(&gw, &with(2, &route("other", "/other", "api", ""))).await;
     let resp = client::get(&url).await;
-    assert_eq!(resp.status_u16(), 429, "the reload gave the caller a fresh quota");
+    assert_eq!(
+        resp.status_u16(),
+        429,
+        "the reload gave the caller a fresh quota"
+    );
     assert_eq!(resp.json()["errno"], 114);
 
     // A new quota is new counters.
@@ -89,7 +96,12 @@ async fn quota_counters_survive_a_reload_until_the_quota_changes() {
 async fn a_back_off_window_survives_a_reload_that_reorders_upstreams_but_not_a_new_url() {
     let api = FakeUpstream::start().await;
     let flaky = FakeUpstream::start().await;
-    flaky.push(Reply::new().status(503).header("retry-after", "120").body("busy"));
+    flaky.push(
+        Reply::new()
+            .status(503)
+            .header("retry-after", "120")
+            .body("busy"),
+    );
     let dir = TempDir::new().unwrap();
     let routes = format!(
         "{}{}",
@@ -97,8 +109,15 @@ async fn a_back_off_window_survives_a_reload_that_reorders_upstreams_but_not_a_n
         route("flaky", "/flaky", "flaky", "")
     );
     let upstreams = |flaky_url: &str, flaky_first: bool| {
-        let (a, f) = (upstream("api", &api.url(), ""), upstream("flaky", flaky_url, ""));
-        if flaky_first { format!("{f}{a}") } else { format!("{a}{f}") }
+        let (a, f) = (
+            upstream("api", &api.url(), ""),
+            upstream("flaky", flaky_url, ""),
+        );
+        if flaky_first {
+            format!("{f}{a}")
+        } else {
+            format!("{a}{f}")
+        }
     };
     let gw = Reloading::start(dir.path(), &base(&upstreams(&flaky.url(), false), &routes)).await;
     let url = format!("http://{}/flaky/x", gw.addr("main"));
@@ -106,7 +125,11 @@ async fn a_back_off_window_survives_a_reload_that_reorders_upstreams_but_not_a_n
     let local = client::get(&url).await;
     assert_eq!(local.status_u16(), 503);
     assert_eq!(local.json()["errno"], 201);
-    assert_eq!(flaky.request_count(), 1, "the window keeps traffic off the upstream");
+    assert_eq!(
+        flaky.request_count(),
+        1,
+        "the window keeps traffic off the upstream"
+    );
 
     // The upstreams change places (new indices): the window follows the name.
     reload(&gw, &base(&upstreams(&flaky.url(), true), &routes)).await;
@@ -115,7 +138,10 @@ async fn a_back_off_window_survives_a_reload_that_reorders_upstreams_but_not_a_n
     assert_eq!(still.json()["errno"], 201);
     assert!(still.header("retry-after").unwrap().parse::<u64>().unwrap() > 100);
     assert_eq!(flaky.request_count(), 1);
-    assert_eq!(status(&format!("http://{}/api/x", gw.addr("main")), &[]).await, 200);
+    assert_eq!(
+        status(&format!("http://{}/api/x", gw.addr("main")), &[]).await,
+        200
+    );
 
     // Another server under the same name: its window is not the old server's.
     let replacement = FakeUpstream::start().await;
@@ -130,7 +156,11 @@ async fn idle_pooled_connections_survive_a_reload_until_the_pool_changes() {
     let dir = TempDir::new().unwrap();
     let with = |idle: &str, extra_route: &str| {
         base(
-            &upstream("api", &api.url(), &format!("pool_idle_timeout = \"{idle}\"")),
+            &upstream(
+                "api",
+                &api.url(),
+                &format!("pool_idle_timeout = \"{idle}\""),
+            ),
             &format!("{}{extra_route}", route("api", "/api", "api", "")),
         )
     };
@@ -144,10 +174,18 @@ async fn idle_pooled_connections_survive_a_reload_until_the_pool_changes() {
     for _ in 0..3 {
         assert_eq!(status(&url, &[]).await, 200);
     }
-    assert_eq!(api.connection_count(), 1, "the idle connection was kept through the reload");
+    assert_eq!(
+        api.connection_count(),
+        1,
+        "the idle connection was kept through the reload"
+    );
     reload(&gw, &with("60s", "")).await;
     assert_eq!(status(&url, &[]).await, 200);
-    assert_eq!(api.connection_count(), 2, "a changed pool starts with no connections");
+    assert_eq!(
+        api.connection_count(),
+        2,
+        "a changed pool starts with no connections"
+    );
 }
 
 const CLIENT_ID: &str = "5882386c6d801776";
@@ -191,8 +229,7 @@ fn calls(oauth: &FakeUpstream, path: &str) -> usize {
 }
 
 #[tokio::test]
-async fn the_introspection_cache_and_refresh_grants_survive_a_reload_until_their_settings_change()
-{
+async fn the_introspection_cache_and_refresh_grants_survive_a_reload_until_their_settings_change() {
     let oauth = fake_oauth().await;
     let api = FakeUpstream::start().await;
     let dir = TempDir::new().unwrap();
@@ -222,7 +259,10 @@ async fn the_introspection_cache_and_refresh_grants_survive_a_reload_until_their
     assert_eq!(calls(&oauth, "/v1/introspect"), 1);
     // An expired token and its refresh token: refreshed once.
     let old = format!("Bearer {OLD}");
-    let refreshing = [("authorization", old.as_str()), ("x-fxa-refresh-token", REFRESH)];
+    let refreshing = [
+        ("authorization", old.as_str()),
+        ("x-fxa-refresh-token", REFRESH),
+    ];
     let first = client::send("GET", &url, &refreshing, "").await;
     assert_eq!(first.status_u16(), 200, "{}", first.text());
     assert_eq!(calls(&oauth, "/v1/token"), 1);
@@ -237,7 +277,10 @@ async fn the_introspection_cache_and_refresh_grants_survive_a_reload_until_their
         "the grant made before the reload was reused"
     );
     let introspections = calls(&oauth, "/v1/introspect");
-    assert!(introspections <= 3, "cached answers were kept: {introspections} calls");
+    assert!(
+        introspections <= 3,
+        "cached answers were kept: {introspections} calls"
+    );
 
     // A shorter cache TTL: answers cached under the old one are not kept.
     reload(&gw, &with("1m", "")).await;
@@ -255,7 +298,12 @@ async fn a_used_amo_jwt_stays_used_after_a_reload() {
     let with = |extra_route: &str| {
         let rest = format!(
             "[[amo_issuers]]\napi_key = \"user:9:9\"\nsecret = {{ file = \"issuer.secret\" }}\n\n{}{extra_route}",
-            route("verify", "/verify", "api", "auth = { policy = \"amo-jwt-verify\" }")
+            route(
+                "verify",
+                "/verify",
+                "api",
+                "auth = { policy = \"amo-jwt-verify\" }"
+            )
         );
         base(&upstream("api", &api.url(), ""), &rest)
     };
@@ -276,7 +324,11 @@ async fn a_used_amo_jwt_stays_used_after_a_reload() {
     assert_eq!(status(&url, &[("authorization", &jwt)]).await, 200);
     reload(&gw, &with(&route("other", "/other", "api", ""))).await;
     let replay = client::send("GET", &url, &[("authorization", &jwt)], "").await;
-    assert_eq!(replay.status_u16(), 401, "a replay after the reload was accepted");
+    assert_eq!(
+        replay.status_u16(),
+        401,
+        "a replay after the reload was accepted"
+    );
     assert_eq!(replay.json()["errno"], 110);
     assert_eq!(api.request_count(), 1);
 }

@@ -87,11 +87,12 @@ impl AuthRuntime {
         clock: &SharedClock,
         previous: Option<(&Config, &AuthRuntime)>,
     ) -> anyhow::Result<AuthRuntime> {
-        let same_server = |old: &Config, old_index: usize, index: usize| {
-            match (old.upstreams.get(old_index), config.upstreams.get(index)) {
-                (Some(a), Some(b)) => a.name == b.name && a.url == b.url,
-                _ => false,
-            }
+        let same_server = |old: &Config, old_index: usize, index: usize| match (
+            old.upstreams.get(old_index),
+            config.upstreams.get(index),
+        ) {
+            (Some(a), Some(b)) => a.name == b.name && a.url == b.url,
+            _ => false,
         };
         let introspector = config.bearer.as_ref().and_then(|b| {
             let upstream = upstreams.get(b.oauth_upstream)?.clone();

@@ -28,6 +28,8 @@ mod window;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_carry;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -299,7 +301,11 @@ impl BackoffGate {
             let Some(Some(to)) = remap.get(from) else {
                 continue;
             };
-            let state = slot.state.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let state = slot
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             if state.is_none() {
                 continue;
             }

@@ -217,6 +217,8 @@ mod tests_amo;
 #[cfg(test)]
 mod tests_refresh;
 #[cfg(test)]
+mod tests_reload;
+#[cfg(test)]
 mod tests_rules;
 #[cfg(test)]
 mod tests_tls;

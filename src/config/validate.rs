@@ -133,10 +133,10 @@ fn admin(raw: RawAdmin, ctx: &Context<'_>, p: &mut Problems) -> Option<AdminConf
                 let token68 = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
                 match s.expose() {
                     t if t.len() < 16 => Err("a reload token must be at least 16 bytes long"),
-                    t if !t.iter().all(token68) => Err(
-                        "a reload token may only hold A-Z a-z 0-9 - . _ ~ + / = \
-                         (e.g. `openssl rand -hex 32`)",
-                    ),
+                    t if !t.iter().all(token68) => {
+                        Err("a reload token may only hold A-Z a-z 0-9 - . _ ~ + / = \
+                         (e.g. `openssl rand -hex 32`)")
+                    }
                     _ => Ok(s),
                 }
                 .map_err(str::to_owned)

@@ -184,6 +184,9 @@ impl ListenerSet {
     }
 
     fn phases(&self) -> impl Iterator<Item = &Arc<watch::Sender<Phase>>> {
-        self.running.iter().map(|r| &r.phase).chain(self.retired.iter())
+        self.running
+            .iter()
+            .map(|r| &r.phase)
+            .chain(self.retired.iter())
     }
 }

@@ -30,7 +30,11 @@ const RESTART_ONLY: &[RestartOnly] = &[
     RestartOnly {
         key: "admin.addr",
         why: "the admin listener (and with it /__reload__) is bound once",
-        value: |c| c.admin.as_ref().map_or("none".into(), |a| a.addr.to_string()),
+        value: |c| {
+            c.admin
+                .as_ref()
+                .map_or("none".into(), |a| a.addr.to_string())
+        },
     },
     RestartOnly {
         key: "limits.max_connections",
@@ -110,7 +114,11 @@ mod tests {
                 "limits.max_connections_per_peer"
             ]
         );
-        assert!(problems[0].contains("(Some(2) -> Some(4))"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("(Some(2) -> Some(4))"),
+            "{}",
+            problems[0]
+        );
         assert!(problems[0].contains("needs a restart"), "{}", problems[0]);
     }
 }
