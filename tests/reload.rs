@@ -111,7 +111,7 @@ async fn sighup_under_load_fails_no_request_and_keep_alive_connections_keep_work
     for task in load {
         task.await.unwrap();
     }
-    let failures = failures.lock().unwrap();
+    let failures = failures.lock().unwrap().clone();
     assert!(failures.is_empty(), "failed during reloads: {failures:?}");
     let served = ok.load(Ordering::Relaxed);
     assert!(served > 100, "too little load to mean anything: {served}");

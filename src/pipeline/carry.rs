@@ -1,7 +1,7 @@
 //! Building the snapshot of a reloaded configuration from the one serving now, keeping by name
-//! the state that still means the same thing (docs/reload.md lists, key by key, what a change
-//! resets): idle pooled connections, back-off windows, quota counters, the introspection
-//! cache, refresh grants and the AMO replay cache.
+//! the state that still means the same thing: idle pooled connections, back-off windows, quota
+//! counters, the introspection cache, refresh grants and the AMO replay cache
+//! (docs/configuration.md, "What a reload keeps", lists key by key what a change resets).
 //!
 //! Never changes the snapshot it reads from: requests in flight finish on it unchanged.
 
