@@ -1,6 +1,8 @@
 //! The admin listener: Dockerflow endpoints. `/__lbheartbeat__` says whether this process is
 //! serving (503 once draining), `/__heartbeat__` whether each upstream answers, `/__version__`
-//! what is running. Never exposes configuration or secrets.
+//! what is running and which configuration (its hash and load time); `POST /__reload__`
+//! reloads the configuration, for loopback peers only unless `[admin] reload_token` is set
+//! (then for callers sending it as a bearer token). Never exposes configuration or secrets.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,8 +21,10 @@ use tokio::task::JoinSet;
 
 use crate::backoff::Gate as _;
 use crate::body::{Body, UpstreamBody};
-use crate::errno::GatewayError;
-use crate::pipeline::State;
+use crate::config::Secret;
+use crate::errno::{BearerChallenge, GatewayError};
+use crate::pipeline::{ConfigVersion, State};
+use crate::reload::{ReloadHandle, Trigger};
 use crate::upstream::Upstream;
 
 pub struct AdminServer {
@@ -39,17 +43,24 @@ impl AdminServer {
         self.tcp.local_addr()
     }
 
-    pub async fn serve(self, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    pub async fn serve(
+        self,
+        state: Arc<State>,
+        reload: ReloadHandle,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 r = self.tcp.accept() => match r { Ok(p) => p, Err(_) => continue },
                 _ = stop.changed() => return,
             };
             let state = state.clone();
+            let reload = reload.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(answer(&state, req).await) }
+                    let reload = reload.clone();
+                    async move { Ok::<_, Infallible>(answer(&state, &reload, peer, req).await) }
                 });
                 let mut builder = http1::Builder::new();
                 builder
@@ -61,8 +72,19 @@ impl AdminServer {
     }
 }
 
-async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn answer(
+    state: &State,
+    reload: &ReloadHandle,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let rid = state.ids.next();
+    if req.uri().path() == "/__reload__" {
+        return match reload_request(state, reload, peer, &req).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(&rid, req.method()),
+        };
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let allow = HeaderValue::from_static("GET, HEAD");
         return GatewayError::MethodNotAllowed { allow }.into_response(&rid, req.method());
@@ -74,7 +96,11 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
         ),
         "/__lbheartbeat__" => json(StatusCode::OK, json!({"status": "ok"})),
         "/__heartbeat__" => heartbeat(state).await,
-        "/__version__" => json(StatusCode::OK, version()),
+        "/__version__" => {
+            let mut v = version();
+            v["config"] = config_version(&state.snapshot.load().version);
+            json(StatusCode::OK, v)
+        }
         "/metrics" => metrics(state),
         _ => GatewayError::RouteNotFound.into_response(&rid, req.method()),
     }
@@ -118,6 +144,68 @@ pub fn version() -> Value {
         v["source"] = Value::from(source);
     }
     v
+}
+
+/// The configuration serving: its hash and when it was loaded.
+fn config_version(version: &ConfigVersion) -> Value {
+    json!({
+        "hash": version.hash.as_deref(),
+        "loadedAt": crate::config::format_rfc3339(version.loaded_at),
+    })
+}
+
+/// `POST /__reload__`: reload now and say how it went (200 with the configuration now serving,
+/// or the errno answer listing every problem, the previous configuration still serving).
+async fn reload_request(
+    state: &State,
+    reload: &ReloadHandle,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    if req.method() != Method::POST {
+        let allow = HeaderValue::from_static("POST");
+        return Err(GatewayError::MethodNotAllowed { allow });
+    }
+    let config = state.snapshot.load().config.clone();
+    let token = config.admin.as_ref().and_then(|a| a.reload_token.as_ref());
+    allowed(token, peer, req.headers())?;
+    let report = reload
+        .reload(Trigger::Admin)
+        .await
+        .ok_or(GatewayError::Internal("the gateway is shutting down"))?;
+    if !report.applied {
+        return Err(GatewayError::ConfigRefused {
+            problems: report.problems,
+        });
+    }
+    let version = ConfigVersion {
+        hash: report.hash,
+        loaded_at: report.loaded_at,
+    };
+    Ok(json(
+        StatusCode::OK,
+        json!({"status": "applied", "config": config_version(&version)}),
+    ))
+}
+
+/// With a reload token, the caller must send it (`Authorization: Bearer <token>`); without one,
+/// only a loopback peer may reload.
+fn allowed(
+    token: Option<&Secret>,
+    peer: SocketAddr,
+    headers: &http::HeaderMap,
+) -> Result<(), GatewayError> {
+    let Some(token) = token else {
+        if peer.ip().to_canonical().is_loopback() {
+            return Ok(());
+        }
+        return Err(GatewayError::EndpointNotAllowed);
+    };
+    let sent = crate::auth::scheme::bearer_token(headers)?;
+    match aws_lc_rs::constant_time::verify_slices_are_equal(sent.as_bytes(), token.expose()) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(GatewayError::InvalidToken(BearerChallenge::InvalidToken)),
+    }
 }
 
 /// Asks every upstream for its root page: any HTTP answer means reachable.
@@ -192,6 +280,34 @@ async fn probe(upstream: &Upstream) -> Result<u16, &'static str> {
     }
 }
 
+/// `fxa-gateway healthcheck`: asks `url` (plain HTTP, e.g. the admin listener's
+/// `/__lbheartbeat__`) and returns its status, within `timeout`. For a container `HEALTHCHECK`
+/// in an image that has no shell or curl.
+pub async fn check_health(url: &str, timeout: Duration) -> anyhow::Result<StatusCode> {
+    let uri: http::Uri = url.parse()?;
+    anyhow::ensure!(
+        uri.scheme_str() == Some("http"),
+        "{url}: only http:// URLs are checked"
+    );
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("{url}: no host"))?
+        .clone();
+    let ask = async {
+        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(http::header::HOST, authority.as_str())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        anyhow::Ok(sender.send_request(req).await?.status())
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("{url}: no answer within {timeout:?}"))?
+}
+
 fn json(status: StatusCode, value: Value) -> Response<Body> {
     let bytes = serde_json::to_vec(&value).unwrap_or_default();
     let len = bytes.len();
@@ -202,4 +318,64 @@ fn json(status: StatusCode, value: Value) -> Response<Body> {
     resp.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(len));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: Option<&str>) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        if let Some(v) = authorization {
+            h.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn reason(r: Result<(), GatewayError>) -> &'static str {
+        r.err().map_or("allowed", |e| e.parts().reason)
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_peers_may_reload() {
+        let none = headers(None);
+        let at = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 40000);
+        assert_eq!(reason(allowed(None, at("127.0.0.1"), &none)), "allowed");
+        assert_eq!(reason(allowed(None, at("::1"), &none)), "allowed");
+        assert_eq!(
+            reason(allowed(None, at("::ffff:127.0.0.1"), &none)),
+            "allowed"
+        );
+        assert_eq!(
+            reason(allowed(None, at("10.1.2.3"), &none)),
+            "endpoint-not-allowed"
+        );
+        let forged = headers(Some("Bearer 0123456789abcdef"));
+        assert_eq!(
+            reason(allowed(None, at("10.1.2.3"), &forged)),
+            "endpoint-not-allowed"
+        );
+    }
+
+    #[test]
+    fn with_a_token_every_peer_must_send_it() {
+        let token = Secret::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let remote = SocketAddr::new("10.1.2.3".parse().unwrap(), 40000);
+        let local = SocketAddr::new("127.0.0.1".parse().unwrap(), 40000);
+        let right = headers(Some("Bearer 0123456789abcdef0123456789abcdef"));
+        assert_eq!(reason(allowed(Some(&token), remote, &right)), "allowed");
+        for peer in [remote, local] {
+            assert_ne!(
+                reason(allowed(Some(&token), peer, &headers(None))),
+                "allowed"
+            );
+            let wrong = headers(Some("Bearer 0123456789abcdef0123456789abcdeX"));
+            assert_ne!(reason(allowed(Some(&token), peer, &wrong)), "allowed");
+            let prefix = headers(Some("Bearer 0123456789abcdef"));
+            assert_ne!(reason(allowed(Some(&token), peer, &prefix)), "allowed");
+        }
+    }
 }

@@ -54,6 +54,10 @@ pub enum GatewayError {
     UpstreamTimeout { upstream: String, after: Duration },
     #[error("gateway misconfigured: {0}")]
     Misconfigured(String),
+    /// A reload's configuration did not validate (admin `/__reload__`): every problem, one a
+    /// line; the configuration serving before keeps serving.
+    #[error("configuration refused: {}", problems.join("; "))]
+    ConfigRefused { problems: Vec<String> },
     #[error("AMO JWT refused: {0}")]
     AmoJwtRejected(crate::auth::amo_jwt::JwtRejection),
     #[error("AMO credential selection refused: {0}")]
@@ -241,6 +245,13 @@ impl GatewayError {
                 "misconfigured",
                 Gateway,
             ),
+            ConfigRefused { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                999,
+                "Configuration refused; the previous configuration keeps serving",
+                "config-refused",
+                Gateway,
+            ),
             AmoJwtRejected(rejection) => (
                 StatusCode::UNAUTHORIZED,
                 110,
@@ -406,6 +417,10 @@ impl GatewayError {
             GatewayError::VersionNotSupported { version }
             | GatewayError::VersionGone { version } => {
                 body.insert("version".into(), Value::String(version.clone()));
+            }
+            GatewayError::ConfigRefused { problems } => {
+                let problems = problems.iter().cloned().map(Value::String).collect();
+                body.insert("problems".into(), Value::Array(problems));
             }
             _ => {}
         }

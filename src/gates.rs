@@ -28,14 +28,15 @@ const POLICY_NAME: &str = "default";
 /// Gate and limiter state for one configuration.
 pub struct Gates {
     pub backoff: Arc<BackoffGate>,
-    upstream_caps: Vec<Option<GlobalLimiter>>,
+    upstream_caps: Vec<Option<Arc<GlobalLimiter>>>,
     route_quotas: Vec<Option<RouteLimiter>>,
-    hasher: SecretKeyHasher,
+    hasher: Arc<SecretKeyHasher>,
     max_window: Duration,
 }
 
 struct RouteLimiter {
-    limiter: KeyedLimiter,
+    /// Shared with the next configuration's route of the same name and quota.
+    limiter: Arc<KeyedLimiter>,
     key: QuotaKey,
     headers: bool,
     policy_header: HeaderValue,
@@ -96,47 +97,111 @@ impl QuotaHeaders {
 
 impl Gates {
     pub fn new(config: &Config) -> anyhow::Result<Gates> {
-        let settings = &config.backoff;
-        let probe_lease = config
-            .upstreams
-            .iter()
-            .map(|u| u.response_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30));
-        let policy = BackoffPolicy {
-            max_window: settings.max_window,
-            default_503_window: settings.default_503_window,
-            honour_backoff_header: settings.honour_backoff_header,
-            probe_lease,
-            ramp: settings.ramp.as_ref().map(|r| RampPolicy {
-                period: r.period,
-                steps: r.steps,
-                start_percent: r.start_percent,
-                base_rate_per_sec: r.base_rate_per_sec,
-            }),
-            max_scoped_windows: settings.max_scoped_windows,
-        };
         let upstream_caps = config
             .upstreams
             .iter()
             .map(|u| {
                 u.rate_limit
-                    .map(|q| Limit::new(q.requests, q.window).map(GlobalLimiter::new))
+                    .map(|q| {
+                        Limit::new(q.requests, q.window).map(|l| Arc::new(GlobalLimiter::new(l)))
+                    })
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
         let route_quotas = config
             .routes
             .iter()
-            .map(route_limiter)
+            .map(|r| route_limiter(r, None))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Gates {
-            backoff: Arc::new(BackoffGate::new(policy)),
+            backoff: Arc::new(BackoffGate::new(backoff_policy(config))),
             upstream_caps,
             route_quotas,
-            hasher: SecretKeyHasher::new(),
-            max_window: settings.max_window,
+            hasher: Arc::new(SecretKeyHasher::new()),
+            max_window: config.backoff.max_window,
         })
+    }
+
+    /// The gates for `config` after a reload, keeping by name what still means the same thing
+    /// in `old` (built from `old_config`): an upstream's back-off windows while its URL is the
+    /// same, an upstream cap while its `rate_limit` is the same, a route's quota counters while
+    /// its `requests`, `window` and `key` are the same.
+    pub fn carry_over(config: &Config, old_config: &Config, old: &Gates) -> anyhow::Result<Gates> {
+        let policy = backoff_policy(config);
+        // remap[old index] = new index of the same upstream (by name, same URL).
+        let remap: Vec<Option<usize>> = old_config
+            .upstreams
+            .iter()
+            .map(|o| {
+                config
+                    .upstreams
+                    .iter()
+                    .position(|n| n.name == o.name && n.url == o.url)
+            })
+            .collect();
+        let unmoved = remap.iter().enumerate().all(|(i, to)| *to == Some(i));
+        // The same gate when nothing moved: answers still arriving for requests that started
+        // before the reload land in the gate that serves after it.
+        let backoff = if unmoved && *old.backoff.policy() == policy {
+            old.backoff.clone()
+        } else {
+            Arc::new(old.backoff.carry_over(policy, &remap))
+        };
+        let upstream_caps = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let kept = old_config
+                    .upstreams
+                    .iter()
+                    .position(|o| o.name == u.name && o.rate_limit == u.rate_limit)
+                    .and_then(|i| old.upstream_caps.get(i).cloned().flatten());
+                match (kept, u.rate_limit) {
+                    (Some(cap), _) => Ok(Some(cap)),
+                    (None, Some(q)) => Limit::new(q.requests, q.window)
+                        .map(|l| Some(Arc::new(GlobalLimiter::new(l)))),
+                    (None, None) => Ok(None),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let route_quotas = config
+            .routes
+            .iter()
+            .map(|r| {
+                let kept = old_config
+                    .routes
+                    .iter()
+                    .position(|o| o.name == r.name && same_quota(o, r))
+                    .and_then(|i| old.route_quotas.get(i)?.as_ref())
+                    .map(|q| q.limiter.clone());
+                route_limiter(r, kept)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Gates {
+            backoff,
+            upstream_caps,
+            route_quotas,
+            // Header-keyed quota counters are keyed by this hasher's digests.
+            hasher: old.hasher.clone(),
+            max_window: config.backoff.max_window,
+        })
+    }
+
+    /// Whether `other` shares this configuration's back-off windows.
+    pub fn shares_backoff_with(&self, other: &Gates) -> bool {
+        Arc::ptr_eq(&self.backoff, &other.backoff)
+    }
+
+    /// Whether the route at `index` counts on the same quota counters as `other`'s at
+    /// `other_index`.
+    pub fn shares_quota_with(&self, index: usize, other: &Gates, other_index: usize) -> bool {
+        match (
+            self.route_quotas.get(index),
+            other.route_quotas.get(other_index),
+        ) {
+            (Some(Some(a)), Some(Some(b))) => Arc::ptr_eq(&a.limiter, &b.limiter),
+            _ => false,
+        }
     }
 
     /// Step 3: the whole upstream. Denied requests never reach authentication.
@@ -340,14 +405,51 @@ impl Gates {
     }
 }
 
-fn route_limiter(route: &RouteConfig) -> anyhow::Result<Option<RouteLimiter>> {
+fn backoff_policy(config: &Config) -> BackoffPolicy {
+    let settings = &config.backoff;
+    let probe_lease = config
+        .upstreams
+        .iter()
+        .map(|u| u.response_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    BackoffPolicy {
+        max_window: settings.max_window,
+        default_503_window: settings.default_503_window,
+        honour_backoff_header: settings.honour_backoff_header,
+        probe_lease,
+        ramp: settings.ramp.as_ref().map(|r| RampPolicy {
+            period: r.period,
+            steps: r.steps,
+            start_percent: r.start_percent,
+            base_rate_per_sec: r.base_rate_per_sec,
+        }),
+        max_scoped_windows: settings.max_scoped_windows,
+    }
+}
+
+/// Quota counters mean the same thing while the quota's requests, window and key are equal
+/// (`headers` only changes what is sent).
+fn same_quota(a: &RouteConfig, b: &RouteConfig) -> bool {
+    match (&a.quota, &b.quota) {
+        (Some(a), Some(b)) => a.quota == b.quota && a.key == b.key,
+        _ => false,
+    }
+}
+
+/// The route's quota, counting on `kept` when the previous configuration's counters still
+/// apply.
+fn route_limiter(
+    route: &RouteConfig,
+    kept: Option<Arc<KeyedLimiter>>,
+) -> anyhow::Result<Option<RouteLimiter>> {
     let Some(q) = &route.quota else {
         return Ok(None);
     };
     let limit = Limit::new(q.quota.requests, q.quota.window)?;
     let policy_header = HeaderValue::from_str(&ratelimit::policy_header(POLICY_NAME, &limit))?;
     Ok(Some(RouteLimiter {
-        limiter: KeyedLimiter::new(limit, MAX_QUOTA_KEYS),
+        limiter: kept.unwrap_or_else(|| Arc::new(KeyedLimiter::new(limit, MAX_QUOTA_KEYS))),
         key: q.key.clone(),
         headers: q.headers,
         policy_header,

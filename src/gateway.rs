@@ -1,21 +1,22 @@
-//! Starting and stopping the whole gateway: bind every listener, serve, and on shutdown fail
-//! the load-balancer heartbeat, stop accepting, drain in-flight requests within the drain
-//! timeout, and return.
+//! Starting and stopping the whole gateway: bind every listener, serve (reloading when asked),
+//! and on shutdown fail the load-balancer heartbeat, stop accepting, drain in-flight requests
+//! within the drain timeout, and return.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::AdminServer;
 use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::config::Limits;
-use crate::listener::{self, BoundListener, ConnectionSlots, Phase};
-use crate::pipeline::{Snapshot, State};
+use crate::config::{Config, Limits, Sources};
+use crate::listener::{BoundListener, ConnectionSlots};
+use crate::pipeline::{ConfigVersion, Snapshot, State};
+use crate::reload::{self, ConfigFile, ListenerSet, ReloadHandle, Supervisor};
 
 /// A gateway with its sockets bound (so tests can bind port 0 and read the address).
 pub struct Gateway {
@@ -23,7 +24,9 @@ pub struct Gateway {
     listeners: Vec<BoundListener>,
     admin: Option<AdminServer>,
     limits: Limits,
-    drain_timeout: Duration,
+    reload: ReloadHandle,
+    requests: mpsc::Receiver<reload::Request>,
+    file: Option<ConfigFile>,
 }
 
 /// Triggers a graceful shutdown of a running gateway.
@@ -49,10 +52,32 @@ impl Default for ShutdownHandle {
 }
 
 impl Gateway {
-    /// Builds the upstream clients and binds every listener.
+    /// Builds the upstream clients and binds every listener. A gateway bound this way cannot
+    /// reload (it knows no file); see [`Gateway::bind_file`].
     pub async fn bind(config: &Config, clock: SharedClock) -> anyhow::Result<Gateway> {
+        Self::bind_with(config, clock, None).await
+    }
+
+    /// [`Gateway::bind`] for a configuration loaded from `file`: SIGHUP, `POST /__reload__`
+    /// and the file watcher reload from it.
+    pub async fn bind_file(
+        config: &Config,
+        clock: SharedClock,
+        path: PathBuf,
+        sources: Sources,
+    ) -> anyhow::Result<Gateway> {
+        Self::bind_with(config, clock, Some(ConfigFile { path, sources })).await
+    }
+
+    async fn bind_with(
+        config: &Config,
+        clock: SharedClock,
+        file: Option<ConfigFile>,
+    ) -> anyhow::Result<Gateway> {
         crate::install_crypto_provider();
-        let state = Arc::new(State::new(Snapshot::new(config, &clock)?, clock));
+        let version = ConfigVersion::now(file.as_ref().map(|f| f.sources.hash.as_str()));
+        let snapshot = Snapshot::new(config, &clock)?.with_version(version);
+        let state = Arc::new(State::new(snapshot, clock));
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             listeners.push(BoundListener::bind(l).await?);
@@ -61,13 +86,21 @@ impl Gateway {
             Some(a) => Some(AdminServer::bind(a.addr).await?),
             None => None,
         };
+        let (reload, requests) = ReloadHandle::channel();
         Ok(Gateway {
             state,
             listeners,
             admin,
             limits: config.limits.clone(),
-            drain_timeout: config.server.drain_timeout,
+            reload,
+            requests,
+            file,
         })
+    }
+
+    /// Asks the running gateway to reload (SIGHUP calls this).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
     }
 
     /// Addresses of the client listeners, in config order.
@@ -83,26 +116,20 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` completes, then drains.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(Phase::Serving);
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let connections = Arc::new(ConnectionSlots::new(&self.limits));
-        let mut accept_loops = Vec::new();
-        for l in self.listeners {
-            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(listener = %l.name, addr = %addr, tls = l.tls.is_some(), "listening");
-            accept_loops.push(tokio::spawn(listener::serve(
-                l,
-                self.state.clone(),
-                connections.clone(),
-                stop_rx.clone(),
-            )));
-        }
+        let listeners = ListenerSet::start(self.listeners, self.state.clone(), connections.clone());
+        let mut supervisor = Supervisor::new(self.state.clone(), listeners, self.file.take());
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin = self.admin.map(|a| {
             let addr = a.local_addr().map(|a| a.to_string()).unwrap_or_default();
             tracing::info!(listener = "admin", addr = %addr, "listening");
-            tokio::spawn(a.serve(self.state.clone(), admin_stop_rx))
+            tokio::spawn(a.serve(self.state.clone(), self.reload.clone(), admin_stop_rx))
         });
+        let watcher = tokio::spawn(reload::watch::run(
+            supervisor.watch_set(),
+            self.reload.clone(),
+        ));
 
         // Expired back-off windows and idle quota keys are dropped in the background.
         let housekeeping = {
@@ -116,21 +143,28 @@ impl Gateway {
             })
         };
 
-        shutdown.await;
+        // Reloads are handled here, one at a time, until shutdown.
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(request) = self.requests.recv() => supervisor.handle(request).await,
+            }
+        }
+        watcher.abort();
         housekeeping.abort();
         tracing::info!("shutting down: failing the load-balancer heartbeat and draining");
         self.state.draining.store(true, Ordering::SeqCst);
-        let _ = stop_tx.send(Phase::Draining);
-        for task in accept_loops {
-            let _ = task.await;
-        }
+        supervisor.listeners().drain().await;
         // Every connection holds a slot: having them all back means every connection is done.
-        match tokio::time::timeout(self.drain_timeout, connections.all_closed()).await {
+        let drain_timeout = self.state.snapshot.load().config.server.drain_timeout;
+        match tokio::time::timeout(drain_timeout, connections.all_closed()).await {
             Ok(_) => tracing::info!("drained"),
             Err(_) => {
-                tracing::warn!(timeout = ?self.drain_timeout, "drain timeout: closing remaining connections")
+                tracing::warn!(timeout = ?drain_timeout, "drain timeout: closing remaining connections")
             }
         }
+        supervisor.listeners().close();
         let _ = admin_stop_tx.send(true);
         if let Some(admin) = admin {
             let _ = admin.await;

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod reload;
 pub mod request_id;
 pub mod respond;
 pub mod rewrite;

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,42 +20,126 @@ use crate::body::{InFlight, watch_send};
 use crate::config::{Limits, ListenerConfig};
 use crate::conn_io::{GuardedIo, Protocol, Timeouts};
 use crate::pipeline::{ConnInfo, GatewayService, State};
+use crate::tls::{CertStore, SniResolver};
 
 /// A bound client listener, ready to serve.
 pub struct BoundListener {
-    pub name: Arc<str>,
     pub tcp: TcpListener,
-    pub tls: Option<TlsAcceptor>,
+    /// The address as configured (port 0 stays 0): a reload keeps the socket of a listener
+    /// whose configured address is unchanged.
+    pub configured: SocketAddr,
+    /// What the listener applies to each new connection; a reload swaps it.
+    pub runtime: Arc<ArcSwap<ListenerRuntime>>,
+}
+
+/// A listener's settings for new connections: its name, TLS and header options. Swapped as a
+/// whole by a reload; connections already open keep the settings they were accepted with.
+pub struct ListenerRuntime {
+    pub name: Arc<str>,
+    pub tls: Option<ListenerTls>,
     /// Callers may send `X-FxA-Refresh-Token` on this listener.
     pub accept_refresh_token: bool,
     /// Header names with an underscore are forwarded (never the gateway's own).
     pub allow_underscore_headers: bool,
 }
 
-impl BoundListener {
-    pub async fn bind(config: &ListenerConfig) -> anyhow::Result<BoundListener> {
-        let tcp = TcpListener::bind(config.addr).await.map_err(|e| {
-            anyhow::anyhow!("listener {}: cannot bind {}: {e}", config.name, config.addr)
-        })?;
-        let tls = match &config.tls {
-            Some(settings) => Some(TlsAcceptor::from(crate::tls::server_config(settings)?)),
-            None => None,
+/// A TLS listener's acceptor and the certificate store behind it.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub acceptor: TlsAcceptor,
+    pub certs: Arc<CertStore>,
+}
+
+/// A listener's new settings, built and checked but not yet in use.
+pub struct PreparedRuntime {
+    runtime: ListenerRuntime,
+    /// Certificates for the acceptor kept from before: stored at commit.
+    certs: Option<(Arc<CertStore>, SniResolver)>,
+}
+
+impl ListenerRuntime {
+    /// Builds the settings for `config`. A TLS listener that had TLS keeps its acceptor (and so
+    /// its session cache) and gets the new certificates at commit. Loading the certificates
+    /// checks each key against its certificate, so a mismatch fails here.
+    pub fn prepare(
+        config: &ListenerConfig,
+        previous: Option<&ListenerRuntime>,
+    ) -> anyhow::Result<PreparedRuntime> {
+        let context = || format!("listener {}", config.name);
+        let (tls, certs) = match (&config.tls, previous.and_then(|p| p.tls.as_ref())) {
+            (None, _) => (None, None),
+            (Some(settings), Some(kept)) => {
+                let resolver = CertStore::load(settings).with_context(context)?;
+                (Some(kept.clone()), Some((kept.certs.clone(), resolver)))
+            }
+            (Some(settings), None) => {
+                let store = Arc::new(CertStore::new(
+                    CertStore::load(settings).with_context(context)?,
+                ));
+                let acceptor = TlsAcceptor::from(crate::tls::server_config(store.clone())?);
+                let tls = ListenerTls {
+                    acceptor,
+                    certs: store,
+                };
+                (Some(tls), None)
+            }
         };
-        if config.tls.is_none() && !config.addr.ip().is_loopback() {
-            tracing::warn!(listener = %config.name, addr = %config.addr, "plain HTTP listener on a non-loopback address (allowed by allow_plain_non_loopback)");
-        }
-        Ok(BoundListener {
+        let runtime = ListenerRuntime {
             name: Arc::from(config.name.as_str()),
-            tcp,
             tls,
             accept_refresh_token: config.accept_refresh_token,
             allow_underscore_headers: config.allow_underscore_headers,
+        };
+        Ok(PreparedRuntime { runtime, certs })
+    }
+}
+
+impl PreparedRuntime {
+    /// Puts the settings in use for new connections (and new handshakes). Cannot fail.
+    pub fn commit(self, slot: &ArcSwap<ListenerRuntime>) {
+        if let Some((store, resolver)) = self.certs {
+            store.replace(resolver);
+        }
+        slot.store(Arc::new(self.runtime));
+    }
+
+    /// The settings in a new slot, for a listener just bound.
+    pub fn into_slot(self) -> Arc<ArcSwap<ListenerRuntime>> {
+        if let Some((store, resolver)) = self.certs {
+            store.replace(resolver);
+        }
+        Arc::new(ArcSwap::from_pointee(self.runtime))
+    }
+}
+
+impl BoundListener {
+    pub async fn bind(config: &ListenerConfig) -> anyhow::Result<BoundListener> {
+        let runtime = ListenerRuntime::prepare(config, None)?;
+        Ok(BoundListener {
+            tcp: bind_socket(config).await?,
+            configured: config.addr,
+            runtime: runtime.into_slot(),
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
     }
+
+    pub fn name(&self) -> Arc<str> {
+        self.runtime.load().name.clone()
+    }
+}
+
+/// Binds a listener's socket.
+pub async fn bind_socket(config: &ListenerConfig) -> anyhow::Result<TcpListener> {
+    let tcp = TcpListener::bind(config.addr).await.map_err(|e| {
+        anyhow::anyhow!("listener {}: cannot bind {}: {e}", config.name, config.addr)
+    })?;
+    if config.tls.is_none() && !config.addr.ip().is_loopback() {
+        tracing::warn!(listener = %config.name, addr = %config.addr, "plain HTTP listener on a non-loopback address (allowed by allow_plain_non_loopback)");
+    }
+    Ok(tcp)
 }
 
 /// Where the gateway is in its life: serving, draining in-flight requests, or closing whatever
@@ -166,7 +252,7 @@ pub async fn serve(
             r = listener.tcp.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!(listener = %listener.name, error = %e, "accept failed");
+                    tracing::warn!(listener = %listener.name(), error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 }
@@ -179,22 +265,24 @@ pub async fn serve(
         };
         let Some(slot) = slot else {
             // Over its share: closed at once, before any byte is read.
-            tracing::debug!(listener = %listener.name, %peer, "peer has max_connections_per_peer open: connection closed");
+            tracing::debug!(listener = %listener.name(), %peer, "peer has max_connections_per_peer open: connection closed");
             state.metrics.refused_connections.inc();
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // The settings as they are now: a reload after this does not change this connection.
+        let runtime = listener.runtime.load_full();
         let conn = Arc::new(ConnInfo {
             peer,
             local,
-            tls: listener.tls.is_some(),
-            listener: listener.name.clone(),
-            accept_refresh_token: listener.accept_refresh_token,
-            allow_underscore_headers: listener.allow_underscore_headers,
+            tls: runtime.tls.is_some(),
+            listener: runtime.name.clone(),
+            accept_refresh_token: runtime.accept_refresh_token,
+            allow_underscore_headers: runtime.allow_underscore_headers,
             in_flight: Arc::new(InFlight::default()),
             peer_header: crate::headers::peer_header(peer.ip()),
         });
-        let tls = listener.tls.clone();
+        let tls = runtime.tls.as_ref().map(|t| t.acceptor.clone());
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

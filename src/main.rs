@@ -57,6 +57,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Exit 0 when the gateway answers 200 at URL (a container HEALTHCHECK: the image has no
+    /// shell or curl), 1 otherwise.
+    Healthcheck {
+        #[arg(default_value = "http://127.0.0.1:8081/__lbheartbeat__")]
+        url: String,
+    },
     /// Generate a server certificate (ECDSA P-256) signed by the development CA in the output
     /// directory, making the CA (ca.pem, ca-key.pem) first when there is none.
     GenCert {
@@ -75,10 +81,13 @@ enum Command {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    if let Some(Command::GenCert { out, file, names }) = cli.command {
-        return gen_cert(&out, &file, &names);
+    match cli.command {
+        Some(Command::GenCert { out, file, names }) => return gen_cert(&out, &file, &names),
+        Some(Command::Healthcheck { url }) => return healthcheck(&url),
+        None => {}
     }
-    let config = match fxa_gateway::config::load(&cli.config) {
+    let (loaded, sources) = fxa_gateway::config::load_with_sources(&cli.config);
+    let config = match loaded {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -108,7 +117,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, cli.config, sources));
     // Access events still gathered go out before the process does.
     fxa_gateway::logging::flush();
     match result {
@@ -121,10 +130,36 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: fxa_gateway::config::Config) -> anyhow::Result<()> {
-    let gateway =
-        fxa_gateway::Gateway::bind(&config, Arc::new(fxa_gateway::clock::SystemClock)).await?;
+async fn serve(
+    config: fxa_gateway::config::Config,
+    path: PathBuf,
+    sources: fxa_gateway::config::Sources,
+) -> anyhow::Result<()> {
+    let clock = Arc::new(fxa_gateway::clock::SystemClock);
+    let gateway = fxa_gateway::Gateway::bind_file(&config, clock, path, sources).await?;
+    // Installed before anything listens: from then on SIGHUP reloads instead of killing the
+    // process (its default action), as a log rotation's `kill -HUP` expects.
+    reload_on_hangup(gateway.reload_handle())?;
     gateway.run(shutdown_signal()).await
+}
+
+/// SIGHUP reloads the configuration.
+fn reload_on_hangup(reload: fxa_gateway::reload::ReloadHandle) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                reload.request(fxa_gateway::reload::Trigger::Signal);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reload;
+    Ok(())
 }
 
 /// SIGTERM or Ctrl-C.
@@ -147,6 +182,29 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let checked = runtime.map_err(anyhow::Error::from).and_then(|r| {
+        r.block_on(fxa_gateway::admin::check_health(
+            url,
+            std::time::Duration::from_secs(3),
+        ))
+    });
+    match checked {
+        Ok(status) if status == http::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("healthcheck: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -74,6 +74,18 @@ pub struct UpstreamLabels {
     pub upstream: Name,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied` or `refused`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    /// SHA-256 of the config file and the non-secret files it names (`none`: not from a file).
+    pub hash: String,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// Handles into the request families (shared with them: the same series), per thread.
@@ -110,6 +122,41 @@ pub struct Metrics {
     backoff_header: Family<UpstreamLabels, Gauge>,
     refreshes: Family<OutcomeLabels, Counter>,
     replays: Family<OutcomeLabels, Counter>,
+    config: ConfigSeries,
+}
+
+/// Which configuration is live, and how reloads went.
+struct ConfigSeries {
+    reloads: Family<ReloadLabels, Counter>,
+    info: Family<ConfigLabels, Gauge>,
+    loaded: Gauge,
+}
+
+impl ConfigSeries {
+    fn register(registry: &mut Registry) -> ConfigSeries {
+        let series = ConfigSeries {
+            reloads: Family::default(),
+            info: Family::default(),
+            loaded: Gauge::default(),
+        };
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, POST /__reload__, a watched file changed), by \
+             outcome: applied, or refused (the previous configuration kept serving)",
+            series.reloads.clone(),
+        );
+        registry.register(
+            "config_info",
+            "The configuration serving now (1), labelled with its hash",
+            series.info.clone(),
+        );
+        registry.register(
+            "config_loaded_timestamp_seconds",
+            "When the configuration serving now was loaded (Unix seconds)",
+            series.loaded.clone(),
+        );
+        series
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -192,8 +239,10 @@ impl Metrics {
              answered with the 401 because their body could not be replayed (not_replayed)",
             replays.clone(),
         );
+        let config = ConfigSeries::register(&mut registry);
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Metrics {
+            config,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
             refreshes,
@@ -253,6 +302,30 @@ impl Metrics {
             entry.requests.inc();
             entry.duration.observe(elapsed.as_secs_f64());
         });
+    }
+
+    /// One reload attempt: `applied` or `refused`.
+    pub fn config_reload(&self, outcome: &'static str) {
+        self.config
+            .reloads
+            .get_or_create(&ReloadLabels { outcome })
+            .inc();
+    }
+
+    /// The configuration now serving (replaces the previous info series).
+    pub fn config_loaded(&self, hash: Option<&str>, loaded_at: std::time::SystemTime) {
+        self.config.info.clear();
+        let hash = hash.unwrap_or("none").to_owned();
+        self.config
+            .info
+            .get_or_create(&ConfigLabels { hash })
+            .set(1);
+        let secs = loaded_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.config
+            .loaded
+            .set(i64::try_from(secs).unwrap_or(i64::MAX));
     }
 
     /// An error the gateway made itself.

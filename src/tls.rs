@@ -1,6 +1,8 @@
 //! rustls configuration for both sides: the server side terminates TLS 1.2+/1.3 with modern
-//! AEAD suites only and picks the certificate by SNI; the client side verifies upstreams against
-//! the webpki roots and/or an upstream's own CA.
+//! AEAD suites only and picks the certificate by SNI from a [`CertStore`] that a reload swaps
+//! (new handshakes see the new certificates; the listener, its socket and its session cache
+//! stay); the client side verifies upstreams against the webpki roots and/or an upstream's own
+//! CA.
 //!
 //! One crypto provider only (aws-lc-rs), always passed explicitly.
 
@@ -8,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -21,15 +24,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Server config for a TLS listener: ALPN h2 then http/1.1, SNI-selected certificates.
-pub fn server_config(settings: &TlsSettings) -> anyhow::Result<Arc<ServerConfig>> {
-    let provider = provider();
-    let resolver = SniResolver::new(settings, &provider)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+/// Server config for a TLS listener: ALPN h2 then http/1.1, certificates from `certs` by SNI.
+pub fn server_config(certs: Arc<CertStore>) -> anyhow::Result<Arc<ServerConfig>> {
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .context("TLS protocol versions")?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;
     Ok(Arc::new(config))
@@ -54,6 +55,38 @@ pub fn client_config(ca_pem: Option<&[u8]>, ca_only: bool) -> anyhow::Result<Cli
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// A listener's certificates, replaced whole on reload: a handshake takes one snapshot of
+/// them, so it never sees half of an old set and half of a new one.
+pub struct CertStore(ArcSwap<SniResolver>);
+
+impl CertStore {
+    pub fn new(resolver: SniResolver) -> CertStore {
+        CertStore(ArcSwap::from_pointee(resolver))
+    }
+
+    /// Loads certificates for `settings` (checking that each key matches its certificate).
+    pub fn load(settings: &TlsSettings) -> anyhow::Result<SniResolver> {
+        SniResolver::new(settings, &provider())
+    }
+
+    /// New handshakes use `resolver` from now on.
+    pub fn replace(&self, resolver: SniResolver) {
+        self.0.store(Arc::new(resolver));
+    }
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CertStore").field(&self.0.load()).finish()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.load().resolve(hello)
+    }
 }
 
 /// Picks a certificate by SNI name (exact, then `*.` wildcard), else the first one configured.

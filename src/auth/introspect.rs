@@ -165,6 +165,31 @@ impl Introspector {
         }
     }
 
+    /// The introspector for a reloaded configuration that keeps `old`'s cached answers (and
+    /// its cache key). Only for the same OAuth server and the same cache settings: answers
+    /// cached under a longer TTL than the new one must not outlive it.
+    pub fn carry_over(
+        old: &Introspector,
+        upstream: Arc<Upstream>,
+        upstream_index: usize,
+        gate: Arc<BackoffGate>,
+        clock: SharedClock,
+        settings: IntrospectSettings,
+    ) -> Self {
+        Introspector {
+            cache: old.cache.clone(),
+            key: old.key.clone(),
+            fetcher: Arc::new(Fetcher {
+                breaker: Breaker::new(settings.breaker),
+                upstream,
+                upstream_index,
+                gate,
+                clock,
+                settings,
+            }),
+        }
+    }
+
     /// What the OAuth server says about `token`, from the cache when fresh. Inactive, unknown,
     /// expired and oversized tokens are `Ok` with `active == false`.
     pub async fn introspect(&self, token: &str) -> Result<Arc<TokenInfo>, IntrospectError> {

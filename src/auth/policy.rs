@@ -72,6 +72,28 @@ impl AuthRuntime {
         gate: &Arc<BackoffGate>,
         clock: &SharedClock,
     ) -> anyhow::Result<AuthRuntime> {
+        Self::carry_over(config, upstreams, gate, clock, None)
+    }
+
+    /// [`AuthRuntime::new`] after a reload: keeps what still means the same thing in the
+    /// runtime `previous` built from its config. The introspection cache while the OAuth server
+    /// (name and URL) and `[bearer]` cache settings are equal; refresh grants while the OAuth
+    /// server, client id, token endpoint, cache size and grace are equal; the AMO replay cache
+    /// while its size is equal.
+    pub fn carry_over(
+        config: &Config,
+        upstreams: &[Arc<Upstream>],
+        gate: &Arc<BackoffGate>,
+        clock: &SharedClock,
+        previous: Option<(&Config, &AuthRuntime)>,
+    ) -> anyhow::Result<AuthRuntime> {
+        let same_server = |old: &Config, old_index: usize, index: usize| match (
+            old.upstreams.get(old_index),
+            config.upstreams.get(index),
+        ) {
+            (Some(a), Some(b)) => a.name == b.name && a.url == b.url,
+            _ => false,
+        };
         let introspector = config.bearer.as_ref().and_then(|b| {
             let upstream = upstreams.get(b.oauth_upstream)?.clone();
             let settings = IntrospectSettings {
@@ -80,23 +102,33 @@ impl AuthRuntime {
                 capacity: b.cache_size,
                 breaker: b.breaker,
             };
-            Some(Arc::new(Introspector::new(
-                upstream,
-                b.oauth_upstream,
-                gate.clone(),
-                clock.clone(),
-                settings,
-            )))
+            let kept = previous.and_then(|(old, runtime)| {
+                let o = old.bearer.as_ref()?;
+                let same = same_server(old, o.oauth_upstream, b.oauth_upstream)
+                    && (o.cache_max_ttl, o.negative_ttl, o.cache_size)
+                        == (b.cache_max_ttl, b.negative_ttl, b.cache_size);
+                same.then_some(runtime.introspector.as_deref()?)
+            });
+            let (index, gate, clock) = (b.oauth_upstream, gate.clone(), clock.clone());
+            Some(Arc::new(match kept {
+                Some(old) => Introspector::carry_over(old, upstream, index, gate, clock, settings),
+                None => Introspector::new(upstream, index, gate, clock, settings),
+            }))
         });
         let refresher = config.refresh.as_ref().and_then(|r| {
             let upstream = upstreams.get(r.oauth_upstream)?.clone();
-            Some(Refresher::new(
-                r,
-                upstream,
-                gate.clone(),
-                clock.clone(),
-                introspector.clone(),
-            ))
+            let kept = previous.and_then(|(old, runtime)| {
+                let o = old.refresh.as_ref()?;
+                let same = same_server(old, o.oauth_upstream, r.oauth_upstream)
+                    && (&o.client_id, o.token_endpoint, o.cache_size, o.grace)
+                        == (&r.client_id, r.token_endpoint, r.cache_size, r.grace);
+                same.then_some(runtime.refresher.as_ref()?)
+            });
+            let (gate, clock, introspector) = (gate.clone(), clock.clone(), introspector.clone());
+            Some(match kept {
+                Some(old) => Refresher::carry_over(old, r, upstream, gate, clock, introspector),
+                None => Refresher::new(r, upstream, gate, clock, introspector),
+            })
         });
         let credentials = config
             .amo_credentials
@@ -135,7 +167,15 @@ impl AuthRuntime {
                 max_lifetime: MAX_LIFETIME,
                 replay_capacity: config.amo_verify.replay_cache_size,
             };
-            Some(AmoVerifier::new(settings).map_err(|e| anyhow::anyhow!("amo issuers: {e}"))?)
+            let kept = previous.and_then(|(old, runtime)| {
+                let same = old.amo_verify.replay_cache_size == config.amo_verify.replay_cache_size;
+                same.then_some(runtime.verifier.as_ref()?.replay_cache().clone())
+            });
+            let verifier = match kept {
+                Some(replays) => AmoVerifier::with_replay_cache(settings, replays),
+                None => AmoVerifier::new(settings),
+            };
+            Some(verifier.map_err(|e| anyhow::anyhow!("amo issuers: {e}"))?)
         };
         let issuer_keys = config
             .amo_issuers

@@ -252,6 +252,26 @@ impl Refresher {
         }
     }
 
+    /// The refresher for a reloaded configuration that keeps `old`'s grants and token
+    /// lineages (and their key): only for the same OAuth client at the same token endpoint of
+    /// the same server, with the same cache size and grace period.
+    pub fn carry_over(
+        old: &Refresher,
+        settings: &RefreshSettings,
+        upstream: Arc<Upstream>,
+        gate: Arc<BackoffGate>,
+        clock: SharedClock,
+        introspector: Option<Arc<Introspector>>,
+    ) -> Refresher {
+        let fresh = Refresher::new(settings, upstream, gate, clock, introspector);
+        Refresher {
+            key: old.key.clone(),
+            grants: old.grants.clone(),
+            lineage: old.lineage.clone(),
+            ..fresh
+        }
+    }
+
     /// Refresh proactively when the token expires within this.
     pub fn skew(&self) -> Duration {
         self.skew

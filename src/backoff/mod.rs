@@ -28,6 +28,8 @@ mod window;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_carry;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -286,6 +288,40 @@ impl BackoffGate {
 
     pub fn policy(&self) -> &BackoffPolicy {
         &self.policy
+    }
+
+    /// A gate with `policy` that keeps this gate's windows (after a reload): `remap[old]` is
+    /// the new index of the upstream at `old`, `None` when it is gone or now means another
+    /// server. Kept windows keep their end, status and probe; the new policy applies from the
+    /// next answer.
+    pub fn carry_over(&self, policy: BackoffPolicy, remap: &[Option<usize>]) -> BackoffGate {
+        let old = self.upstreams.load();
+        let mut slots: Vec<Arc<UpstreamSlot>> = Vec::new();
+        for (from, slot) in old.iter().enumerate() {
+            let Some(Some(to)) = remap.get(from) else {
+                continue;
+            };
+            let state = slot
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if state.is_none() {
+                continue;
+            }
+            if slots.len() <= *to {
+                slots.resize_with(to + 1, Arc::default);
+            }
+            slots[*to] = Arc::new(UpstreamSlot {
+                active: AtomicBool::new(true),
+                state: Mutex::new(state),
+            });
+        }
+        BackoffGate {
+            scoped: self.scoped.carry_over(policy.max_scoped_windows, remap),
+            policy,
+            upstreams: ArcSwap::from_pointee(slots),
+        }
     }
 
     /// Opens (or extends) the window `spec` describes. `record` calls this; a route override

@@ -1,7 +1,7 @@
 //! Bounded, sharded map of per-client and per-identity windows.
 //!
-//! Keys are keyed SipHash digests of (kind, upstream, id), so the map never holds a user id or
-//! client id (nothing to leak, fixed-size entries whatever the caller passes) and an attacker
+//! Keys are the upstream's index and a keyed SipHash digest of (kind, id), so the map never
+//! holds a user id or client id (nothing to leak, fixed-size entries whatever the caller passes) and an attacker
 //! cannot aim collisions at one shard. Never grows past its capacity: a full shard first drops
 //! idle windows, then the live window that ends soonest.
 
@@ -16,8 +16,12 @@ use super::window::{self, Window};
 
 const SHARDS: usize = 16;
 
+/// The upstream's index (kept apart so a reload can move a window to the upstream's new
+/// index) and the digest of the scope's kind and id.
+type Key = (usize, u64);
+
 pub(super) struct ScopedWindows {
-    shards: Box<[Mutex<HashMap<u64, Window>>]>,
+    shards: Box<[Mutex<HashMap<Key, Window>>]>,
     hasher: RandomState,
     /// Windows held across all shards: lets every request skip the locks while none exist,
     /// which is nearly always.
@@ -49,7 +53,7 @@ impl ScopedWindows {
         f: impl FnOnce(&mut Option<Window>) -> R,
     ) -> R {
         let key = self.key(scope);
-        let mut shard = self.shards[(key % SHARDS as u64) as usize]
+        let mut shard = self.shards[(key.1 % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut state = shard.remove(&key);
@@ -80,7 +84,7 @@ impl ScopedWindows {
         }
     }
 
-    fn make_room(&self, shard: &mut HashMap<u64, Window>, now: SystemTime) {
+    fn make_room(&self, shard: &mut HashMap<Key, Window>, now: SystemTime) {
         if shard.len() < self.per_shard {
             return;
         }
@@ -98,22 +102,47 @@ impl ScopedWindows {
         }
     }
 
-    fn drop_idle(&self, shard: &mut HashMap<u64, Window>, now: SystemTime) {
+    fn drop_idle(&self, shard: &mut HashMap<Key, Window>, now: SystemTime) {
         let before = shard.len();
         shard.retain(|_, w| !window::is_idle(w, now));
         self.live.fetch_sub(before - shard.len(), Ordering::Relaxed);
     }
 
-    fn key(&self, scope: &Scope<'_>) -> u64 {
+    fn key(&self, scope: &Scope<'_>) -> Key {
         match scope {
-            Scope::Upstream(upstream) => self.hasher.hash_one((0u8, upstream)),
+            Scope::Upstream(upstream) => (*upstream, self.hasher.hash_one(0u8)),
             Scope::Client {
                 upstream,
                 client_id,
-            } => self.hasher.hash_one((1u8, upstream, client_id)),
+            } => (*upstream, self.hasher.hash_one((1u8, client_id))),
             Scope::Identity { upstream, identity } => {
-                self.hasher.hash_one((2u8, upstream, identity))
+                (*upstream, self.hasher.hash_one((2u8, identity)))
             }
         }
+    }
+
+    /// A new map of `capacity` holding this one's windows, each moved to its upstream's new
+    /// index (`remap[old]`); windows of upstreams that are gone are dropped.
+    pub(super) fn carry_over(&self, capacity: usize, remap: &[Option<usize>]) -> ScopedWindows {
+        let next = ScopedWindows {
+            hasher: self.hasher.clone(),
+            ..ScopedWindows::new(capacity)
+        };
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (&(upstream, digest), window) in shard.iter() {
+                let Some(Some(to)) = remap.get(upstream) else {
+                    continue;
+                };
+                let mut target = next.shards[(digest % SHARDS as u64) as usize]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if target.len() < next.per_shard {
+                    target.insert((*to, digest), window.clone());
+                    next.live.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        next
     }
 }

@@ -4,7 +4,7 @@
 //! `gateway.toml:14: routes[2].upstream: unknown upstream "profle"` (file as given, line of the
 //! offending key, key path, what is wrong). Secrets are read from environment variables or files
 //! named in the file, never inline, and never appear in a message. `--check` and (later) reload
-//! share [`load`].
+//! share [`load`] (reload through [`load_with_sources`], which also says which files were read).
 //!
 //! How lines are found: the file is parsed once into toml's spanned document; every key is
 //! deserialized on its own (so a wrong value hides neither the other keys of its table nor
@@ -17,6 +17,7 @@ mod net;
 mod raw;
 mod read;
 mod secret;
+pub mod sources;
 mod units;
 mod validate;
 
@@ -26,24 +27,38 @@ use std::path::{Path, PathBuf};
 pub use model::*;
 pub use raw::SecretRef;
 pub use secret::EnvLookup;
-pub use units::{parse_duration, parse_rfc3339, parse_size};
+pub use sources::{SourceFile, Sources};
+pub use units::{format_rfc3339, parse_duration, parse_rfc3339, parse_size};
 
 /// Loads and validates the configuration file at `path`. Relative paths inside it (certificates,
 /// CA files, secret files) are resolved against the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let src = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        file: path.to_path_buf(),
-        errors: vec![ConfigError {
-            line: None,
-            key: String::new(),
-            message: e.to_string(),
-        }],
-    })?;
+    load_with_sources(path).0
+}
+
+/// [`load`], and the files it read (or tried to: a reload refused for a missing file watches
+/// for that file too), with the hash that identifies the configuration.
+pub fn load_with_sources(path: &Path) -> (Result<Config, ConfigErrors>, Sources) {
+    let src = match std::fs::read_to_string(path) {
+        Ok(src) => src,
+        Err(e) => {
+            let errors = ConfigErrors {
+                file: path.to_path_buf(),
+                errors: vec![ConfigError {
+                    line: None,
+                    key: String::new(),
+                    message: e.to_string(),
+                }],
+            };
+            return (Err(errors), Sources::new(path, b"", Vec::new()));
+        }
+    };
     let base_dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    parse_str(&src, path, base_dir)
+    let (result, files) = sources::recording(|| parse_str(&src, path, base_dir));
+    (result, Sources::new(path, src.as_bytes(), files))
 }
 
 /// Parses and validates configuration text. `source` names the file in messages; `base_dir`
@@ -201,6 +216,8 @@ mod tests;
 mod tests_amo;
 #[cfg(test)]
 mod tests_refresh;
+#[cfg(test)]
+mod tests_reload;
 #[cfg(test)]
 mod tests_rules;
 #[cfg(test)]

@@ -32,6 +32,17 @@ pub struct Config {
     pub bearer: Option<BearerSettings>,
     /// Transparent token refresh; required when any route has `refresh = true`.
     pub refresh: Option<RefreshSettings>,
+    /// Picking up changed files without a signal.
+    pub reload: ReloadSettings,
+}
+
+/// `[reload]`: the file watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// Watch the config file and the files it names; a change reloads.
+    pub watch: bool,
+    /// How often the watched files are looked at.
+    pub watch_interval: Duration,
 }
 
 /// `[refresh]`: the OAuth client credentials and the rules of transparent refresh.
@@ -271,9 +282,11 @@ pub struct CertificateConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub addr: SocketAddr,
+    /// Callers of `POST /__reload__` send it as a bearer token; `None`: loopback peers only.
+    pub reload_token: Option<Secret>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub name: String,
     /// `https://host[:port][/base/path]`, or `http://` on loopback only.

@@ -137,12 +137,33 @@ impl FromTable for RawCertificate {
 #[derive(Debug)]
 pub struct RawAdmin {
     pub addr: Option<String>,
+    /// Bearer token for `POST /__reload__` from a non-loopback peer (default: loopback only).
+    pub reload_token: Option<SecretRef>,
 }
 
 impl FromTable for RawAdmin {
     fn from_table(t: &mut Table<'_, '_>) -> Self {
         RawAdmin {
             addr: t.required("addr"),
+            reload_token: t.get("reload_token"),
+        }
+    }
+}
+
+/// `[reload]`: picking up changed files without a signal.
+#[derive(Debug)]
+pub struct RawReload {
+    /// Watch the config file and every file it names (default true).
+    pub watch: bool,
+    /// How often the files are looked at (default 5 s).
+    pub watch_interval: DurationValue,
+}
+
+impl FromTable for RawReload {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawReload {
+            watch: t.or("watch", true),
+            watch_interval: t.or("watch_interval", secs(5)),
         }
     }
 }

@@ -92,7 +92,7 @@ impl SecretRef {
             }
             SecretRef::File(file) => {
                 let path = resolve_path(base_dir, file);
-                let mut value = read_file(&path)?;
+                let mut value = read(&path, true)?;
                 if !value.starts_with(b"-----BEGIN") {
                     trim_one_newline(&mut value);
                 }
@@ -110,9 +110,16 @@ pub fn resolve_path(base_dir: &Path, path: &str) -> PathBuf {
     base_dir.join(path)
 }
 
-/// Reads a whole file with an operator-facing error message.
+/// Reads a whole (non-secret) file with an operator-facing error message; the read is recorded
+/// in the load's [`super::sources`], so a reload watches the file and the config hash covers it.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read file {}: {e}", path.display()))
+    read(path, false)
+}
+
+fn read(path: &Path, secret: bool) -> Result<Vec<u8>, String> {
+    let result = std::fs::read(path);
+    super::sources::record(path, secret, result.as_deref().ok());
+    result.map_err(|e| format!("cannot read file {}: {e}", path.display()))
 }
 
 fn trim_one_newline(value: &mut Vec<u8>) {

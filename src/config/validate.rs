@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use super::Problems;
 use super::document::RawDocument;
-use super::model::{AdminConfig, AuthPolicy, Config, IpNet, Limits, LogSettings, ServerSettings};
+use super::model::{
+    AdminConfig, AuthPolicy, Config, IpNet, Limits, LogSettings, ReloadSettings, ServerSettings,
+};
 use super::net::parse_listen_addr;
-use super::raw::{DurationValue, RawLimits, RawServer, SizeValue};
+use super::raw::{DurationValue, RawAdmin, RawLimits, RawReload, RawServer, SizeValue};
 use super::secret::EnvLookup;
 
 /// What validation needs from the outside world.
@@ -41,13 +43,8 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         p.at("listeners", "at least one [[listeners]] is required");
     }
     let listeners = listeners::validate(&raw.listeners, ctx, p);
-    let admin = raw.admin.and_then(|a| match parse_listen_addr(&a.addr?) {
-        Ok(addr) => Some(AdminConfig { addr }),
-        Err(e) => {
-            p.at("admin.addr", e);
-            None
-        }
-    });
+    let admin = raw.admin.and_then(|a| admin(a, ctx, p));
+    let reload = reload(&raw.reload, p);
     if let Some(admin) = &admin {
         let clash = listeners.iter().flatten().any(|l| l.addr == admin.addr);
         if clash && admin.addr.port() != 0 {
@@ -124,7 +121,54 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         backoff,
         bearer,
         refresh,
+        reload,
     })
+}
+
+fn admin(raw: RawAdmin, ctx: &Context<'_>, p: &mut Problems) -> Option<AdminConfig> {
+    // Read whatever the address: a bad token file is reported in the same run.
+    let reload_token = raw.reload_token.and_then(|t| {
+        t.resolve_with(ctx.base_dir, ctx.env)
+            .and_then(|s| {
+                let token68 = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
+                match s.expose() {
+                    t if t.len() < 16 => Err("a reload token must be at least 16 bytes long"),
+                    t if !t.iter().all(token68) => {
+                        Err("a reload token may only hold A-Z a-z 0-9 - . _ ~ + / = \
+                         (e.g. `openssl rand -hex 32`)")
+                    }
+                    _ => Ok(s),
+                }
+                .map_err(str::to_owned)
+            })
+            .map_err(|e| p.at("admin.reload_token", e))
+            .ok()
+    });
+    match parse_listen_addr(&raw.addr?) {
+        Ok(addr) => Some(AdminConfig { addr, reload_token }),
+        Err(e) => {
+            p.at("admin.addr", e);
+            None
+        }
+    }
+}
+
+/// The watcher looks often enough that a change is applied within a minute, and not so
+/// often that it reads the files all the time.
+const WATCH_INTERVAL: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(30);
+
+fn reload(raw: &RawReload, p: &mut Problems) -> ReloadSettings {
+    if !WATCH_INTERVAL.contains(&raw.watch_interval.0) {
+        p.at(
+            "reload.watch_interval",
+            r#"must be between "100ms" and "30s" (a change is to be applied within a minute)"#,
+        );
+    }
+    ReloadSettings {
+        watch: raw.watch,
+        watch_interval: raw.watch_interval.0,
+    }
 }
 
 fn server(raw: RawServer, p: &mut Problems) -> ServerSettings {

@@ -34,8 +34,11 @@ use crate::respond::{self, MatchView, Outcome};
 use crate::routing::{RouteMatch, Router};
 use crate::upstream::{CallError, Upstream};
 
+mod carry;
 mod refresh_step;
 mod target;
+
+pub use carry::ConfigVersion;
 
 use refresh_step::{Handover, RefreshContext, Replay, Step};
 use target::{
@@ -55,6 +58,10 @@ pub struct Snapshot {
     pub route_names: Vec<Name>,
     pub upstream_names: Vec<Name>,
     pub no_route: Name,
+    /// The configuration this was built from (a reload compares against it).
+    pub config: Arc<Config>,
+    /// Which configuration this is, for `/__version__` and `/metrics`.
+    pub version: ConfigVersion,
 }
 
 impl Snapshot {
@@ -66,7 +73,23 @@ impl Snapshot {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let gates = Gates::new(config)?;
         let auth = AuthRuntime::new(config, &upstreams, &gates.backoff, clock)?;
-        Ok(Snapshot {
+        Ok(Self::assemble(
+            config,
+            upstreams,
+            gates,
+            auth,
+            ConfigVersion::now(None),
+        ))
+    }
+
+    fn assemble(
+        config: &Config,
+        upstreams: Vec<Arc<Upstream>>,
+        gates: Gates,
+        auth: AuthRuntime,
+        version: ConfigVersion,
+    ) -> Snapshot {
+        Snapshot {
             router: Router::new(&config.routes),
             upstreams,
             limits: config.limits.clone(),
@@ -85,7 +108,9 @@ impl Snapshot {
                 .map(|u| Name(Arc::from(u.name.as_str())))
                 .collect(),
             no_route: Name(Arc::from("-")),
-        })
+            config: Arc::new(config.clone()),
+            version,
+        }
     }
 }
 

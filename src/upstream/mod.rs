@@ -84,6 +84,42 @@ impl Upstream {
         })
     }
 
+    /// The upstream for `config` after a reload, keeping what still means the same thing from
+    /// `old` (the same upstream by name, built from `old_config`): the connector and the idle
+    /// pooled connections when the URL, CA, `ca_only` and `http2` are equal (and the pool's own
+    /// `pool_idle_timeout` and `max_connections`), and the cap on requests in flight when
+    /// `max_connections` is equal. Anything else starts afresh; `old` keeps serving the
+    /// requests that started on it.
+    pub fn carry_over(
+        config: &UpstreamConfig,
+        old_config: &UpstreamConfig,
+        old: &Upstream,
+    ) -> anyhow::Result<Upstream> {
+        let same_peer = config.url == old_config.url
+            && config.ca_pem == old_config.ca_pem
+            && config.ca_only == old_config.ca_only
+            && config.http2 == old_config.http2;
+        let same_cap = config.max_connections == old_config.max_connections;
+        let same_pool =
+            same_peer && same_cap && config.pool_idle_timeout == old_config.pool_idle_timeout;
+        let mut upstream = Upstream::new(config)?;
+        if same_peer {
+            upstream.connector = old.connector.clone();
+        }
+        if same_pool {
+            upstream.pool = old.pool.clone();
+        }
+        if same_cap {
+            upstream.permits = old.permits.clone();
+        }
+        Ok(upstream)
+    }
+
+    /// Whether this upstream shares its idle connections with `other`.
+    pub fn shares_pool_with(&self, other: &Upstream) -> bool {
+        self.pool.same_as(&other.pool)
+    }
+
     /// The upstream URI for a request path (already stripped of the route prefix if asked), in
     /// origin-form (`/base/path?query`): what HTTP/1.1 sends; `send` adds this upstream's scheme
     /// and authority when the connection is HTTP/2.

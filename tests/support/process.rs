@@ -28,9 +28,15 @@ impl Process {
     pub fn spawn(dir: &Path, toml: &str) -> Process {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, toml).expect("write config");
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(&path);
+        Process::spawn_command(command)
+    }
+
+    /// Starts `command` (the gateway, perhaps through a wrapper such as `setpriv`) with its
+    /// stderr read line by line.
+    pub fn spawn_command(mut command: Command) -> Process {
+        let mut child = command
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -70,6 +76,16 @@ impl Process {
                 return found;
             }
         }
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("gateway pid")
+    }
+
+    /// Every stderr line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
     }
 
     /// Sends SIGTERM, waits for the exit and returns the status and the whole stderr.
