@@ -9,6 +9,7 @@ use super::raw::{
     RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawBearer, RawLimits,
     RawListener, RawRefresh, RawRoute, RawServer, RawUpstream,
 };
+use super::raw_jwt::{RawJwt, RawSecurityEvents};
 use super::read::{self, FromTable, Table};
 
 /// The sections of a file as read. Sections absent from the file read as their defaults;
@@ -28,6 +29,8 @@ pub struct RawDocument {
     pub backoff: RawBackoff,
     pub bearer: Option<RawBearer>,
     pub refresh: Option<RawRefresh>,
+    pub jwt: RawJwt,
+    pub security_events: Option<RawSecurityEvents>,
 }
 
 impl FromTable for RawDocument {
@@ -46,6 +49,8 @@ impl FromTable for RawDocument {
             backoff: t.section("backoff"),
             bearer: t.table("bearer"),
             refresh: t.table("refresh"),
+            jwt: t.section("jwt"),
+            security_events: t.table("security_events"),
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct Config {
     pub bearer: Option<BearerSettings>,
     /// Transparent token refresh; required when any route has `refresh = true`.
     pub refresh: Option<RefreshSettings>,
+    /// FxA's JWK set and local verification of JWT access tokens.
+    pub jwt: super::JwtConfig,
+    /// FxA security events; required when any route uses auth policy `security-events`.
+    pub security_events: Option<super::SecurityEventsConfig>,
 }
 
 /// `[refresh]`: the OAuth client credentials and the rules of transparent refresh.
@@ -348,6 +352,9 @@ pub enum AuthPolicy {
         /// Indices into `Config::amo_issuers` accepted on this route.
         issuers: Vec<usize>,
     },
+    /// Front the RP's webhook: verify FxA's Security Event Tokens, deliver each once, and
+    /// drop the cached tokens of the users they name.
+    SecurityEvents,
 }
 
 #[derive(Debug, Clone)]
