@@ -42,7 +42,7 @@ pub use answer::{
 pub use cache::entry_ttl;
 
 use crate::auth::form_post::RawAnswer;
-use crate::auth::revocation::Revocations;
+use crate::auth::revocation::{Revocation, Revocations};
 use crate::auth::ttl::TtlExpiry;
 use crate::backoff::{
     Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
@@ -226,10 +226,12 @@ impl Introspector {
         cached.serve(self.fetcher.clock.now())
     }
 
-    /// Drops every cached answer about a token of `uid` (a security event).
-    pub fn invalidate_user(&self, uid: &str) {
+    /// Drops every cached answer about a token of `uid` that `revocation` covers (a security
+    /// event); the user's later tokens stay.
+    pub fn invalidate_user(&self, uid: &str, revocation: Revocation) {
         let uid = uid.to_owned();
-        if let Err(e) = self.cache.invalidate_entries_if(move |_, c| c.is_of(&uid)) {
+        let drop = move |_: &CacheKey, c: &Cached| c.is_of(&uid) && c.covered_by(&revocation);
+        if let Err(e) = self.cache.invalidate_entries_if(drop) {
             tracing::warn!(error = %e, "could not drop the user's introspection answers");
         }
     }

@@ -29,6 +29,7 @@ use tracing::Instrument as _;
 use super::introspect::{IntrospectError, Introspector, TokenInfo, epoch_time};
 use super::jose::{self, JoseError};
 use super::jwks::Jwks;
+use super::revocation::Revocation;
 use super::ttl::{Ttl, TtlExpiry};
 use crate::clock::SharedClock;
 
@@ -270,10 +271,13 @@ impl LocalVerifier {
         );
     }
 
-    /// Drops every cached token of `uid` (a security event).
-    pub fn invalidate_user(&self, uid: &str) {
+    /// Drops every cached token of `uid` that `revocation` covers (a security event).
+    pub fn invalidate_user(&self, uid: &str, revocation: Revocation) {
         let uid = uid.to_owned();
-        if let Err(e) = self.cache.invalidate_entries_if(move |_, v| v.is_of(&uid)) {
+        let drop = move |_: &CacheKey, v: &Arc<Verified>| {
+            v.is_of(&uid) && revocation.covers(v.info.iat)
+        };
+        if let Err(e) = self.cache.invalidate_entries_if(drop) {
             tracing::warn!(error = %e, "could not drop the user's verified JWTs");
         }
     }

@@ -69,9 +69,9 @@ impl TokenSource {
     /// them is accepted again from memory (a security event).
     pub fn revoke_user(&self, uid: &str, revocation: Revocation) {
         self.revocations.record(uid, revocation);
-        self.introspector.invalidate_user(uid);
+        self.introspector.invalidate_user(uid, revocation);
         if let Some(jwt) = &self.jwt {
-            jwt.invalidate_user(uid);
+            jwt.invalidate_user(uid, revocation);
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{IntrospectError, IntrospectSettings, TokenInfo};
-use crate::auth::revocation::Revocations;
+use crate::auth::revocation::{Revocation, Revocations};
 
 /// HMAC-SHA256 of the token under a per-process random key: never the raw token, and a dump of
 /// keys cannot be matched against a public hash of known tokens.
@@ -95,6 +95,13 @@ impl Cached {
         self.info
             .as_ref()
             .is_some_and(|i| i.sub.as_deref() == Some(uid))
+    }
+
+    /// Whether `revocation` covers the token this answer is about (refusals: no).
+    pub(super) fn covered_by(&self, revocation: &Revocation) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|i| i.active && revocation.covers(i.iat))
     }
 
     /// Whether a revocation makes this answer unusable from memory.
