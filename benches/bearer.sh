@@ -11,7 +11,10 @@
 #   (n) nginx reverse proxy, plain HTTP/1.1                    /api/v1/item
 #   (p) fxa-gateway, plain route (auth "none")                 /api/v1/item
 #   (t) fxa-gateway, bearer route (scope "profile"), warm cache /authed/v1/item
-# (p) and (t) are the same gateway process. Target: (t) >= 0.90 x (p).
+#   (j) fxa-gateway, the same bearer route with an FxA JWT access token verified locally
+#       (RS256 key made with openssl at start, published by the fake OAuth server's /v1/jwks),
+#       warm: the header differs, the route is the same          /authed/v1/item
+# (p), (t) and (j) are the same gateway process. Target: (t) >= 0.90 x (p).
 #
 # Part 2, memory: a fresh gateway (same config); warm it up with one token, read VmRSS/VmHWM,
 # send TOKENS requests each with a different token (wrk + compare/bearer-tokens.lua), read them
@@ -111,6 +114,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v taskset >/dev/null || need+=(util-linux)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
     log "installing ${need[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
@@ -165,6 +169,22 @@ ports_free "${ALL_PORTS[@]}"
 prepare_gateway
 
 # ---------------------------------------------------------------------------------------------
+# An FxA-style JWT access token for case (j): an RSA key made now, its JWK set (served by the
+# fake OAuth server at /v1/jwks), and a token signed with it (typ at+JWT, RS256, living 3 h:
+# short-lived, so FxA would never introspect it and the gateway never rechecks it).
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+openssl genrsa -out "$TMP/jwt-key.pem" 2048 2>/dev/null || die "openssl genrsa failed"
+JWT_N=$(openssl rsa -in "$TMP/jwt-key.pem" -noout -modulus 2>/dev/null | sed 's/^Modulus=//' | xxd -r -p | b64url)
+JWKS='{"keys":[{"kty":"RSA","alg":"RS256","use":"sig","kid":"bench-key","n":"'$JWT_N'","e":"AQAB"}]}'
+JWT_NOW=$(date +%s)
+JWT_HEADER=$(printf '%s' '{"alg":"RS256","typ":"at+JWT","kid":"bench-key"}' | b64url)
+JWT_CLAIMS=$(printf '{"aud":"abcdef0123456789","client_id":"abcdef0123456789","iss":"https://accounts.firefox.com","iat":%d,"exp":%d,"jti":"%064d","scope":"profile","sub":"0123456789abcdef0123456789abcdef"}' \
+    "$JWT_NOW" $((JWT_NOW + 3 * 3600)) 1 | b64url)
+JWT_SIG=$(printf '%s.%s' "$JWT_HEADER" "$JWT_CLAIMS" | openssl dgst -sha256 -sign "$TMP/jwt-key.pem" -binary | b64url)
+JWT="$JWT_HEADER.$JWT_CLAIMS.$JWT_SIG"
+JWT_HEADER_LINE="Authorization: Bearer $JWT"
+
+# ---------------------------------------------------------------------------------------------
 # Configs
 USER_LINE=
 [[ $EUID -eq 0 ]] && USER_LINE="user root;"
@@ -191,7 +211,8 @@ fill "$HERE/nginx-proxy.conf.in" "$TMP/nginx-proxy.conf" "TMP=$TMP" "USER_LINE=$
     "UPSTREAM_PORT=$UPSTREAM_PORT" "NGINX_PLAIN_PORT=$NGINX_PLAIN_PORT" \
     "NGINX_TLS_PORT=$NGINX_TLS_PORT" "KEEPALIVE=$KEEPALIVE" "PROXY_HEADERS=$PROXY_HEADERS"
 fill "$HERE/bearer-oauth.conf.in" "$TMP/oauth.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
-    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "OAUTH_PORT=$OAUTH_PORT" "INTROSPECT=$INTROSPECT"
+    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "OAUTH_PORT=$OAUTH_PORT" "INTROSPECT=$INTROSPECT" \
+    "JWKS=$JWKS"
 fill "$HERE/bearer-gateway.toml.in" "$TMP/gateway.toml" "PLAIN_PORT=$GW_PORT" \
     "UPSTREAM_PORT=$UPSTREAM_PORT" "OAUTH_PORT=$OAUTH_PORT" "KEEPALIVE=$KEEPALIVE" "CACHE_SIZE=$CACHE_SIZE"
 fill "$HERE/bearer-gateway.toml.in" "$TMP/gateway-mem.toml" "PLAIN_PORT=$GWMEM_PORT" \
@@ -276,6 +297,15 @@ check_url "$URL_AUTHED" 200 -H "$AUTH_HEADER"
 check_url "$URL_AUTHED" 200 -H "$AUTH_HEADER"
 n=$(introspections)
 [[ $n == 1 ]] || die "expected 1 introspection call after two requests with one token, saw $n"
+# The JWT: verified locally once the gateway holds the JWK set (fetched at start).
+for _ in $(seq 50); do
+    code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H "$JWT_HEADER_LINE" "$URL_AUTHED" || true)
+    [[ $code == 200 ]] && break
+    sleep 0.1
+done
+check_url "$URL_AUTHED" 200 -H "$JWT_HEADER_LINE"
+n=$(introspections)
+[[ $n == 1 ]] || die "the JWT was introspected ($n calls): not verified locally"
 INTROSPECT_START=$n
 
 # ---------------------------------------------------------------------------------------------
@@ -291,16 +321,17 @@ children_ticks() { # -> CHILD_TICKS: CPU time of this shell's reaped children (t
         printf "%.0f\n", t * hz}' "$TMP/times")
 }
 
-declare -A C_LABEL C_URL C_PID
-defcase() { C_LABEL[$1]=$2; C_URL[$1]=$3; C_PID[$1]=$4; }
-defcase n "(n) nginx, plain proxy" "$URL_NGINX" "$NGINX_WORKER"
-defcase p "(p) fxa-gateway, plain route" "$URL_PLAIN" "$GW_PID"
-defcase t "(t) fxa-gateway, bearer route (warm)" "$URL_AUTHED" "$GW_PID"
-CASES="n p t"
+declare -A C_LABEL C_URL C_PID C_AUTH
+defcase() { C_LABEL[$1]=$2; C_URL[$1]=$3; C_PID[$1]=$4; C_AUTH[$1]=$5; }
+defcase n "(n) nginx, plain proxy" "$URL_NGINX" "$NGINX_WORKER" "$AUTH_HEADER"
+defcase p "(p) fxa-gateway, plain route" "$URL_PLAIN" "$GW_PID" "$AUTH_HEADER"
+defcase t "(t) fxa-gateway, bearer route (warm)" "$URL_AUTHED" "$GW_PID" "$AUTH_HEADER"
+defcase j "(j) fxa-gateway, bearer, local JWT" "$URL_AUTHED" "$GW_PID" "$JWT_HEADER_LINE"
+CASES="n p t j"
 
 
-load_cmd() { # case seconds -> LOAD[]; every case sends the same Authorization header
-    LOAD=(wrk -t1 -c"$CONNS" -d"$2"s --timeout 5s --latency -H "$AUTH_HEADER" -s "$HERE/report.lua" "${C_URL[$1]}")
+load_cmd() { # case seconds -> LOAD[]; (n), (p), (t) send the same opaque token, (j) the JWT
+    LOAD=(wrk -t1 -c"$CONNS" -d"$2"s --timeout 5s --latency -H "${C_AUTH[$1]}" -s "$HERE/report.lua" "${C_URL[$1]}")
 }
 
 parse_wrk() { # -> REQS RPS P50 P99 ERRS NON2XX (latencies in µs), from the BENCH line
@@ -389,11 +420,11 @@ run_case() { # round case
 
 # ---------------------------------------------------------------------------------------------
 # Part 1: throughput
-total=$((ROUNDS * 3 * (WARMUP + RUNS * (DURATION + 1) + 1)))
-log "part 1: $ROUNDS round(s) x 3 cases x ($WARMUP s warm-up + $RUNS x $DURATION s):" \
+total=$((ROUNDS * 4 * (WARMUP + RUNS * (DURATION + 1) + 1)))
+log "part 1: $ROUNDS round(s) x 4 cases x ($WARMUP s warm-up + $RUNS x $DURATION s):" \
     "about $((total / 60)) min $((total % 60)) s, more if runs are discarded and repeated"
 for ((r = 1; r <= ROUNDS; r++)); do
-    if ((r % 2 == 1)); then order="n p t"; else order="t p n"; fi
+    if ((r % 2 == 1)); then order="n p t j"; else order="j t p n"; fi
     log "round $r/$ROUNDS ($order)"
     for k in $order; do
         run_case "$r" "$k"
@@ -496,7 +527,7 @@ cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
     awk -F'\t' -v target="$TARGET_RATIO" \
         -v labels="$(for k in $CASES; do printf '%s=%s;' "$k" "${C_LABEL[$k]}"; done)" \
         -f "$HERE/bearer-report.awk" "$RESULTS"
-    echo "introspection calls during part 1: $INTROSPECT_PART1 (0 = the cache stayed warm)"
+    echo "introspection calls during part 1: $INTROSPECT_PART1 (0 = the cache stayed warm; the JWT is never introspected)"
     awk -v g="$GW_HWM" -v n="$NGINX_HWM" 'BEGIN {
         printf "peak RSS (VmHWM) after part 1: fxa-gateway %.1f MB, nginx worker %.1f MB\n", g / 1024, n / 1024 }'
     echo

@@ -60,6 +60,10 @@ pub enum GatewayError {
     ConfigRefused { problems: Vec<String> },
     #[error("AMO JWT refused: {0}")]
     AmoJwtRejected(crate::auth::amo_jwt::JwtRejection),
+    #[error("security event token refused: {}", .0.reason())]
+    SecurityEventRejected(crate::auth::security_events::SetRejection),
+    #[error("too many security event jtis within their age to remember another")]
+    SecurityEventsBusy,
     #[error("AMO credential selection refused: {0}")]
     CredentialSelectionRefused(&'static str),
     #[error("internal error: {0}")]
@@ -259,6 +263,20 @@ impl GatewayError {
                 rejection.reason(),
                 Client,
             ),
+            SecurityEventRejected(rejection) => (
+                StatusCode::UNAUTHORIZED,
+                110,
+                rejection.message(),
+                rejection.reason(),
+                Client,
+            ),
+            SecurityEventsBusy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                201,
+                "Service unavailable",
+                "set-ledger-full",
+                Gateway,
+            ),
             CredentialSelectionRefused(_) => (
                 StatusCode::BAD_REQUEST,
                 999,
@@ -395,6 +413,7 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::UpstreamBusy { .. } => Some(1),
+            GatewayError::SecurityEventsBusy => Some(60),
             GatewayError::BackedOff { retry_after, .. }
             | GatewayError::UpstreamOverCap { retry_after }
             | GatewayError::QuotaExceeded { retry_after, .. } => Some((*retry_after).max(1)),
@@ -444,6 +463,12 @@ impl GatewayError {
             }
             GatewayError::InvalidToken(challenge) => {
                 headers.insert(WWW_AUTHENTICATE, bearer_challenge(challenge));
+            }
+            GatewayError::SecurityEventRejected(_) => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    bearer_challenge(BearerChallenge::InvalidToken),
+                );
             }
             GatewayError::ReauthRequired => {
                 headers.insert(

@@ -138,7 +138,9 @@ impl Gateway {
                 let mut tick = tokio::time::interval(Duration::from_secs(30));
                 loop {
                     tick.tick().await;
-                    state.snapshot.load().gates.housekeeping(state.clock.now());
+                    let snapshot = state.snapshot.load();
+                    snapshot.gates.housekeeping(state.clock.now());
+                    snapshot.auth.housekeeping(state.clock.now());
                 }
             })
         };

@@ -726,5 +726,10 @@ refresh = true
     .await;
     assert_errno(&resp, 503, 104);
     assert_eq!(retry_after(&resp), Some(45));
-    assert_eq!(oauth.request_count(), 1, "one refresh call");
+    let refresh_calls = oauth
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/v1/token")
+        .count();
+    assert_eq!(refresh_calls, 1, "one refresh call");
 }

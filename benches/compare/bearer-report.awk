@@ -3,7 +3,8 @@
 # Columns: round case attempt kept reason rps p50_us p99_us requests busy_pct core_us_req
 #          proxy_us_req upstream_us_req client_busy_pct foreign_pct client_foreign_pct
 #          upstream_new_conns
-# Cases: n = nginx plain proxy, p = fxa-gateway plain route, t = fxa-gateway bearer route.
+# Cases: n = nginx plain proxy, p = fxa-gateway plain route, t = fxa-gateway bearer route
+# (cached introspection), j = the same bearer route with a JWT verified locally (optional).
 
 function median(list,    n, a, i, j, t) {
     n = split(list, a, " ")
@@ -66,7 +67,9 @@ END {
     pairs[1] = "p t bearer / plain route (gateway)"
     pairs[2] = "n p gateway plain / nginx"
     pairs[3] = "n t gateway bearer / nginx"
-    for (q = 1; q <= 3; q++) {
+    pairs[4] = "p j local JWT / plain route"
+    pairs[5] = "t j local JWT / cached introspection"
+    for (q = 1; q <= 5; q++) {
         split(pairs[q], w, " "); base = w[1]; cand = w[2]
         name = pairs[q]; sub(/^[a-z] [a-z] /, "", name)
         tr = ""; pr = ""; cnt = 0; tmin = 1e18; tmax = 0; pmin = 1e18; pmax = 0

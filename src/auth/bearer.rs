@@ -11,11 +11,12 @@ use std::time::SystemTime;
 use http::Method;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::introspect::{IntrospectError, Introspector, TokenInfo};
+use super::introspect::TokenInfo;
 use super::outcome::AuthOutcome;
 use super::presets::{self, Preset, Requirement};
 use super::scheme::bearer_token;
 use super::scope::ScopeSet;
+use super::tokens::TokenSource;
 use crate::config::{BearerPolicy, PresetName};
 use crate::errno::{BearerChallenge, GatewayError};
 
@@ -32,7 +33,7 @@ enum Needed<'a> {
 }
 
 pub async fn authenticate(
-    introspector: &Introspector,
+    tokens: &TokenSource,
     policy: &BearerPolicy,
     method: &Method,
     rest: &str,
@@ -43,7 +44,7 @@ pub async fn authenticate(
         return Ok(AuthOutcome::default());
     };
     let token = bearer_token(headers)?;
-    let info = introspect(introspector, token).await?;
+    let info = describe(tokens, token).await?;
     accept(&info, &required, policy.identity_headers, now)
 }
 
@@ -66,17 +67,10 @@ pub fn required_scopes<'p>(
     }
 }
 
-/// The OAuth server's answer for `token` (cached); an outage is 503 errno 104, a refusal 401.
-pub async fn introspect(
-    introspector: &Introspector,
-    token: &str,
-) -> Result<Arc<TokenInfo>, GatewayError> {
-    introspector.introspect(token).await.map_err(|e| match e {
-        IntrospectError::Unavailable { retry_after } => {
-            GatewayError::IntrospectionUnavailable { retry_after }
-        }
-        IntrospectError::Refused => GatewayError::InvalidToken(BearerChallenge::InvalidToken),
-    })
+/// What `token` is: verified locally (FxA JWT access tokens) or the OAuth server's answer
+/// (cached); an outage is 503 errno 104, a refusal 401.
+pub async fn describe(tokens: &TokenSource, token: &str) -> Result<Arc<TokenInfo>, GatewayError> {
+    tokens.describe(token).await
 }
 
 /// Accepts a token the introspection describes, for an endpoint needing one of `required`.

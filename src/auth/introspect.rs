@@ -42,6 +42,7 @@ pub use answer::{
 pub use cache::entry_ttl;
 
 use crate::auth::form_post::RawAnswer;
+use crate::auth::revocation::{Revocation, Revocations};
 use crate::auth::ttl::TtlExpiry;
 use crate::backoff::{
     Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
@@ -89,6 +90,8 @@ pub struct Introspector {
     cache: Cache<CacheKey, Cached>,
     key: hmac::Key,
     fetcher: Arc<Fetcher>,
+    /// What security events said; an answer they cover is asked for again.
+    revocations: Option<Arc<dyn Revocations>>,
 }
 
 /// Everything a cache miss needs, owned by the spawned call.
@@ -150,9 +153,11 @@ impl Introspector {
             .name("introspection")
             .max_capacity(settings.capacity)
             .expire_after(TtlExpiry)
+            .support_invalidation_closures()
             .build();
         Introspector {
             cache,
+            revocations: None,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             fetcher: Arc::new(Fetcher {
                 breaker: Breaker::new(settings.breaker),
@@ -178,6 +183,7 @@ impl Introspector {
     ) -> Self {
         Introspector {
             cache: old.cache.clone(),
+            revocations: old.revocations.clone(),
             key: old.key.clone(),
             fetcher: Arc::new(Fetcher {
                 breaker: Breaker::new(settings.breaker),
@@ -190,6 +196,12 @@ impl Introspector {
         }
     }
 
+    /// Judges cached answers against `revocations` (security events) from now on.
+    pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
     /// What the OAuth server says about `token`, from the cache when fresh. Inactive, unknown,
     /// expired and oversized tokens are `Ok` with `active == false`.
     pub async fn introspect(&self, token: &str) -> Result<Arc<TokenInfo>, IntrospectError> {
@@ -199,10 +211,19 @@ impl Introspector {
         let key = self.cache_key(token);
         let now = self.fetcher.clock.now();
         if let Some(cached) = self.cache.get(&key).await {
-            if cached.is_fresh(now) {
+            let revoked = self
+                .revocations
+                .as_deref()
+                .is_some_and(|r| cached.revoked_by(r, now));
+            if cached.is_fresh(now) && !revoked {
                 return cached.serve(now);
             }
-            self.drop_if_stale(key, now).await;
+            if revoked {
+                // A security event covers this answer: FxA is asked again.
+                self.cache.invalidate(&key).await;
+            } else {
+                self.drop_if_stale(key, now).await;
+            }
         }
         let fetcher = Arc::clone(&self.fetcher);
         let token = token.to_owned();
@@ -215,6 +236,33 @@ impl Introspector {
         };
         let cached = self.cache.try_get_with(key, init).await.map_err(|e| *e)?;
         cached.serve(self.fetcher.clock.now())
+    }
+
+    /// Asks the OAuth server about `token` now, bypassing and not filling the cache (the
+    /// revocation recheck of a locally verified JWT). Same breaker and back-off rules.
+    pub async fn introspect_uncached(
+        &self,
+        token: &str,
+    ) -> Result<Arc<TokenInfo>, IntrospectError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Ok(TokenInfo::inactive_shared());
+        }
+        let fetcher = Arc::clone(&self.fetcher);
+        let span = tracing::debug_span!("introspect", upstream = %fetcher.upstream.name);
+        let cached = tokio::spawn(fetcher.fetch(token.to_owned()).instrument(span))
+            .await
+            .unwrap_or(Err(IntrospectError::Unavailable { retry_after: None }))?;
+        cached.serve(self.fetcher.clock.now())
+    }
+
+    /// Drops every cached answer about a token of `uid` that `revocation` covers (a security
+    /// event); the user's later tokens stay.
+    pub fn invalidate_user(&self, uid: &str, revocation: Revocation) {
+        let uid = uid.to_owned();
+        let drop = move |_: &CacheKey, c: &Cached| c.is_of(&uid) && c.covered_by(&revocation);
+        if let Err(e) = self.cache.invalidate_entries_if(drop) {
+            tracing::warn!(error = %e, "could not drop the user's introspection answers");
+        }
     }
 
     /// Forgets what is cached for `token` (after a refresh or a revocation the gateway saw).
@@ -273,6 +321,7 @@ impl Fetcher {
     /// One cache miss: breaker, back-off gate, the call, then bookkeeping of its answer.
     async fn fetch(self: Arc<Self>, token: String) -> Result<Cached, IntrospectError> {
         let now = self.clock.now();
+        let asked_at = now;
         let Some(ticket) = self.breaker.admit(now) else {
             tracing::debug!("introspection breaker open");
             return Err(self.unavailable(None, now));
@@ -311,11 +360,11 @@ impl Fetcher {
         match verdict {
             Verdict::Info(info) => {
                 ticket.succeed();
-                Ok(Cached::new(Some(Arc::new(info)), now, &self.settings))
+                Ok(Cached::new(Some(Arc::new(info)), now, &self.settings).asked_at(asked_at))
             }
             Verdict::Refused => {
                 ticket.succeed();
-                Ok(Cached::new(None, now, &self.settings))
+                Ok(Cached::new(None, now, &self.settings).asked_at(asked_at))
             }
             Verdict::Unavailable { retry_after } => {
                 tracing::warn!(upstream = %self.upstream.name, status = raw.status.as_u16(), "introspection answer unusable");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::header::{HeaderName, HeaderValue};
 
 use super::refresh::{Grant, Source};
+use super::security_events::DeliveryTicket;
 
 /// What the policy decided for one request.
 #[derive(Debug, Default)]
@@ -24,6 +25,8 @@ pub struct AuthOutcome {
     pub refreshed: Option<Refreshed>,
     /// A proactive refresh failed for an outage and the still-valid old token is used.
     pub refresh_deferred: bool,
+    /// A security event being delivered: settled with the upstream's answer (2xx: delivered).
+    pub delivery: Option<DeliveryTicket>,
 }
 
 /// A refresh this request used.

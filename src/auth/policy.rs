@@ -13,10 +13,16 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use super::amo_jwt::{AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig, MAX_LIFETIME};
 use std::sync::Arc;
 
+use super::bearer::UID_HEADER;
 use super::introspect::{IntrospectSettings, Introspector};
+use super::jwks::Jwks;
+use super::jwt_access::{JwtSettings, LocalVerifier};
 use super::outcome::{AuthOutcome, Refreshed};
 use super::refresh::{Grant, OldToken, RefreshError, Refresher};
+use super::revocation::{LocalRevocations, Revocations};
 use super::scheme::{self, bearer_value};
+use super::security_events::{LocalJtiLedger, SecurityEvent, SetError, SetSettings, SetVerifier};
+use super::tokens::TokenSource;
 use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, BearerPolicy, Config, IpNet};
@@ -30,8 +36,11 @@ pub const AMO_ISSUER_HEADER: HeaderName = HeaderName::from_static("x-fxa-amo-iss
 
 /// Auth state built once per configuration.
 pub struct AuthRuntime {
-    introspector: Option<Arc<Introspector>>,
+    tokens: Option<TokenSource>,
     refresher: Option<Refresher>,
+    /// FxA's JWK set (JWT access tokens, security events); its refresher task lives as long.
+    jwks: Option<Arc<Jwks>>,
+    events: Option<SetVerifier>,
     credentials: Vec<SigningCredential>,
     verifier: Option<AmoVerifier>,
     issuer_keys: Vec<String>,
@@ -77,9 +86,11 @@ impl AuthRuntime {
 
     /// [`AuthRuntime::new`] after a reload: keeps what still means the same thing in the
     /// runtime `previous` built from its config. The introspection cache while the OAuth server
-    /// (name and URL) and `[bearer]` cache settings are equal; refresh grants while the OAuth
-    /// server, client id, token endpoint, cache size and grace are equal; the AMO replay cache
-    /// while its size is equal.
+    /// (name and URL) and `[bearer]` cache settings are equal; the revocations security events
+    /// recorded while `[security_events]` remembers as many as long; the delivered SET `jti`s
+    /// while the ledger's size is equal; refresh grants while the OAuth server, client id,
+    /// token endpoint, cache size and grace are equal; the AMO replay cache while its size is
+    /// equal. The JWK set is fetched again and locally verified JWTs are verified again.
     pub fn carry_over(
         config: &Config,
         upstreams: &[Arc<Upstream>],
@@ -94,6 +105,20 @@ impl AuthRuntime {
             (Some(a), Some(b)) => a.name == b.name && a.url == b.url,
             _ => false,
         };
+        let remembering = |c: &Config| {
+            c.security_events
+                .as_ref()
+                .map_or((std::time::Duration::from_secs(24 * 3600), 100_000), |e| {
+                    (e.remember, e.remember_size as usize)
+                })
+        };
+        let remember = remembering(config);
+        let revocations: Arc<dyn Revocations> = previous
+            .and_then(|(old, runtime)| {
+                let kept = runtime.tokens.as_ref()?.revocations();
+                (remembering(old) == remember).then(|| Arc::clone(kept))
+            })
+            .unwrap_or_else(|| Arc::new(LocalRevocations::new(remember.0, remember.1)));
         let introspector = config.bearer.as_ref().and_then(|b| {
             let upstream = upstreams.get(b.oauth_upstream)?.clone();
             let settings = IntrospectSettings {
@@ -107,14 +132,61 @@ impl AuthRuntime {
                 let same = same_server(old, o.oauth_upstream, b.oauth_upstream)
                     && (o.cache_max_ttl, o.negative_ttl, o.cache_size)
                         == (b.cache_max_ttl, b.negative_ttl, b.cache_size);
-                same.then_some(runtime.introspector.as_deref()?)
+                same.then_some(runtime.tokens.as_ref()?.introspector().as_ref())
             });
             let (index, gate, clock) = (b.oauth_upstream, gate.clone(), clock.clone());
-            Some(Arc::new(match kept {
+            let introspector = match kept {
                 Some(old) => Introspector::carry_over(old, upstream, index, gate, clock, settings),
                 None => Introspector::new(upstream, index, gate, clock, settings),
-            }))
+            };
+            Some(Arc::new(
+                introspector.with_revocations(Arc::clone(&revocations)),
+            ))
         });
+        let jwks = Self::jwks(config, upstreams, gate, clock, introspector.is_some());
+        let local = jwks
+            .as_ref()
+            .filter(|_| config.jwt.local_verification)
+            .map(|jwks| {
+                let settings = JwtSettings {
+                    issuer: config.jwt.issuer.clone(),
+                    audience: config.jwt.audience.clone(),
+                    revocation_window: config.jwt.revocation_window,
+                    cache_size: config.jwt.cache_size,
+                };
+                Arc::new(LocalVerifier::new(
+                    settings,
+                    Arc::clone(jwks),
+                    clock.clone(),
+                ))
+            });
+        let events = match (&config.security_events, &jwks) {
+            (Some(e), Some(jwks)) => {
+                let capacity = e.jti_cache_size as usize;
+                let ledger = previous
+                    .and_then(|(old, runtime)| {
+                        let same = old.security_events.as_ref()?.jti_cache_size == e.jti_cache_size;
+                        let kept = runtime.events.as_ref()?.ledger();
+                        same.then(|| Arc::clone(kept))
+                    })
+                    .unwrap_or_else(|| LocalJtiLedger::new(capacity));
+                Some(SetVerifier::new(
+                    SetSettings {
+                        client_id: e.client_id.clone(),
+                        issuer: e.issuer.clone(),
+                        leeway: e.leeway,
+                        max_age: e.max_age,
+                        jti_capacity: capacity,
+                        revoke_on_profile_change: e.revoke_on_profile_change,
+                        revoke_on_subscription_change: e.revoke_on_subscription_change,
+                    },
+                    Arc::clone(jwks),
+                    clock.clone(),
+                    ledger,
+                ))
+            }
+            _ => None,
+        };
         let refresher = config.refresh.as_ref().and_then(|r| {
             let upstream = upstreams.get(r.oauth_upstream)?.clone();
             let kept = previous.and_then(|(old, runtime)| {
@@ -182,9 +254,13 @@ impl AuthRuntime {
             .iter()
             .map(|i| i.api_key.clone())
             .collect();
+        let tokens = introspector
+            .map(|introspector| TokenSource::new(introspector, local, revocations, clock.clone()));
         Ok(AuthRuntime {
-            introspector,
+            tokens,
             refresher,
+            jwks,
+            events,
             credentials,
             verifier,
             issuer_keys,
@@ -202,8 +278,9 @@ impl AuthRuntime {
     ) -> Result<AuthOutcome, GatewayError> {
         match policy {
             AuthPolicy::None => Ok(AuthOutcome::default()),
+            AuthPolicy::SecurityEvents => self.security_event(headers).await,
             AuthPolicy::Bearer(bearer) => {
-                let introspector = self.introspector()?;
+                let tokens = self.tokens()?;
                 match (refresh, &self.refresher) {
                     (Some(refresh), Some(refresher)) => {
                         self.bearer_refreshing(bearer, headers, caller, now, refresh, refresher)
@@ -211,7 +288,7 @@ impl AuthRuntime {
                     }
                     _ => {
                         super::bearer::authenticate(
-                            introspector,
+                            tokens,
                             bearer,
                             caller.method,
                             caller.path,
@@ -269,10 +346,84 @@ impl AuthRuntime {
         }
     }
 
-    fn introspector(&self) -> Result<&Introspector, GatewayError> {
-        self.introspector
-            .as_deref()
+    fn tokens(&self) -> Result<&TokenSource, GatewayError> {
+        self.tokens
+            .as_ref()
             .ok_or_else(|| GatewayError::Misconfigured("bearer route without [bearer]".into()))
+    }
+
+    /// The JWK set, when an OAuth upstream is known; fetched in the background from now on.
+    fn jwks(
+        config: &Config,
+        upstreams: &[Arc<Upstream>],
+        gate: &Arc<BackoffGate>,
+        clock: &SharedClock,
+        bearer: bool,
+    ) -> Option<Arc<Jwks>> {
+        let used = (bearer && config.jwt.local_verification) || config.security_events.is_some();
+        let index = config.jwt.oauth_upstream.filter(|_| used)?;
+        let jwks = Arc::new(Jwks::new(
+            upstreams.get(index)?.clone(),
+            index,
+            gate.clone(),
+            clock.clone(),
+            config.jwt.jwks_path.clone(),
+            config.jwt.jwks_refetch_interval,
+        ));
+        jwks.spawn_refresher();
+        Some(jwks)
+    }
+
+    /// The JWK set, for health output and tests.
+    pub fn jwks_handle(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
+    }
+
+    /// Forgets revocations no token can fall under any more.
+    pub fn housekeeping(&self, now: SystemTime) {
+        if let Some(tokens) = &self.tokens {
+            tokens.housekeeping(now);
+        }
+    }
+
+    /// A `security-events` route: the SET verified and its delivery claimed, and the user's
+    /// cached tokens dropped before the RP hears of it.
+    async fn security_event(&self, headers: &HeaderMap) -> Result<AuthOutcome, GatewayError> {
+        let verifier = self.events.as_ref().ok_or_else(|| {
+            GatewayError::Misconfigured("security-events route without [security_events]".into())
+        })?;
+        let accepted = verifier.verify(headers).await.map_err(|e| match e {
+            SetError::Rejected(r) => GatewayError::SecurityEventRejected(r),
+            SetError::NoKeys => GatewayError::IntrospectionUnavailable {
+                retry_after: Some(1),
+            },
+            SetError::LedgerFull => GatewayError::SecurityEventsBusy,
+        })?;
+        self.revoke(&accepted.event);
+        let uid = HeaderValue::from_str(&accepted.event.uid).map_err(|_| {
+            GatewayError::SecurityEventRejected(super::security_events::SetRejection::Subject)
+        })?;
+        Ok(AuthOutcome {
+            upstream_headers: vec![(UID_HEADER, uid)],
+            delivery: Some(accepted.ticket),
+            ..AuthOutcome::default()
+        })
+    }
+
+    /// Applies what a verified event revokes. Per process: other replicas do not hear of it
+    /// until revocations are shared.
+    fn revoke(&self, event: &SecurityEvent) {
+        let Some(revocation) = event.revocation else {
+            tracing::info!(events = ?event.events, "security event verified; nothing to revoke");
+            return;
+        };
+        tracing::info!(events = ?event.events, "security event verified; revoking the user's cached tokens");
+        if let Some(tokens) = &self.tokens {
+            tokens.revoke_user(&event.uid, revocation);
+        }
+        if let Some(refresher) = &self.refresher {
+            refresher.invalidate_user(&event.uid);
+        }
     }
 
     /// The refresher, on a configuration with `[refresh]`.
@@ -294,13 +445,13 @@ impl AuthRuntime {
         refresher: &Refresher,
     ) -> Result<AuthOutcome, GatewayError> {
         use super::bearer;
-        let introspector = self.introspector()?;
+        let tokens = self.tokens()?;
         let Some(required) = bearer::required_scopes(policy, caller.method, caller.path, headers)?
         else {
             return Ok(AuthOutcome::default());
         };
         let token = scheme::bearer_token(headers)?;
-        let info = bearer::introspect(introspector, token).await?;
+        let info = bearer::describe(tokens, token).await?;
         let usable = bearer::usable(&info, now);
         let expiring = info
             .exp
@@ -386,7 +537,7 @@ impl AuthRuntime {
         now: SystemTime,
     ) -> Result<AuthOutcome, GatewayError> {
         let token = grant.access_token();
-        let info = super::bearer::introspect(self.introspector()?, token).await?;
+        let info = super::bearer::describe(self.tokens()?, token).await?;
         if let (Some(sub), Some(refresher)) = (info.sub.as_deref(), &self.refresher) {
             refresher.learn_user(token, sub).await;
         }

@@ -113,6 +113,9 @@ pub struct Grant {
     reuse_until: SystemTime,
     /// The same span for moka's eviction.
     ttl: Duration,
+    /// Every id the old token's user was known by (its `sub`, the grant's user): a security
+    /// event about one of them drops the grant.
+    users: Vec<String>,
 }
 
 impl std::fmt::Debug for Grant {
@@ -230,11 +233,13 @@ impl Refresher {
                 .name("refresh-grants")
                 .max_capacity(settings.cache_size)
                 .expire_after(TtlExpiry)
+                .support_invalidation_closures()
                 .build(),
             lineage: Cache::builder()
                 .name("refresh-lineage")
                 .max_capacity(settings.cache_size)
                 .expire_after(TtlExpiry)
+                .support_invalidation_closures()
                 .build(),
             call: Arc::new(TokenCall {
                 upstream,
@@ -301,6 +306,12 @@ impl Refresher {
             self.forget_grant_if_same(refresh_key, &grant).await;
         }
         let known_sub = self.known_user(old_key, refresh_key, old.info).await;
+        let users: Vec<String> = old
+            .info
+            .and_then(|i| i.sub.clone())
+            .into_iter()
+            .chain(known_sub.clone())
+            .collect();
         let called = Arc::new(AtomicBool::new(false));
         let init = {
             let call = Arc::clone(&self.call);
@@ -311,7 +322,7 @@ impl Refresher {
                 called.store(true, Ordering::Relaxed);
                 let span = tracing::debug_span!("refresh", upstream = %call.upstream.name);
                 tokio::spawn(
-                    call.exchange(refresh_token, old_key, scope)
+                    call.exchange(refresh_token, old_key, scope, users)
                         .instrument(span),
                 )
                 .await
@@ -369,6 +380,22 @@ impl Refresher {
         if let Some(introspector) = &self.call.introspector {
             introspector.invalidate(access_token).await;
             introspector.invalidate(refresh_token).await;
+        }
+    }
+
+    /// Drops every grant (the grace period) and lineage of `uid` (a security event): the next
+    /// refresh asks the OAuth server.
+    pub fn invalidate_user(&self, uid: &str) {
+        let user = uid.to_owned();
+        let grants = self
+            .grants
+            .invalidate_entries_if(move |_, g| g.users.iter().any(|u| *u == user));
+        let user = uid.to_owned();
+        let lineage = self
+            .lineage
+            .invalidate_entries_if(move |_, l| l.sub.as_deref() == Some(user.as_str()));
+        if let Err(e) = grants.and(lineage) {
+            tracing::warn!(error = %e, "could not drop the user's refresh state");
         }
     }
 

@@ -9,6 +9,7 @@ use super::raw::{
     RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawBearer, RawLimits,
     RawListener, RawRefresh, RawReload, RawRoute, RawServer, RawUpstream,
 };
+use super::raw_jwt::{RawJwt, RawSecurityEvents};
 use super::read::{self, FromTable, Table};
 
 /// The sections of a file as read. Sections absent from the file read as their defaults;
@@ -29,6 +30,8 @@ pub struct RawDocument {
     pub bearer: Option<RawBearer>,
     pub refresh: Option<RawRefresh>,
     pub reload: RawReload,
+    pub jwt: RawJwt,
+    pub security_events: Option<RawSecurityEvents>,
 }
 
 impl FromTable for RawDocument {
@@ -48,6 +51,8 @@ impl FromTable for RawDocument {
             bearer: t.table("bearer"),
             refresh: t.table("refresh"),
             reload: t.section("reload"),
+            jwt: t.section("jwt"),
+            security_events: t.table("security_events"),
         }
     }
 }

@@ -13,8 +13,10 @@
 
 mod document;
 pub mod model;
+mod model_jwt;
 mod net;
 mod raw;
+mod raw_jwt;
 mod read;
 mod secret;
 pub mod sources;
@@ -25,6 +27,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use model_jwt::{JwtConfig, SecurityEventsConfig};
 pub use raw::SecretRef;
 pub use secret::EnvLookup;
 pub use sources::{SourceFile, Sources};

@@ -34,6 +34,10 @@ pub struct Config {
     pub refresh: Option<RefreshSettings>,
     /// Picking up changed files without a signal.
     pub reload: ReloadSettings,
+    /// FxA's JWK set and local verification of JWT access tokens.
+    pub jwt: super::JwtConfig,
+    /// FxA security events; required when any route uses auth policy `security-events`.
+    pub security_events: Option<super::SecurityEventsConfig>,
 }
 
 /// `[reload]`: the file watcher.
@@ -361,6 +365,9 @@ pub enum AuthPolicy {
         /// Indices into `Config::amo_issuers` accepted on this route.
         issuers: Vec<usize>,
     },
+    /// Front the RP's webhook: verify FxA's Security Event Tokens, deliver each once, and
+    /// drop the cached tokens of the users they name.
+    SecurityEvents,
 }
 
 #[derive(Debug, Clone)]

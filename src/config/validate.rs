@@ -7,6 +7,7 @@
 mod amo;
 mod backoff;
 mod bearer;
+mod jwt;
 mod listeners;
 mod refresh;
 mod routes;
@@ -93,6 +94,24 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         ctx,
         p,
     );
+    let jwt = jwt::settings(
+        &raw.jwt,
+        raw.bearer
+            .as_ref()
+            .and_then(|b| b.oauth_upstream.as_deref()),
+        &upstream_names,
+        p,
+    );
+    let needs_events = routes
+        .iter()
+        .flatten()
+        .any(|r| matches!(r.auth, AuthPolicy::SecurityEvents));
+    let security_events = jwt::security_events(
+        raw.security_events.as_ref(),
+        needs_events,
+        jwt.oauth_upstream,
+        p,
+    );
     let trusted_proxies: Vec<IpNet> = raw
         .trusted_proxies
         .iter()
@@ -122,6 +141,8 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         bearer,
         refresh,
         reload,
+        jwt,
+        security_events,
     })
 }
 

@@ -346,10 +346,13 @@ async fn proxy(
     };
     // Boxed where it runs: inline, the largest of these steps would size every request's
     // future (moved and copied with it), including the many that skip it.
-    let auth = match route.auth {
+    let mut auth = match route.auth {
         AuthPolicy::None => AuthOutcome::default(),
         _ => Box::pin(step.authenticate(req.headers(), &caller, now, refresh.as_ref())).await?,
     };
+    // A security event counts as delivered only once the RP answered 2xx (settled below; an
+    // exchange that fails or is abandoned drops the ticket: not delivered).
+    let delivery = auth.delivery.take();
     let identity = auth.identity.clone();
     let client_id = auth.client_id.clone();
     let mut handover = Handover::before_forwarding(&auth);
@@ -413,6 +416,9 @@ async fn proxy(
 
     let permit = upstream.acquire().await?;
     let response = send(upstream, upstream_req, &watch, limit).await?;
+    if let Some(ticket) = delivery {
+        ticket.settle(response.status().is_success());
+    }
     // Step 7 after a 401: refresh once, replay once with the new token; a 401 after that (or
     // after a refresh before forwarding) goes back as it is.
     let (response, permit) = match &refresh {

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod fxa_jwt;
 pub mod process;
 pub mod raw;
 pub mod reloading;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::{IntrospectError, IntrospectSettings, TokenInfo};
+use crate::auth::revocation::{Revocation, Revocations};
 
 /// HMAC-SHA256 of the token under a per-process random key: never the raw token, and a dump of
 /// keys cannot be matched against a public hash of known tokens.
@@ -23,6 +24,9 @@ pub(super) struct Cached {
     fresh_until: SystemTime,
     /// The same span for moka's eviction.
     ttl: Duration,
+    /// When the OAuth server was asked (gateway clock): a revocation recorded later makes the
+    /// answer stale for the tokens it covers.
+    seen_at: SystemTime,
 }
 
 /// How long an answer may be reused, from `now` (pure, so it is tested without moka):
@@ -76,7 +80,41 @@ impl Cached {
             info,
             fresh_until: now.checked_add(ttl).unwrap_or(now),
             ttl,
+            seen_at: now,
         }
+    }
+
+    /// The same answer, asked for at `at` (the start of the call).
+    pub(super) fn asked_at(mut self, at: SystemTime) -> Self {
+        self.seen_at = at.min(self.seen_at);
+        self
+    }
+
+    /// Whether the answer is about a token of `uid`.
+    pub(super) fn is_of(&self, uid: &str) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|i| i.sub.as_deref() == Some(uid))
+    }
+
+    /// Whether `revocation` covers the token this answer is about (refusals: no).
+    pub(super) fn covered_by(&self, revocation: &Revocation) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|i| i.active && revocation.covers(i.iat))
+    }
+
+    /// Whether a revocation makes this answer unusable from memory.
+    pub(super) fn revoked_by(&self, revocations: &dyn Revocations, now: SystemTime) -> bool {
+        let Some(info) = self.info.as_ref().filter(|i| i.active) else {
+            return false;
+        };
+        let Some(sub) = info.sub.as_deref() else {
+            return false;
+        };
+        revocations
+            .get(sub, now)
+            .is_some_and(|r| r.invalidates(info.iat, self.seen_at))
     }
 
     pub(super) fn is_fresh(&self, now: SystemTime) -> bool {

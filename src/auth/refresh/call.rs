@@ -40,6 +40,7 @@ impl TokenCall {
         refresh_token: String,
         old: TokenKey,
         scope: Option<String>,
+        users: Vec<String>,
     ) -> Result<Arc<Grant>, RefreshError> {
         let now = self.clock.now();
         let scopes = [
@@ -99,7 +100,7 @@ impl TokenCall {
         };
         self.gate.record(&caller, &answer, now);
         match verdict {
-            TokenAnswer::Granted(new) => Ok(Arc::new(self.grant(new, old, scope, now))),
+            TokenAnswer::Granted(new) => Ok(Arc::new(self.grant(new, old, scope, users, now))),
             TokenAnswer::Reauth => {
                 tracing::info!(
                     upstream = %self.upstream.name,
@@ -152,7 +153,14 @@ impl TokenCall {
         form
     }
 
-    fn grant(&self, new: NewToken, old: TokenKey, scope: Option<String>, now: SystemTime) -> Grant {
+    fn grant(
+        &self,
+        new: NewToken,
+        old: TokenKey,
+        scope: Option<String>,
+        users: Vec<String>,
+        now: SystemTime,
+    ) -> Grant {
         let expires_at = now.checked_add(new.expires_in).unwrap_or(now);
         let ttl = self.grace.min(new.expires_in);
         Grant {
@@ -163,6 +171,7 @@ impl TokenCall {
             expires_at,
             reuse_until: now.checked_add(ttl).unwrap_or(now),
             ttl,
+            users,
         }
     }
 }

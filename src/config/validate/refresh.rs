@@ -144,7 +144,10 @@ pub fn route(
         }
         return None;
     }
-    if let Some(AuthPolicy::AmoJwt { .. } | AuthPolicy::AmoJwtVerify { .. }) = auth {
+    if let Some(
+        AuthPolicy::AmoJwt { .. } | AuthPolicy::AmoJwtVerify { .. } | AuthPolicy::SecurityEvents,
+    ) = auth
+    {
         p.at(
             format!("{key}.refresh"),
             "refresh works on routes with auth \"none\" or \"bearer\" (OAuth bearer tokens)",

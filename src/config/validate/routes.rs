@@ -295,6 +295,7 @@ fn auth(
     }
     match policy {
         "none" => Ok(Some(AuthPolicy::None)),
+        "security-events" => Ok(Some(AuthPolicy::SecurityEvents)),
         "bearer" => super::bearer::policy(raw).map(|p| Some(AuthPolicy::Bearer(Box::new(p)))),
         "amo-jwt" => {
             let header_selection = raw.header_selection.unwrap_or(false);
@@ -364,7 +365,7 @@ fn auth(
         other => Err((
             "auth",
             format!(
-                "unknown auth policy {other:?} (known: \"none\", \"bearer\", \"amo-jwt\", \"amo-jwt-verify\")"
+                "unknown auth policy {other:?} (known: \"none\", \"bearer\", \"amo-jwt\", \"amo-jwt-verify\", \"security-events\")"
             ),
         )),
     }
