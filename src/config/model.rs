@@ -18,6 +18,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub admin: Option<AdminConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+    /// How upstream host names resolve.
+    pub resolver: ResolverSettings,
     pub routes: Vec<RouteConfig>,
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` is trusted and extended rather than replaced.
@@ -271,6 +273,25 @@ pub struct CertificateConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub addr: SocketAddr,
+}
+
+/// `[resolver]`: host names pinned to addresses (answered without a DNS query), and whether
+/// other names go to the system resolver.
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    /// Lower-case host name → its addresses, in the order tried.
+    pub hosts: Vec<(String, Vec<IpAddr>)>,
+    /// Names not pinned resolve through getaddrinfo; when false they fail to resolve.
+    pub system: bool,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        ResolverSettings {
+            hosts: Vec::new(),
+            system: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use crate::auth::outcome::AuthOutcome;
 use crate::auth::policy::{self, AuthRuntime, Caller};
 use crate::body::{
     Body, BodyWatch, BufferError, InFlight, LimitedIncoming, ResponseBody, TrackedBody,
-    UpstreamBody, buffer_for_replay,
+    UpstreamBody, UpstreamWatch, buffer_for_replay,
 };
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, Config, IpNet, Limits};
@@ -32,7 +32,7 @@ use crate::metrics::{Metrics, Name};
 use crate::request_id::{self, IdGenerator};
 use crate::respond::{self, MatchView, Outcome};
 use crate::routing::{RouteMatch, Router};
-use crate::upstream::{CallError, Upstream};
+use crate::upstream::{CallError, Resolver, Upstream};
 
 mod refresh_step;
 mod target;
@@ -59,10 +59,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(config: &Config, clock: &SharedClock) -> anyhow::Result<Snapshot> {
+        let resolver = Resolver::from_settings(&config.resolver);
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u).map(Arc::new))
+            .map(|u| Upstream::with_resolver(u, resolver.clone()).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let gates = Gates::new(config)?;
         let auth = AuthRuntime::new(config, &upstreams, &gates.backoff, clock)?;
@@ -427,6 +428,14 @@ async fn proxy(
     if let (Some(secs), Some(name)) = (backoff_header, snapshot.upstream_names.get(route.upstream))
     {
         state.metrics.backoff_header(name, secs);
+    }
+    // From here the head is the caller's: a body that breaks or stalls later is cut visibly
+    // and counted.
+    if let Some(name) = snapshot.upstream_names.get(route.upstream) {
+        let stall_after = upstream.response_timeout();
+        response.body_mut().watch_upstream(|| {
+            UpstreamWatch::new(state.metrics.clone(), name.clone(), stall_after)
+        });
     }
     quota_headers.apply(response.headers_mut());
     if let Some(handover) = handover {

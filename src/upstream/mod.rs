@@ -10,6 +10,7 @@
 //! failed before any response byte is retried once when it is idempotent.
 
 mod pool;
+mod resolve;
 
 use std::future::{Future as _, poll_fn};
 use std::pin::{Pin, pin};
@@ -33,8 +34,9 @@ use crate::body::{ResponseBody, UpstreamBody};
 use crate::config::UpstreamConfig;
 use crate::errno::GatewayError;
 use pool::{H1Conn, Pool, Sender};
+pub use resolve::{Resolve, Resolver};
 
-type Connector = HttpsConnector<HttpConnector>;
+type Connector = HttpsConnector<HttpConnector<Resolver>>;
 
 /// One upstream service and its connection pool.
 pub struct Upstream {
@@ -61,7 +63,13 @@ pub enum CallError {
 }
 
 impl Upstream {
+    /// An upstream whose host name goes to the system resolver.
     pub fn new(config: &UpstreamConfig) -> anyhow::Result<Upstream> {
+        Upstream::with_resolver(config, Resolver::system())
+    }
+
+    /// An upstream whose host name goes to `resolver`.
+    pub fn with_resolver(config: &UpstreamConfig, resolver: Resolver) -> anyhow::Result<Upstream> {
         let scheme = config.url.scheme().cloned().unwrap_or(Scheme::HTTPS);
         let authority = config
             .url
@@ -76,7 +84,7 @@ impl Upstream {
             authority,
             host,
             base_path,
-            connector: build_connector(config)?,
+            connector: build_connector(config, resolver)?,
             pool: Pool::new(config.pool_idle_timeout, config.max_connections),
             permits: Arc::new(Semaphore::new(config.max_connections)),
             connect_timeout: config.connect_timeout,
@@ -576,8 +584,8 @@ fn retry_copy(req: &Request<UpstreamBody>, fresh: bool) -> Option<ReplayParts> {
     })
 }
 
-fn build_connector(config: &UpstreamConfig) -> anyhow::Result<Connector> {
-    let mut http = HttpConnector::new();
+fn build_connector(config: &UpstreamConfig, resolver: Resolver) -> anyhow::Result<Connector> {
+    let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.connect_timeout));

@@ -4,6 +4,9 @@
 
 pub mod client;
 pub mod fake;
+pub mod faulty;
+pub mod h2raw;
+pub mod probe;
 pub mod process;
 pub mod raw;
 

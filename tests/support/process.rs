@@ -95,6 +95,11 @@ impl Process {
 }
 
 impl Process {
+    /// The gateway's process id (for /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("gateway still running")
+    }
+
     /// The address of the listener named `listener`, from the JSON `listening` event.
     pub async fn listening(&mut self, listener: &str) -> SocketAddr {
         self.wait_for(|line| {
