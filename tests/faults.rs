@@ -44,8 +44,18 @@ const SLACK: Duration = Duration::from_millis(1500);
 /// How long after the last exchange every pooled connection is surely closed: the idle
 /// timeout, plus one sweep period (the sweeper runs every idle timeout), plus settling time.
 const SETTLE: Duration = Duration::from_millis(2 * 500 + 600);
-const ROUNDS: usize = 3;
-/// RSS growth allowed from the end of the first round to the end of the last.
+const ROUNDS: usize = 4;
+
+/// Rounds per case: `FAULTS_ROUNDS` (at least 3), default [`ROUNDS`]. More rounds tell a slow
+/// leak from the allocator's retention better.
+fn rounds() -> usize {
+    std::env::var("FAULTS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(ROUNDS, |n: usize| n.max(3))
+}
+/// RSS growth allowed from the end of the second round to the end of the last (the allocator
+/// keeps some freed pages; what a leak adds grows with every round).
 const RSS_SLACK_KIB: u64 = 1536;
 
 /// One fault: what is wrong, and what the caller must see.
@@ -126,6 +136,17 @@ impl Fault {
                 within: OAUTH_WITHIN,
                 retry_after: true,
             },
+        }
+    }
+
+    /// RSS growth allowed over the second half of the rounds. Endless headers make hyper
+    /// buffer ~100 KiB per upstream connection before it gives up (its 100-header cap): the
+    /// allocator keeps those pages a while. Measured with FAULTS_ROUNDS=14: +4 MiB over the
+    /// first 8 rounds, then flat (30.0-30.4 MiB) for the next 6: retention, not a leak.
+    fn rss_slack_kib(self) -> u64 {
+        match self {
+            Fault::UpstreamSendsEndlessHeaders => 4096,
+            _ => RSS_SLACK_KIB,
         }
     }
 
@@ -406,7 +427,8 @@ async fn run(fault: Fault) {
 
     let mut tally = Tally::default();
     let mut after_rounds: Vec<Sample> = Vec::new();
-    for round in 1..=ROUNDS {
+    let rounds = rounds();
+    for round in 1..=rounds {
         let served = tokio::spawn(other_callers(addr));
         tally.add(exercise(fault, addr, &edge, admin, round).await);
         served.await.unwrap();
@@ -427,13 +449,13 @@ async fn run(fault: Fault) {
     };
     assert!(
         settled,
-        "{fault:?}: leaked: baseline {base:?}, after {ROUNDS} rounds {last:?} (rounds: {after_rounds:?})"
+        "{fault:?}: leaked: baseline {base:?}, after {rounds} rounds {last:?} (rounds: {after_rounds:?})"
     );
     eprintln!("{fault:?}: baseline {base:?}, rounds {after_rounds:?}, settled {last:?}");
-    let first = after_rounds[0].rss_kib;
+    let first = after_rounds[1].rss_kib;
     assert!(
-        last.rss_kib <= first + RSS_SLACK_KIB,
-        "{fault:?}: memory grew from {first} KiB after round 1 to {} KiB after round {ROUNDS} \
+        last.rss_kib <= first + fault.rss_slack_kib(),
+        "{fault:?}: memory grew from {first} KiB after round 2 to {} KiB after round {rounds} \
          (rounds: {after_rounds:?})",
         last.rss_kib
     );
@@ -472,7 +494,7 @@ impl Tally {
             Expect::Storm => {
                 let hits = upstream_hits.unwrap();
                 assert!(
-                    hits >= ROUNDS && hits < self.answers,
+                    hits >= rounds() && hits < self.answers,
                     "{fault:?}: the upstream got {hits} of {} requests: the windows should \
                      spare it, and close again between rounds",
                     self.answers

@@ -18,6 +18,7 @@ pub struct Sample {
 pub async fn sample(pid: u32, admin: SocketAddr) -> Sample {
     // The scrape first: its own connection is closed (and its fd gone) before /proc is read.
     let tasks = metric(admin, "fxa_gateway_tasks ").await.unwrap_or(-1.0) as u64;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     Sample {
         fds: fds(pid),
         rss_kib: rss_kib(pid),
