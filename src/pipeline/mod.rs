@@ -39,7 +39,7 @@ mod target;
 
 use refresh_step::{Handover, RefreshContext, Replay, Step};
 use target::{
-    check_host, check_target, declared_length, h2_header_list_size, host_header_value, request_host,
+    check_h2_field_values, check_host, check_target, declared_length, h2_header_list_size, host_header_value, request_host,
 };
 
 /// Everything one configuration needs at request time, swapped atomically as a whole.
@@ -265,6 +265,7 @@ async fn proxy(
     // Malformed targets are refused before routing, so no route sees an ambiguous path.
     check_target(&req)?;
     check_host(&req)?;
+    check_h2_field_values(&req)?;
     // Route first: everything after depends on the route's policy.
     let path = req.uri().path();
     let host = request_host(&req);
