@@ -169,7 +169,7 @@ pub(super) fn h2_header_list_size<B>(req: &Request<B>) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{h2_header_list_size, strip_port};
+    use super::{check_h2_field_values, h2_header_list_size, strip_port};
     use http::Request;
 
     #[test]
