@@ -750,3 +750,40 @@ fn server_config(cert_pem: &str, key_pem: &str) -> Arc<rustls::ServerConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
+
+// === regressions found by benches/soak.sh ===
+
+/// A body refused by its declared length is never read, so the connection cannot carry another
+/// request: the 413 says `Connection: close` (RFC 9112 §9.6), and a keep-alive client does not
+/// send its next request on a connection that is going away.
+#[tokio::test]
+async fn an_unread_body_answer_says_the_connection_closes() {
+    let upstream = FakeUpstream::start().await;
+    let gw = support::TestGateway::start(&support::config_with(
+        &upstream.url(),
+        "[limits]\nmax_body_bytes = \"1KiB\"\n\n[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"api\"\n",
+    ))
+    .await;
+    let mut sock = TcpStream::connect(gw.addr).await.unwrap();
+    sock.write_all(b"POST /api/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 4096\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut raw))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    let response = RawResponse::parse(&raw);
+    response.assert_errno(413, 113);
+    assert_eq!(response.header("connection"), Some("close"), "{response:?}");
+    // A body within the limit leaves the connection open (no close announced).
+    let ok = support::client::raw_exchange(
+        gw.addr,
+        b"POST /api/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\nhi",
+        Duration::from_millis(500),
+    )
+    .await;
+    let ok = RawResponse::parse(&ok);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("connection"), None, "{ok:?}");
+}

@@ -179,6 +179,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         _ => state.ids.next(),
     };
     let method = req.method().clone();
+    let version = req.version();
     let mut outcome = Outcome::default();
     state.metrics.in_flight.inc();
     let mut response = match proxy(state, &snapshot, conn, req, &request_id, &mut outcome).await {
@@ -191,7 +192,20 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
                 tracing::warn!(request_id = ?request_id, error = %err, "request failed");
             }
             record_error_metrics(state, &snapshot, &outcome, parts.reason, parts.fault);
-            err.into_response(&request_id, &method)
+            let unread_body = matches!(
+                err,
+                GatewayError::BodyTooLarge { .. } | GatewayError::BodyTimeout
+            );
+            let mut response = err.into_response(&request_id, &method);
+            // The rest of the body is never read, so hyper closes the connection after this
+            // answer: say so (RFC 9112 §9.6), or a keep-alive client sends its next request on
+            // a connection that is going away (found by benches/soak.sh).
+            if unread_body && version < http::Version::HTTP_2 {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     state.metrics.in_flight.dec();
