@@ -118,6 +118,13 @@ fn metrics(state: &State) -> Response<Body> {
             .map_or(0, |w| w.remaining.as_secs_f64().ceil() as u64);
         state.metrics.backoff_window(name, left);
     }
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    state
+        .metrics
+        .tasks
+        .set(i64::try_from(tasks).unwrap_or(i64::MAX));
     let text = state.metrics.encode();
     let len = text.len();
     let mut resp = Response::new(Body::full(text.into()));

@@ -17,6 +17,8 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
+use crate::metrics::{Metrics, Name};
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the gateway sends back to its client.
@@ -28,8 +30,51 @@ pub enum Body {
     Upstream {
         inner: ResponseBody,
         _permit: Option<OwnedSemaphorePermit>,
+        watch: Option<UpstreamWatch>,
     },
 }
+
+/// Watches an upstream body that streams after its head went out: a failure, or no byte for
+/// the stall time while the gateway waits on the upstream, ends the body with an error (hyper
+/// then closes the HTTP/1.1 connection before the body's end, or resets the HTTP/2 stream, so
+/// the client sees a cut answer rather than a short one) and is counted in the metrics.
+pub struct UpstreamWatch {
+    metrics: Arc<Metrics>,
+    upstream: Name,
+    stall_after: Duration,
+    /// Runs while the body waits on the upstream; made on the first wait.
+    stall: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+}
+
+impl UpstreamWatch {
+    pub fn new(metrics: Arc<Metrics>, upstream: Name, stall_after: Duration) -> UpstreamWatch {
+        UpstreamWatch {
+            metrics,
+            upstream,
+            stall_after,
+            stall: None,
+            waiting: false,
+        }
+    }
+
+    /// The body waits on the upstream: whether it has waited the stall time since it began.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let after = self.stall_after;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        if !self.waiting {
+            self.waiting = true;
+            stall.as_mut().reset(Instant::now() + after);
+        }
+        stall.as_mut().poll(cx).is_ready()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response body stalled")]
+pub struct UpstreamStalled;
 
 impl Body {
     pub fn empty() -> Self {
@@ -46,6 +91,16 @@ impl Body {
         Body::Upstream {
             inner,
             _permit: permit,
+            watch: None,
+        }
+    }
+
+    /// Watches an upstream body for failures and stalls (nothing for other bodies).
+    pub fn watch_upstream(&mut self, new_watch: impl FnOnce() -> UpstreamWatch) {
+        if let Body::Upstream { inner, watch, .. } = self
+            && !inner.is_end_stream()
+        {
+            *watch = Some(new_watch());
         }
     }
 }
@@ -61,7 +116,26 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+            Body::Upstream { inner, watch, .. } => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                let Some(w) = watch else {
+                    return polled;
+                };
+                match &polled {
+                    Poll::Pending if w.stalled(cx) => {
+                        w.metrics.upstream_error(&w.upstream, "body_stalled");
+                        *watch = None;
+                        return Poll::Ready(Some(Err(Box::new(UpstreamStalled))));
+                    }
+                    Poll::Pending => {}
+                    Poll::Ready(Some(Err(_))) => {
+                        w.metrics.upstream_error(&w.upstream, "body_broken");
+                        *watch = None;
+                    }
+                    Poll::Ready(_) => w.waiting = false,
+                }
+                polled
+            }
         }
     }
 

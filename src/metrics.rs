@@ -118,6 +118,8 @@ pub struct Metrics {
     /// Connections closed at once because their peer address had its share open.
     pub refused_connections: Counter,
     pub in_flight: Gauge,
+    /// Tokio tasks alive, read from the runtime at each scrape.
+    pub tasks: Gauge,
     backoff_remaining: Family<UpstreamLabels, Gauge>,
     backoff_header: Family<UpstreamLabels, Gauge>,
     refreshes: Family<OutcomeLabels, Counter>,
@@ -175,6 +177,7 @@ impl Metrics {
         let open_connections = Gauge::default();
         let refused_connections = Counter::default();
         let in_flight = Gauge::default();
+        let tasks = Gauge::default();
         let backoff_remaining = Family::<UpstreamLabels, Gauge>::default();
         let backoff_header = Family::<UpstreamLabels, Gauge>::default();
         let refreshes = Family::<OutcomeLabels, Counter>::default();
@@ -196,7 +199,9 @@ impl Metrics {
         );
         registry.register(
             "upstream_errors",
-            "Upstream connect failures, timeouts and broken answers",
+            "Upstream connect failures, timeouts and broken answers; body_broken and body_stalled: \
+         a response body that failed or stalled after its head went out (the client sees the \
+         connection close or the stream reset)",
             upstream_errors.clone(),
         );
         registry.register(
@@ -214,6 +219,12 @@ impl Metrics {
             "in_flight_requests",
             "Requests being handled",
             in_flight.clone(),
+        );
+        registry.register(
+            "tasks",
+            "Tokio tasks alive (connections, streams, upstream connections, sweepers), read at \
+             each scrape",
+            tasks.clone(),
         );
         registry.register(
             "backoff_window_seconds",
@@ -254,6 +265,7 @@ impl Metrics {
             open_connections,
             refused_connections,
             in_flight,
+            tasks,
             backoff_remaining,
             backoff_header,
         }

@@ -382,7 +382,7 @@ impl Fetcher {
             .upstream_window(self.upstream_index, now)
             .map(|w| w.remaining)
             .filter(|left| !left.is_zero());
-        let known = [self.breaker.remaining(now), window]
+        let known = [self.breaker.wait(now), window]
             .into_iter()
             .flatten()
             .map(whole_seconds_up)

@@ -7,7 +7,7 @@ use toml::de::{DeTable, DeValue};
 use super::Problems;
 use super::raw::{
     RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawBearer, RawLimits,
-    RawListener, RawRefresh, RawReload, RawRoute, RawServer, RawUpstream,
+    RawListener, RawRefresh, RawReload, RawResolver, RawRoute, RawServer, RawUpstream,
 };
 use super::raw_jwt::{RawJwt, RawSecurityEvents};
 use super::read::{self, FromTable, Table};
@@ -20,6 +20,7 @@ pub struct RawDocument {
     pub listeners: Vec<Option<RawListener>>,
     pub admin: Option<RawAdmin>,
     pub upstreams: Vec<Option<RawUpstream>>,
+    pub resolver: RawResolver,
     pub routes: Vec<Option<RawRoute>>,
     pub limits: RawLimits,
     pub trusted_proxies: Vec<String>,
@@ -41,6 +42,7 @@ impl FromTable for RawDocument {
             listeners: t.tables("listeners"),
             admin: t.table("admin"),
             upstreams: t.tables("upstreams"),
+            resolver: t.section("resolver"),
             routes: t.tables("routes"),
             limits: t.section("limits"),
             trusted_proxies: t.or("trusted_proxies", Vec::new()),

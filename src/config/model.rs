@@ -18,6 +18,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub admin: Option<AdminConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+    /// How upstream host names resolve.
+    pub resolver: ResolverSettings,
     pub routes: Vec<RouteConfig>,
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` is trusted and extended rather than replaced.
@@ -288,6 +290,25 @@ pub struct AdminConfig {
     pub addr: SocketAddr,
     /// Callers of `POST /__reload__` send it as a bearer token; `None`: loopback peers only.
     pub reload_token: Option<Secret>,
+}
+
+/// `[resolver]`: host names pinned to addresses (answered without a DNS query), and whether
+/// other names go to the system resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverSettings {
+    /// Lower-case host name → its addresses, in the order tried.
+    pub hosts: Vec<(String, Vec<IpAddr>)>,
+    /// Names not pinned resolve through getaddrinfo; when false they fail to resolve.
+    pub system: bool,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        ResolverSettings {
+            hosts: Vec::new(),
+            system: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -168,6 +168,22 @@ impl FromTable for RawReload {
     }
 }
 
+/// `[resolver]`: names pinned to addresses, and whether other names may use the system resolver.
+#[derive(Debug)]
+pub struct RawResolver {
+    pub hosts: std::collections::BTreeMap<String, Vec<String>>,
+    pub system: bool,
+}
+
+impl FromTable for RawResolver {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawResolver {
+            hosts: t.or("hosts", Default::default()),
+            system: t.or("system", true),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RawUpstream {
     pub name: Option<String>,

@@ -230,3 +230,35 @@ fn trusted_proxies() {
         ]
     );
 }
+
+// --- [resolver] ---
+
+#[test]
+fn resolver_pins_names_and_may_turn_the_system_resolver_off() {
+    let c = ok(&format!(
+        "{BASE}\n[resolver]\nsystem = false\nhosts = {{ \"Up.Test\" = [\"127.0.0.1\", \"::1\"] }}\n"
+    ));
+    assert!(!c.resolver.system);
+    assert_eq!(c.resolver.hosts.len(), 1);
+    assert_eq!(c.resolver.hosts[0].0, "up.test");
+    assert_eq!(c.resolver.hosts[0].1.len(), 2);
+    let default = ok(BASE);
+    assert!(default.resolver.system && default.resolver.hosts.is_empty());
+}
+
+#[test]
+fn resolver_reports_every_bad_entry() {
+    let errs = errors(&format!(
+        "{BASE}\n[resolver]\nhosts = {{ \"a b\" = [\"127.0.0.1\"], \"ok.test\" = [\"nope\"], \"empty.test\" = [] }}\n"
+    ));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("resolver.hosts.a b") && e.contains("not a host name"))
+    );
+    assert!(errs.iter().any(|e| e.contains("resolver.hosts.ok.test[0]")));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("resolver.hosts.empty.test") && e.contains("at least one"))
+    );
+}

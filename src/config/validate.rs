@@ -56,6 +56,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         }
     }
     let upstreams = upstreams::validate(&raw.upstreams, ctx, p);
+    let resolver = upstreams::resolver(&raw.resolver, p);
     let listener_names: Vec<Option<String>> = raw
         .listeners
         .iter()
@@ -131,6 +132,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         listeners: listeners.into_iter().flatten().collect(),
         admin,
         upstreams: upstreams.into_iter().flatten().collect(),
+        resolver,
         routes: routes.into_iter().flatten().collect(),
         limits,
         trusted_proxies,

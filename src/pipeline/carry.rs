@@ -13,7 +13,7 @@ use crate::auth::policy::AuthRuntime;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::gates::Gates;
-use crate::upstream::Upstream;
+use crate::upstream::{Resolver, Upstream};
 
 /// Which configuration a snapshot serves.
 #[derive(Debug, Clone)]
@@ -43,14 +43,22 @@ impl Snapshot {
         version: ConfigVersion,
     ) -> anyhow::Result<Snapshot> {
         let old = &previous.config;
+        let resolver = Resolver::from_settings(&config.resolver);
+        let same_resolution = config.resolver == old.resolver;
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| {
                 let same_name = old.upstreams.iter().position(|o| o.name == u.name);
                 let upstream = match same_name {
-                    Some(i) => Upstream::carry_over(u, &old.upstreams[i], &previous.upstreams[i])?,
-                    None => Upstream::new(u)?,
+                    Some(i) => Upstream::carry_over(
+                        u,
+                        &old.upstreams[i],
+                        &previous.upstreams[i],
+                        resolver.clone(),
+                        same_resolution,
+                    )?,
+                    None => Upstream::with_resolver(u, resolver.clone())?,
                 };
                 Ok(Arc::new(upstream))
             })

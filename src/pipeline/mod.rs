@@ -21,7 +21,7 @@ use crate::auth::outcome::AuthOutcome;
 use crate::auth::policy::{self, AuthRuntime, Caller};
 use crate::body::{
     Body, BodyWatch, BufferError, InFlight, LimitedIncoming, ResponseBody, TrackedBody,
-    UpstreamBody, buffer_for_replay,
+    UpstreamBody, UpstreamWatch, buffer_for_replay,
 };
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, Config, IpNet, Limits};
@@ -32,7 +32,7 @@ use crate::metrics::{Metrics, Name};
 use crate::request_id::{self, IdGenerator};
 use crate::respond::{self, MatchView, Outcome};
 use crate::routing::{RouteMatch, Router};
-use crate::upstream::{CallError, Upstream};
+use crate::upstream::{CallError, Resolver, Upstream};
 
 mod carry;
 mod refresh_step;
@@ -42,7 +42,8 @@ pub use carry::ConfigVersion;
 
 use refresh_step::{Handover, RefreshContext, Replay, Step};
 use target::{
-    check_host, check_target, declared_length, h2_header_list_size, host_header_value, request_host,
+    check_h2_field_values, check_host, check_target, declared_length, h2_header_list_size,
+    host_header_value, request_host,
 };
 
 /// Everything one configuration needs at request time, swapped atomically as a whole.
@@ -66,10 +67,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(config: &Config, clock: &SharedClock) -> anyhow::Result<Snapshot> {
+        let resolver = Resolver::from_settings(&config.resolver);
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u).map(Arc::new))
+            .map(|u| Upstream::with_resolver(u, resolver.clone()).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let gates = Gates::new(config)?;
         let auth = AuthRuntime::new(config, &upstreams, &gates.backoff, clock)?;
@@ -203,6 +205,7 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
         _ => state.ids.next(),
     };
     let method = req.method().clone();
+    let version = req.version();
     let mut outcome = Outcome::default();
     state.metrics.in_flight.inc();
     let mut response = match proxy(state, &snapshot, conn, req, &request_id, &mut outcome).await {
@@ -215,7 +218,20 @@ pub async fn handle(state: &State, conn: &ConnInfo, req: Request<Incoming>) -> R
                 tracing::warn!(request_id = ?request_id, error = %err, "request failed");
             }
             record_error_metrics(state, &snapshot, &outcome, parts.reason, parts.fault);
-            err.into_response(&request_id, &method)
+            let unread_body = matches!(
+                err,
+                GatewayError::BodyTooLarge { .. } | GatewayError::BodyTimeout
+            );
+            let mut response = err.into_response(&request_id, &method);
+            // The rest of the body is never read, so hyper closes the connection after this
+            // answer: say so (RFC 9112 §9.6), or a keep-alive client sends its next request on
+            // a connection that is going away (found by benches/soak.sh).
+            if unread_body && version < http::Version::HTTP_2 {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     state.metrics.in_flight.dec();
@@ -289,6 +305,7 @@ async fn proxy(
     // Malformed targets are refused before routing, so no route sees an ambiguous path.
     check_target(&req)?;
     check_host(&req)?;
+    check_h2_field_values(&req)?;
     // Route first: everything after depends on the route's policy.
     let path = req.uri().path();
     let host = request_host(&req);
@@ -458,6 +475,14 @@ async fn proxy(
     if let (Some(secs), Some(name)) = (backoff_header, snapshot.upstream_names.get(route.upstream))
     {
         state.metrics.backoff_header(name, secs);
+    }
+    // From here the head is the caller's: a body that breaks or stalls later is cut visibly
+    // and counted.
+    if let Some(name) = snapshot.upstream_names.get(route.upstream) {
+        let stall_after = upstream.response_timeout();
+        response.body_mut().watch_upstream(|| {
+            UpstreamWatch::new(state.metrics.clone(), name.clone(), stall_after)
+        });
     }
     quota_headers.apply(response.headers_mut());
     if let Some(handover) = handover {

@@ -125,6 +125,24 @@ fn strip_port(host: &str) -> &str {
 
 /// The size of a request's header list as HTTP/2 counts it (RFC 9113 §6.5.2: name and value
 /// lengths plus 32 per field, pseudo-header fields included); 0 for other versions.
+/// Refuses an HTTP/2 field value that starts or ends with a space or a tab: RFC 9113 §8.2.1
+/// makes such a request malformed, and HTTP/1.1 (which trims them, RFC 9112 §5) would carry a
+/// different value upstream. h2 checks the other §8.2.1 rules (CR, LF, NUL, names) itself.
+pub(super) fn check_h2_field_values<B>(req: &Request<B>) -> Result<(), GatewayError> {
+    if req.version() != Version::HTTP_2 {
+        return Ok(());
+    }
+    let padded = |v: &[u8]| {
+        matches!(v.first(), Some(b' ' | b'\t')) || matches!(v.last(), Some(b' ' | b'\t'))
+    };
+    if req.headers().values().any(|v| padded(v.as_bytes())) {
+        return Err(GatewayError::BadRequest(
+            "a field value starts or ends with whitespace",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn h2_header_list_size<B>(req: &Request<B>) -> usize {
     if req.version() != http::Version::HTTP_2 {
         return 0;
@@ -151,7 +169,7 @@ pub(super) fn h2_header_list_size<B>(req: &Request<B>) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{h2_header_list_size, strip_port};
+    use super::{check_h2_field_values, h2_header_list_size, strip_port};
     use http::Request;
 
     #[test]
@@ -169,6 +187,28 @@ mod tests {
         ] {
             assert_eq!(strip_port(host), bare, "{host}");
         }
+    }
+
+    #[test]
+    fn h2_field_values_with_outer_whitespace_are_refused() {
+        let h2 = |value: &str| {
+            Request::builder()
+                .version(http::Version::HTTP_2)
+                .uri("https://a.example/")
+                .header("x-a", value)
+                .body(())
+                .unwrap()
+        };
+        assert!(check_h2_field_values(&h2("in side")).is_ok());
+        for bad in [" lead", "trail ", "\ttab", "tab\t"] {
+            assert!(check_h2_field_values(&h2(bad)).is_err(), "{bad:?}");
+        }
+        let h1 = Request::builder()
+            .uri("/")
+            .header("x-a", " x")
+            .body(())
+            .unwrap();
+        assert!(check_h2_field_values(&h1).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! failed before any response byte is retried once when it is idempotent.
 
 mod pool;
+mod resolve;
 
 use std::future::{Future as _, poll_fn};
 use std::pin::{Pin, pin};
@@ -33,8 +34,9 @@ use crate::body::{ResponseBody, UpstreamBody};
 use crate::config::UpstreamConfig;
 use crate::errno::GatewayError;
 use pool::{H1Conn, Pool, Sender};
+pub use resolve::{Resolve, Resolver};
 
-type Connector = HttpsConnector<HttpConnector>;
+type Connector = HttpsConnector<HttpConnector<Resolver>>;
 
 /// One upstream service and its connection pool.
 pub struct Upstream {
@@ -61,7 +63,13 @@ pub enum CallError {
 }
 
 impl Upstream {
+    /// An upstream whose host name goes to the system resolver.
     pub fn new(config: &UpstreamConfig) -> anyhow::Result<Upstream> {
+        Upstream::with_resolver(config, Resolver::system())
+    }
+
+    /// An upstream whose host name goes to `resolver`.
+    pub fn with_resolver(config: &UpstreamConfig, resolver: Resolver) -> anyhow::Result<Upstream> {
         let scheme = config.url.scheme().cloned().unwrap_or(Scheme::HTTPS);
         let authority = config
             .url
@@ -76,7 +84,7 @@ impl Upstream {
             authority,
             host,
             base_path,
-            connector: build_connector(config)?,
+            connector: build_connector(config, resolver)?,
             pool: Pool::new(config.pool_idle_timeout, config.max_connections),
             permits: Arc::new(Semaphore::new(config.max_connections)),
             connect_timeout: config.connect_timeout,
@@ -89,20 +97,24 @@ impl Upstream {
     /// pooled connections when the URL, CA, `ca_only` and `http2` are equal (and the pool's own
     /// `pool_idle_timeout` and `max_connections`), and the cap on requests in flight when
     /// `max_connections` is equal. Anything else starts afresh; `old` keeps serving the
-    /// requests that started on it.
+    /// requests that started on it. `same_resolution`: the `[resolver]` settings are equal
+    /// (else connections to the addresses of the old ones are not kept).
     pub fn carry_over(
         config: &UpstreamConfig,
         old_config: &UpstreamConfig,
         old: &Upstream,
+        resolver: Resolver,
+        same_resolution: bool,
     ) -> anyhow::Result<Upstream> {
-        let same_peer = config.url == old_config.url
+        let same_peer = same_resolution
+            && config.url == old_config.url
             && config.ca_pem == old_config.ca_pem
             && config.ca_only == old_config.ca_only
             && config.http2 == old_config.http2;
         let same_cap = config.max_connections == old_config.max_connections;
         let same_pool =
             same_peer && same_cap && config.pool_idle_timeout == old_config.pool_idle_timeout;
-        let mut upstream = Upstream::new(config)?;
+        let mut upstream = Upstream::with_resolver(config, resolver)?;
         if same_peer {
             upstream.connector = old.connector.clone();
         }
@@ -612,8 +624,8 @@ fn retry_copy(req: &Request<UpstreamBody>, fresh: bool) -> Option<ReplayParts> {
     })
 }
 
-fn build_connector(config: &UpstreamConfig) -> anyhow::Result<Connector> {
-    let mut http = HttpConnector::new();
+fn build_connector(config: &UpstreamConfig, resolver: Resolver) -> anyhow::Result<Connector> {
+    let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.connect_timeout));

@@ -4,7 +4,10 @@
 
 pub mod client;
 pub mod fake;
+pub mod faulty;
 pub mod fxa_jwt;
+pub mod h2raw;
+pub mod probe;
 pub mod process;
 pub mod raw;
 pub mod reloading;

@@ -78,7 +78,7 @@ impl Process {
         }
     }
 
-    /// The process id (for signals).
+    /// The process id (for signals and /proc).
     pub fn pid(&self) -> u32 {
         self.child.id().expect("gateway pid")
     }

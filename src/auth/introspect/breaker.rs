@@ -66,6 +66,21 @@ impl Breaker {
             .filter(|left| !left.is_zero())
     }
 
+    /// What a caller refused now should wait: the time left open, or, while the probe is
+    /// out, the open time (if the probe fails, the breaker opens that long again). `None`
+    /// while closed.
+    pub(super) fn wait(&self, now: SystemTime) -> Option<Duration> {
+        let probing = {
+            let state = self.lock();
+            state.open_until.is_some() && state.probe_in_flight
+        };
+        match self.remaining(now) {
+            Some(left) => Some(left),
+            None if probing => Some(self.open_for),
+            None => None,
+        }
+    }
+
     pub(super) fn is_open(&self, now: SystemTime) -> bool {
         self.lock().open_until.is_some_and(|until| now < until)
     }

@@ -301,6 +301,26 @@ fn failed_probe_reopens_and_dropped_probe_frees_the_slot() {
 }
 
 #[test]
+fn a_caller_refused_while_the_probe_is_out_is_told_the_open_time() {
+    // Regression (tests/faults.rs oauth_server_answers_429): such callers got a 503 errno 104
+    // without Retry-After.
+    let breaker = Breaker::new(Duration::from_secs(2));
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    assert_eq!(breaker.wait(t0), None);
+    breaker.admit(t0).unwrap().fail(t0);
+    assert_eq!(
+        breaker.wait(t0 + Duration::from_millis(500)),
+        Some(Duration::from_millis(1500))
+    );
+    let _probe = breaker.admit(t0 + Duration::from_secs(2)).unwrap();
+    assert!(breaker.admit(t0 + Duration::from_secs(2)).is_none());
+    assert_eq!(
+        breaker.wait(t0 + Duration::from_secs(3)),
+        Some(Duration::from_secs(2))
+    );
+}
+
+#[test]
 fn zero_breaker_never_opens() {
     let breaker = Breaker::new(Duration::ZERO);
     let t0 = at(1_000);

@@ -7,9 +7,9 @@ use http::uri::{PathAndQuery, Scheme};
 use super::listeners::check_certificates;
 use super::{Context, UniqueNames, count, nonzero};
 use crate::config::Problems;
-use crate::config::model::UpstreamConfig;
+use crate::config::model::{ResolverSettings, UpstreamConfig};
 use crate::config::net::is_loopback_host;
-use crate::config::raw::RawUpstream;
+use crate::config::raw::{RawResolver, RawUpstream};
 use crate::config::secret::{read_file, resolve_path};
 
 pub fn validate(
@@ -29,6 +29,44 @@ pub fn validate(
             upstream(u, &key, ctx, p)
         })
         .collect()
+}
+
+/// `[resolver]`: every pinned name a host name with at least one IP address.
+pub fn resolver(raw: &RawResolver, p: &mut Problems) -> ResolverSettings {
+    let mut hosts = Vec::with_capacity(raw.hosts.len());
+    for (name, ips) in &raw.hosts {
+        let key = format!("resolver.hosts.{name}");
+        let valid_name = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid_name {
+            p.at(&key, "not a host name");
+        }
+        if ips.is_empty() {
+            p.at(&key, "needs at least one address");
+        }
+        let addrs: Vec<_> = ips
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ip)| {
+                ip.parse()
+                    .map_err(|_| {
+                        p.at(
+                            format!("{key}[{i}]"),
+                            format!("{ip:?} is not an IP address"),
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        hosts.push((name.to_ascii_lowercase(), addrs));
+    }
+    ResolverSettings {
+        hosts,
+        system: raw.system,
+    }
 }
 
 fn upstream(
