@@ -132,7 +132,7 @@ impl Supervisor {
         &mut self.listeners
     }
 
-    /// Handles requests until the channel closes or `stop` resolves.
+    /// Performs one requested reload and answers whoever asked.
     pub async fn handle(&mut self, request: Request) {
         let report = self.reload(request.trigger).await;
         if let Some(reply) = request.reply {

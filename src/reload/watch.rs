@@ -59,7 +59,6 @@ struct Seen {
 }
 
 fn look(path: &Path, secret: bool) -> Option<Seen> {
-    use std::os::unix::fs::MetadataExt as _;
     // Follows symlinks: a `..data` swap shows as another inode behind the same path.
     let meta = std::fs::metadata(path).ok()?;
     let digest = if secret {
@@ -67,12 +66,19 @@ fn look(path: &Path, secret: bool) -> Option<Seen> {
     } else {
         Some(crate::config::sources::sha256(&std::fs::read(path).ok()?))
     };
+    #[cfg(unix)]
+    let (dev, ino, ctime) = {
+        use std::os::unix::fs::MetadataExt as _;
+        (meta.dev(), meta.ino(), (meta.ctime(), meta.ctime_nsec()))
+    };
+    #[cfg(not(unix))]
+    let (dev, ino, ctime) = (0, 0, (0, 0));
     Some(Seen {
-        dev: meta.dev(),
-        ino: meta.ino(),
+        dev,
+        ino,
         len: meta.len(),
         modified: meta.modified().ok(),
-        ctime: (meta.ctime(), meta.ctime_nsec()),
+        ctime,
         digest,
     })
 }
