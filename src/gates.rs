@@ -187,23 +187,6 @@ impl Gates {
         })
     }
 
-    /// Whether `other` shares this configuration's back-off windows.
-    pub fn shares_backoff_with(&self, other: &Gates) -> bool {
-        Arc::ptr_eq(&self.backoff, &other.backoff)
-    }
-
-    /// Whether the route at `index` counts on the same quota counters as `other`'s at
-    /// `other_index`.
-    pub fn shares_quota_with(&self, index: usize, other: &Gates, other_index: usize) -> bool {
-        match (
-            self.route_quotas.get(index),
-            other.route_quotas.get(other_index),
-        ) {
-            (Some(Some(a)), Some(Some(b))) => Arc::ptr_eq(&a.limiter, &b.limiter),
-            _ => false,
-        }
-    }
-
     /// Step 3: the whole upstream. Denied requests never reach authentication.
     pub fn upstream_gate(
         &self,

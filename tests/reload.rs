@@ -511,6 +511,13 @@ async fn the_watcher_applies_a_changed_config_and_refuses_a_broken_one_without_a
         200,
         "the old config keeps serving"
     );
+    // Refused once, not again and again while the broken file stays.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        gw.metric(r#"fxa_gateway_config_reloads_total{outcome="refused"}"#)
+            .await,
+        1.0
+    );
 
     // Written in place this time (truncate and write, same inode).
     std::fs::write(&gw.config, watched(&route("again", "/again"))).unwrap();

@@ -53,7 +53,11 @@ pub fn load_with_sources(path: &Path) -> (Result<Config, ConfigErrors>, Sources)
                     message: e.to_string(),
                 }],
             };
-            return (Err(errors), Sources::new(path, b"", Vec::new()));
+            let sources = Sources {
+                config_digest: None,
+                ..Sources::new(path, b"", Vec::new())
+            };
+            return (Err(errors), sources);
         }
     };
     let base_dir = match path.parent() {

@@ -32,6 +32,8 @@ pub struct Sources {
     pub files: Vec<SourceFile>,
     /// Lower-case hex SHA-256 over the config file and the non-secret files.
     pub hash: String,
+    /// SHA-256 of the config file as read (`None` when it could not be read).
+    pub config_digest: Option<[u8; 32]>,
 }
 
 thread_local! {
@@ -93,7 +95,18 @@ impl Sources {
             config: config.to_path_buf(),
             files,
             hash: hex(ctx.finish().as_ref()),
+            config_digest: Some(sha256(src)),
         }
+    }
+
+    /// The contents each non-secret file had when it was read (the config file first).
+    pub fn digests(&self) -> impl Iterator<Item = (&Path, [u8; 32])> {
+        let config = self.config_digest.map(|d| (self.config.as_path(), d));
+        config.into_iter().chain(
+            self.files
+                .iter()
+                .filter_map(|f| Some((f.path.as_path(), f.digest?))),
+        )
     }
 
     /// Every path to watch: the config file first, then the files it names.

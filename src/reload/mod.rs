@@ -105,6 +105,8 @@ pub struct Supervisor {
     listeners: ListenerSet,
     file: Option<ConfigFile>,
     watched: tokio::sync::watch::Sender<watch::WatchSet>,
+    /// The watched files as they were when the reload under way started reading them.
+    before: watch::Fingerprints,
 }
 
 impl Supervisor {
@@ -120,6 +122,7 @@ impl Supervisor {
             listeners,
             file,
             watched: tokio::sync::watch::channel(set).0,
+            before: watch::Fingerprints::default(),
         }
     }
 
@@ -132,7 +135,7 @@ impl Supervisor {
         &mut self.listeners
     }
 
-    /// Handles requests until the channel closes or `stop` resolves.
+    /// Performs one requested reload and answers whoever asked.
     pub async fn handle(&mut self, request: Request) {
         let report = self.reload(request.trigger).await;
         if let Some(reply) = request.reply {
@@ -147,11 +150,16 @@ impl Supervisor {
             return self.refused(trigger, problems);
         };
         let path = file.path.clone();
+        // Looked at before reading: a file changed while the reload reads it is seen as
+        // changed afterwards, and reloaded again.
+        let watched = self.watched.borrow().files.clone();
+        let before = watch::Fingerprints::take(&watched).await;
         let loaded = tokio::task::spawn_blocking(move || crate::config::load_with_sources(&path));
         let (result, sources) = match loaded.await {
             Ok(loaded) => loaded,
             Err(e) => return self.refused(trigger, vec![format!("loading failed: {e}")]),
         };
+        self.before = before;
         let current = self.state.snapshot.load_full();
         let config = match result {
             Ok(config) => config,
@@ -234,7 +242,7 @@ impl Supervisor {
     /// attempt, at the files that attempt read too (a file it missed may appear later).
     fn publish_watch_set(&self, serving: &Config, attempted: Option<&Sources>) {
         let live = self.file.as_ref().map(|f| &f.sources);
-        let set = watch::WatchSet::of(serving, live, attempted);
+        let set = watch::WatchSet::of(serving, live, attempted).with_before(self.before.clone());
         self.watched.send_replace(set);
     }
 }

@@ -26,6 +26,38 @@ pub struct WatchSet {
     pub interval: Duration,
     /// (path, is a secret).
     pub files: Vec<(PathBuf, bool)>,
+    /// What the files looked like just before the reload that published this set read them:
+    /// the watcher compares with this, so a change made while the reload ran is not missed.
+    pub before: Fingerprints,
+    /// The contents the non-secret files had when last read (by the serving configuration's
+    /// load, or a refused attempt's): a file that differs already when the watcher first looks
+    /// (it changed right after that read) is a change too.
+    pub loaded: Vec<(PathBuf, [u8; 32])>,
+}
+
+/// What some files looked like at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprints(Vec<(PathBuf, Option<Seen>)>);
+
+impl Fingerprints {
+    /// Looks at `files` now (off the runtime's threads).
+    pub async fn take(files: &[(PathBuf, bool)]) -> Fingerprints {
+        let files = files.to_vec();
+        let seen = tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .map(|(p, s)| {
+                    let seen = look(&p, s);
+                    (p, seen)
+                })
+                .collect()
+        });
+        Fingerprints(seen.await.unwrap_or_default())
+    }
+
+    fn get(&self, path: &Path) -> Option<&Option<Seen>> {
+        self.0.iter().find(|(p, _)| p == path).map(|(_, s)| s)
+    }
 }
 
 impl WatchSet {
@@ -39,17 +71,33 @@ impl WatchSet {
                 }
             }
         }
+        // What the last read saw: a refused attempt's files over the serving ones.
+        let mut loaded: Vec<(PathBuf, [u8; 32])> = Vec::new();
+        for sources in [attempted, live].into_iter().flatten() {
+            for (path, digest) in sources.digests() {
+                if !loaded.iter().any(|(p, _)| p == path) {
+                    loaded.push((path.to_path_buf(), digest));
+                }
+            }
+        }
         WatchSet {
             enabled: serving.reload.watch && live.is_some(),
             interval: serving.reload.watch_interval,
             files,
+            before: Fingerprints::default(),
+            loaded,
         }
+    }
+
+    pub fn with_before(mut self, before: Fingerprints) -> WatchSet {
+        self.before = before;
+        self
     }
 }
 
 /// What a file looks like now: `None` when it cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
+pub struct Seen {
     dev: u64,
     ino: u64,
     len: u64,
@@ -59,7 +107,6 @@ struct Seen {
 }
 
 fn look(path: &Path, secret: bool) -> Option<Seen> {
-    use std::os::unix::fs::MetadataExt as _;
     // Follows symlinks: a `..data` swap shows as another inode behind the same path.
     let meta = std::fs::metadata(path).ok()?;
     let digest = if secret {
@@ -67,12 +114,19 @@ fn look(path: &Path, secret: bool) -> Option<Seen> {
     } else {
         Some(crate::config::sources::sha256(&std::fs::read(path).ok()?))
     };
+    #[cfg(unix)]
+    let (dev, ino, ctime) = {
+        use std::os::unix::fs::MetadataExt as _;
+        (meta.dev(), meta.ino(), (meta.ctime(), meta.ctime_nsec()))
+    };
+    #[cfg(not(unix))]
+    let (dev, ino, ctime) = (0, 0, (0, 0));
     Some(Seen {
-        dev: meta.dev(),
-        ino: meta.ino(),
+        dev,
+        ino,
         len: meta.len(),
         modified: meta.modified().ok(),
-        ctime: (meta.ctime(), meta.ctime_nsec()),
+        ctime,
         digest,
     })
 }
@@ -84,12 +138,31 @@ async fn look_all(set: &WatchSet) -> Vec<Option<Seen>> {
         .unwrap_or_default()
 }
 
+/// The baseline for a new set: each file as it was before the reload read it where that is
+/// known, else as it is now; and "unknown" (`None`, so any readable file differs from it)
+/// where what is there now is not what the serving configuration read.
+async fn baseline_of(set: &WatchSet) -> Vec<Option<Seen>> {
+    let now = look_all(set).await;
+    set.files
+        .iter()
+        .zip(now)
+        .map(|((path, _), now)| {
+            let seen = set.before.get(path).cloned().unwrap_or(now);
+            let loaded = set.loaded.iter().find(|(p, _)| p == path).map(|(_, d)| d);
+            match (&seen, loaded) {
+                (Some(s), Some(loaded)) if s.digest.is_some_and(|d| d != *loaded) => None,
+                _ => seen,
+            }
+        })
+        .collect()
+}
+
 /// Runs until `set`'s sender is gone: every interval, compares the files with what they looked
 /// like when the serving (or last refused) configuration was read, and asks for one reload per
 /// settled change.
 pub async fn run(mut set: watch::Receiver<WatchSet>, reload: ReloadHandle) {
     let mut current = set.borrow_and_update().clone();
-    let mut baseline = look_all(&current).await;
+    let mut baseline = baseline_of(&current).await;
     let mut pending: Option<Vec<Option<Seen>>> = None;
     loop {
         let wait = if current.enabled {
@@ -104,7 +177,7 @@ pub async fn run(mut set: watch::Receiver<WatchSet>, reload: ReloadHandle) {
                 }
                 // A reload happened (or was refused): what it read is the new baseline.
                 current = set.borrow_and_update().clone();
-                baseline = look_all(&current).await;
+                baseline = baseline_of(&current).await;
                 pending = None;
                 continue;
             }
@@ -127,5 +200,58 @@ pub async fn run(mut set: watch::Receiver<WatchSet>, reload: ReloadHandle) {
         } else {
             pending = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(files: &[(PathBuf, bool)], loaded: Vec<(PathBuf, [u8; 32])>) -> WatchSet {
+        WatchSet {
+            enabled: true,
+            interval: Duration::from_millis(100),
+            files: files.to_vec(),
+            before: Fingerprints::default(),
+            loaded,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_between_the_load_and_the_first_look_counts_as_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, "new").unwrap();
+        std::fs::write(&key, "secret").unwrap();
+        let files = [(cert.clone(), false), (key.clone(), true)];
+        let loaded_old = vec![(cert.clone(), crate::config::sources::sha256(b"old"))];
+        let baseline = baseline_of(&set(&files, loaded_old)).await;
+        assert_eq!(baseline[0], None, "differs from what was loaded: a change");
+        let secret = baseline[1].as_ref().expect("the key is readable");
+        assert!(
+            secret.digest.is_none(),
+            "a secret is never read for its content"
+        );
+        let loaded_new = vec![(cert.clone(), crate::config::sources::sha256(b"new"))];
+        let baseline = baseline_of(&set(&files, loaded_new)).await;
+        assert_eq!(baseline, look_all(&set(&files, Vec::new())).await);
+    }
+
+    #[tokio::test]
+    async fn what_the_reload_saw_before_reading_is_the_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "one").unwrap();
+        let files = [(key.clone(), true)];
+        let before = Fingerprints::take(&files).await;
+        // Replaced while the reload was reading (renamed over: another inode).
+        std::fs::write(dir.path().join("next"), "two!").unwrap();
+        std::fs::rename(dir.path().join("next"), &key).unwrap();
+        let baseline = baseline_of(&set(&files, Vec::new()).with_before(before)).await;
+        let now = look_all(&set(&files, Vec::new())).await;
+        assert_ne!(
+            baseline, now,
+            "the change made during the reload is still to be seen"
+        );
     }
 }

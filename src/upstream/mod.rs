@@ -127,11 +127,6 @@ impl Upstream {
         Ok(upstream)
     }
 
-    /// Whether this upstream shares its idle connections with `other`.
-    pub fn shares_pool_with(&self, other: &Upstream) -> bool {
-        self.pool.same_as(&other.pool)
-    }
-
     /// The upstream URI for a request path (already stripped of the route prefix if asked), in
     /// origin-form (`/base/path?query`): what HTTP/1.1 sends; `send` adds this upstream's scheme
     /// and authority when the connection is HTTP/2.

@@ -74,10 +74,6 @@ impl Pool {
         }
     }
 
-    pub(super) fn same_as(&self, other: &Pool) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
-    }
-
     /// A pooled connection that can take a request now, if any: the HTTP/2 one, else the
     /// warmest ready HTTP/1.1 one.
     pub(super) fn checkout(&self) -> Option<Sender> {
