@@ -307,6 +307,7 @@ async fn a_flood_of_made_up_kids_costs_the_oauth_server_one_fetch_per_interval()
         .map(|i| SigningKey::generate(&format!("kid-{i}")))
         .collect();
     let client = Arc::new(TestClient::new());
+    let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let mut c = claims(UID, "profile", now, HOUR);
@@ -326,7 +327,13 @@ async fn a_flood_of_made_up_kids_costs_the_oauth_server_one_fetch_per_interval()
         assert_eq!(t.await.unwrap().status_u16(), 401);
     }
     let during = env.fxa.jwks_fetches() - before;
-    assert!(during <= 2, "{during} fetches for 200 unknown kids");
+    // At most one per refetch interval (300 ms) that the flood lasted, plus the periodic
+    // refresh (FxA's max-age=10): bounded by time, not by the 200 requests. On a quiet machine
+    // the flood takes well under 300 ms: one fetch.
+    let elapsed = started.elapsed().as_millis() as usize;
+    let allowed = elapsed / 300 + 1 + elapsed / 10_000 + 1;
+    assert!(during <= allowed, "{during} fetches for 200 unknown kids in {elapsed} ms");
+    assert!(during < 20, "{during} fetches for 200 unknown kids in {elapsed} ms");
     assert_eq!(env.forwarded(), 0);
 }
 
