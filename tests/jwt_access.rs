@@ -126,12 +126,19 @@ impl Env {
 
     /// A token of `sub` with `scope`, issued now on the gateway's clock.
     fn token(&self, sub: &str, scope: &str, lifetime: u64) -> String {
-        self.key.access_token(&claims(sub, scope, self.now(), lifetime))
+        self.key
+            .access_token(&claims(sub, scope, self.now(), lifetime))
     }
 
     async fn get(&self, path: &str, token: &str) -> TestResponse {
         let auth = format!("Bearer {token}");
-        client::send("GET", &self.gw.url(path), &[("authorization", &auth)], Bytes::new()).await
+        client::send(
+            "GET",
+            &self.gw.url(path),
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
+        .await
     }
 
     fn forwarded(&self) -> usize {
@@ -156,12 +163,25 @@ async fn a_jwt_is_verified_locally_and_treated_like_an_introspected_token() {
         let resp = env.get("/profile/v1/profile", &token).await;
         assert_eq!(resp.status_u16(), 200, "{}", resp.text());
         assert_eq!(echoed_header(&resp, "x-fxa-uid").as_deref(), Some(UID));
-        assert_eq!(echoed_header(&resp, "x-fxa-client-id").as_deref(), Some(CLIENT_ID));
-        assert_eq!(echoed_header(&resp, "x-fxa-scope").as_deref(), Some("profile"));
+        assert_eq!(
+            echoed_header(&resp, "x-fxa-client-id").as_deref(),
+            Some(CLIENT_ID)
+        );
+        assert_eq!(
+            echoed_header(&resp, "x-fxa-scope").as_deref(),
+            Some("profile")
+        );
         // The caller's token goes upstream as it came.
-        assert_eq!(echoed_header(&resp, "authorization"), Some(format!("Bearer {token}")));
+        assert_eq!(
+            echoed_header(&resp, "authorization"),
+            Some(format!("Bearer {token}"))
+        );
     }
-    assert_eq!(env.fxa.introspections(), 0, "no introspection for a verified JWT");
+    assert_eq!(
+        env.fxa.introspections(),
+        0,
+        "no introspection for a verified JWT"
+    );
 
     // Scopes as for any token: profile does not imply a :write scope.
     let resp = env.get("/write/v1/name", &token).await;
@@ -174,7 +194,11 @@ async fn a_jwt_is_verified_locally_and_treated_like_an_introspected_token() {
     assert_eq!(env.get("/metered/x", &metered).await.status_u16(), 200);
     assert_eq!(env.get("/metered/x", &metered).await.status_u16(), 200);
     assert_errno(&env.get("/metered/x", &metered).await, 429, 114);
-    assert_eq!(env.get("/metered/x", &token).await.status_u16(), 200, "another user");
+    assert_eq!(
+        env.get("/metered/x", &token).await.status_u16(),
+        200,
+        "another user"
+    );
     assert_eq!(env.fxa.introspections(), 0);
 }
 
@@ -186,7 +210,10 @@ async fn every_forgery_and_bad_claim_is_refused_before_the_upstream() {
     let kid = env.key.kid.clone();
     let other = SigningKey::generate(&kid); // same kid, unpublished key
     let mut cases: Vec<(&str, String)> = vec![
-        ("alg none", unsigned(&json!({"alg": "none", "typ": "at+JWT", "kid": kid}), &good)),
+        (
+            "alg none",
+            unsigned(&json!({"alg": "none", "typ": "at+JWT", "kid": kid}), &good),
+        ),
         (
             "HS256 keyed with the RSA public key",
             hs256_with(
@@ -205,15 +232,33 @@ async fn every_forgery_and_bad_claim_is_refused_before_the_upstream() {
         ),
         (
             "RS512 header",
-            env.key.sign(&json!({"alg": "RS512", "typ": "at+JWT", "kid": kid}), &good),
+            env.key
+                .sign(&json!({"alg": "RS512", "typ": "at+JWT", "kid": kid}), &good),
         ),
-        ("an id token (typ JWT)", env.key.sign(&json!({"alg": "RS256", "typ": "JWT", "kid": kid}), &good)),
-        ("no typ", env.key.sign(&json!({"alg": "RS256", "kid": kid}), &good)),
-        ("no kid", env.key.sign(&json!({"alg": "RS256", "typ": "at+JWT"}), &good)),
-        ("unpublished key under a published kid", other.access_token(&good)),
+        (
+            "an id token (typ JWT)",
+            env.key
+                .sign(&json!({"alg": "RS256", "typ": "JWT", "kid": kid}), &good),
+        ),
+        (
+            "no typ",
+            env.key.sign(&json!({"alg": "RS256", "kid": kid}), &good),
+        ),
+        (
+            "no kid",
+            env.key
+                .sign(&json!({"alg": "RS256", "typ": "at+JWT"}), &good),
+        ),
+        (
+            "unpublished key under a published kid",
+            other.access_token(&good),
+        ),
         (
             "payload swapped after signing",
-            with_claims(&env.key.access_token(&good), &claims(UID_B, "profile", now, HOUR)),
+            with_claims(
+                &env.key.access_token(&good),
+                &claims(UID_B, "profile", now, HOUR),
+            ),
         ),
     ];
     let mut bad = |name: &'static str, f: &dyn Fn(&mut Value)| {
@@ -221,8 +266,12 @@ async fn every_forgery_and_bad_claim_is_refused_before_the_upstream() {
         f(&mut c);
         cases.push((name, env.key.access_token(&c)));
     };
-    bad("iss with a trailing slash", &|c| c["iss"] = json!("https://accounts.firefox.com/"));
-    bad("stage issuer", &|c| c["iss"] = json!("https://accounts.stage.mozaws.net"));
+    bad("iss with a trailing slash", &|c| {
+        c["iss"] = json!("https://accounts.firefox.com/")
+    });
+    bad("stage issuer", &|c| {
+        c["iss"] = json!("https://accounts.stage.mozaws.net")
+    });
     bad("expired", &|c| {
         c["iat"] = json!(fxa_jwt::unix(now) - 7200);
         c["exp"] = json!(fxa_jwt::unix(now) - 1);
@@ -248,9 +297,18 @@ async fn every_forgery_and_bad_claim_is_refused_before_the_upstream() {
         );
     }
     assert_eq!(env.forwarded(), 0, "nothing refused reached the upstream");
-    assert_eq!(env.fxa.introspections(), 0, "a refused JWT costs FxA nothing");
+    assert_eq!(
+        env.fxa.introspections(),
+        0,
+        "a refused JWT costs FxA nothing"
+    );
     // The genuine token works.
-    assert_eq!(env.get("/profile/v1/profile", &env.key.access_token(&good)).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &env.key.access_token(&good))
+            .await
+            .status_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -258,11 +316,26 @@ async fn aud_is_checked_when_configured() {
     let env = Env::start(r#"audience = "https://relay.example""#).await;
     let now = env.now();
     let mut c = claims(UID, "profile", now, HOUR);
-    assert_errno(&env.get("/profile/v1/profile", &env.key.access_token(&c)).await, 401, 110);
+    assert_errno(
+        &env.get("/profile/v1/profile", &env.key.access_token(&c))
+            .await,
+        401,
+        110,
+    );
     c["aud"] = json!([CLIENT_ID, "https://relay.example"]);
-    assert_eq!(env.get("/profile/v1/profile", &env.key.access_token(&c)).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &env.key.access_token(&c))
+            .await
+            .status_u16(),
+        200
+    );
     c["aud"] = json!("https://relay.example");
-    assert_eq!(env.get("/profile/v1/profile", &env.key.access_token(&c)).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &env.key.access_token(&c))
+            .await
+            .status_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -272,7 +345,10 @@ async fn keys_rotate_and_old_keys_stay_until_they_leave_the_set() {
     let new = SigningKey::generate("20261203-bbbb");
     let now = env.now();
     let by_old = old.access_token(&claims(UID, "profile", now, HOUR));
-    assert_eq!(env.get("/profile/v1/profile", &by_old).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &by_old).await.status_u16(),
+        200
+    );
 
     // FxA publishes the next key beside the current one; a token naming it makes the
     // gateway fetch again (the last fetch is older than the refetch interval).
@@ -280,11 +356,19 @@ async fn keys_rotate_and_old_keys_stay_until_they_leave_the_set() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     let fetches = env.fxa.jwks_fetches();
     let by_new = new.access_token(&claims(UID, "profile", now, HOUR));
-    assert_eq!(env.get("/profile/v1/profile", &by_new).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &by_new).await.status_u16(),
+        200
+    );
     assert_eq!(env.fxa.jwks_fetches(), fetches + 1);
     // The old key is still in the set: new tokens signed by it still verify.
     let by_old_again = old.access_token(&claims(UID_B, "profile", now, HOUR));
-    assert_eq!(env.get("/profile/v1/profile", &by_old_again).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &by_old_again)
+            .await
+            .status_u16(),
+        200
+    );
 
     // The old key leaves the set; once a fetch sees that, tokens signed by it are refused.
     env.fxa.publish(&[&new]);
@@ -293,8 +377,15 @@ async fn keys_rotate_and_old_keys_stay_until_they_leave_the_set() {
     let probe = stranger.access_token(&claims(UID, "profile", now, HOUR));
     assert_errno(&env.get("/profile/v1/profile", &probe).await, 401, 110);
     let fresh_by_old = old.access_token(&claims(UID, "profile:email", now, HOUR));
-    assert_errno(&env.get("/profile/v1/profile", &fresh_by_old).await, 401, 110);
-    assert_eq!(env.get("/profile/v1/profile", &by_new).await.status_u16(), 200);
+    assert_errno(
+        &env.get("/profile/v1/profile", &fresh_by_old).await,
+        401,
+        110,
+    );
+    assert_eq!(
+        env.get("/profile/v1/profile", &by_new).await.status_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -316,7 +407,9 @@ async fn a_flood_of_made_up_kids_costs_the_oauth_server_one_fetch_per_interval()
         let (client, url) = (client.clone(), env.gw.url("/profile/v1/profile"));
         tasks.push(tokio::spawn(async move {
             let auth = format!("Bearer {token}");
-            client.send("GET", &url, &[("authorization", &auth)], Bytes::new()).await
+            client
+                .send("GET", &url, &[("authorization", &auth)], Bytes::new())
+                .await
         }));
         if i == 99 {
             // Half of them later, still within the interval.
@@ -332,8 +425,14 @@ async fn a_flood_of_made_up_kids_costs_the_oauth_server_one_fetch_per_interval()
     // the flood takes well under 300 ms: one fetch.
     let elapsed = started.elapsed().as_millis() as usize;
     let allowed = elapsed / 300 + 1 + elapsed / 10_000 + 1;
-    assert!(during <= allowed, "{during} fetches for 200 unknown kids in {elapsed} ms");
-    assert!(during < 20, "{during} fetches for 200 unknown kids in {elapsed} ms");
+    assert!(
+        during <= allowed,
+        "{during} fetches for 200 unknown kids in {elapsed} ms"
+    );
+    assert!(
+        during < 20,
+        "{during} fetches for 200 unknown kids in {elapsed} ms"
+    );
     assert_eq!(env.forwarded(), 0);
 }
 
@@ -344,7 +443,8 @@ async fn the_gateway_starts_without_keys_and_falls_back_to_introspection_until_t
     fxa.set_jwks_down(true);
     let api = FakeUpstream::start().await;
     let gw = TestGateway::start(&config(&fxa.url(), &api.url(), "")).await;
-    fxa.until("a JWK set attempt", |f| f.jwks_fetches() >= 1).await;
+    fxa.until("a JWK set attempt", |f| f.jwks_fetches() >= 1)
+        .await;
     let now = gw.clock.now();
     let get = |token: String| {
         let url = gw.url("/profile/v1/profile");
@@ -370,7 +470,8 @@ async fn the_gateway_starts_without_keys_and_falls_back_to_introspection_until_t
     // The keys arrive (the background fetch retries): local verification from then on.
     fxa.set_jwks_down(false);
     let seen = fxa.jwks_fetches();
-    fxa.until("a successful retry", |f| f.jwks_fetches() > seen).await;
+    fxa.until("a successful retry", |f| f.jwks_fetches() > seen)
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let introspections = fxa.introspections();
     assert_eq!(get(short).await.status_u16(), 200);
@@ -383,21 +484,35 @@ async fn a_revoked_long_lived_jwt_stops_working_within_the_revocation_window() {
     let long = env.token(UID, "profile", 12 * HOUR);
     let short = env.token(UID_B, "profile", HOUR);
     for _ in 0..5 {
-        assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
-        assert_eq!(env.get("/profile/v1/profile", &short).await.status_u16(), 200);
+        assert_eq!(
+            env.get("/profile/v1/profile", &long).await.status_u16(),
+            200
+        );
+        assert_eq!(
+            env.get("/profile/v1/profile", &short).await.status_u16(),
+            200
+        );
     }
     assert_eq!(env.fxa.introspections(), 0, "nothing due within the window");
 
     // FxA revokes the long-lived token. Within the window it still works from memory.
     env.fxa.revoke(&long);
     env.gw.clock.advance(Duration::from_secs(30));
-    assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &long).await.status_u16(),
+        200
+    );
     assert_eq!(env.fxa.introspections(), 0);
 
     // The window passed: the next use is served and starts one recheck in the background.
     env.gw.clock.advance(Duration::from_secs(31));
-    assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
-    env.fxa.until("the recheck", |f| f.introspections() == 1).await;
+    assert_eq!(
+        env.get("/profile/v1/profile", &long).await.status_u16(),
+        200
+    );
+    env.fxa
+        .until("the recheck", |f| f.introspections() == 1)
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_errno(&env.get("/profile/v1/profile", &long).await, 401, 110);
 
@@ -405,7 +520,10 @@ async fn a_revoked_long_lived_jwt_stops_working_within_the_revocation_window() {
     // would call every one of them inactive.
     for _ in 0..3 {
         env.gw.clock.advance(Duration::from_secs(61));
-        assert_eq!(env.get("/profile/v1/profile", &short).await.status_u16(), 200);
+        assert_eq!(
+            env.get("/profile/v1/profile", &short).await.status_u16(),
+            200
+        );
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(env.fxa.introspections(), 1);
@@ -415,24 +533,43 @@ async fn a_revoked_long_lived_jwt_stops_working_within_the_revocation_window() {
 async fn a_failed_recheck_keeps_the_token_for_another_window_and_never_revokes() {
     let env = Env::start(W60).await;
     let long = env.token(UID, "profile", 12 * HOUR);
-    assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &long).await.status_u16(),
+        200
+    );
     env.fxa.set_introspect_down(true);
     env.gw.clock.advance(Duration::from_secs(61));
-    assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
-    env.fxa.until("the failed recheck", |f| f.introspections() == 1).await;
+    assert_eq!(
+        env.get("/profile/v1/profile", &long).await.status_u16(),
+        200
+    );
+    env.fxa
+        .until("the failed recheck", |f| f.introspections() == 1)
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Still verified, and not asked again within the next window.
     for _ in 0..5 {
-        assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
+        assert_eq!(
+            env.get("/profile/v1/profile", &long).await.status_u16(),
+            200
+        );
     }
     assert_eq!(env.fxa.introspections(), 1);
     // After another window: asked again; FxA is back and says active.
     env.fxa.set_introspect_down(false);
     env.gw.clock.advance(Duration::from_secs(61));
-    assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
-    env.fxa.until("the second recheck", |f| f.introspections() == 2).await;
+    assert_eq!(
+        env.get("/profile/v1/profile", &long).await.status_u16(),
+        200
+    );
+    env.fxa
+        .until("the second recheck", |f| f.introspections() == 2)
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &long).await.status_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -443,7 +580,10 @@ async fn with_local_verification_off_jwts_are_introspected_as_fxa_answers() {
     let long = env.token(UID, "profile", 12 * HOUR);
     // FxA does not store short-lived JWTs: through introspection they are refused.
     assert_errno(&env.get("/profile/v1/profile", &short).await, 401, 110);
-    assert_eq!(env.get("/profile/v1/profile", &long).await.status_u16(), 200);
+    assert_eq!(
+        env.get("/profile/v1/profile", &long).await.status_u16(),
+        200
+    );
     assert_eq!(env.fxa.introspections(), 2);
     assert_eq!(env.fxa.jwks_fetches(), 0, "no JWK set needed");
 }
@@ -463,14 +603,20 @@ async fn an_expired_jwt_is_refreshed_like_an_introspected_token() {
     let resp = client::send(
         "GET",
         &env.gw.url("/refreshing/v1/thing"),
-        &[("authorization", &auth), ("x-fxa-refresh-token", &refresh_token)],
+        &[
+            ("authorization", &auth),
+            ("x-fxa-refresh-token", &refresh_token),
+        ],
         Bytes::new(),
     )
     .await;
     assert_eq!(resp.status_u16(), 200, "{}", resp.text());
     assert_eq!(resp.header("x-fxa-access-token"), Some(fresh.as_str()));
     assert_eq!(resp.header("x-fxa-refresh"), Some("refreshed"));
-    assert_eq!(echoed_header(&resp, "authorization"), Some(format!("Bearer {fresh}")));
+    assert_eq!(
+        echoed_header(&resp, "authorization"),
+        Some(format!("Bearer {fresh}"))
+    );
     assert_eq!(env.fxa.token_calls(), 1);
     assert_eq!(env.fxa.introspections(), 0, "both tokens verified locally");
 }
@@ -481,7 +627,10 @@ async fn opaque_tokens_are_introspected_as_before() {
     let opaque = "b".repeat(64);
     env.fxa.grant_opaque(&opaque, UID, "profile", env.now());
     for _ in 0..3 {
-        assert_eq!(env.get("/profile/v1/profile", &opaque).await.status_u16(), 200);
+        assert_eq!(
+            env.get("/profile/v1/profile", &opaque).await.status_u16(),
+            200
+        );
     }
     assert_eq!(env.fxa.introspections(), 1);
 }
@@ -512,7 +661,9 @@ async fn introspection_calls_per_10000_jwt_requests() {
             tasks.push(tokio::spawn(async move {
                 for token in batch {
                     let auth = format!("Bearer {token}");
-                    let resp = client.send("GET", &url, &[("authorization", &auth)], Bytes::new()).await;
+                    let resp = client
+                        .send("GET", &url, &[("authorization", &auth)], Bytes::new())
+                        .await;
                     assert_eq!(resp.status_u16(), 200);
                 }
             }));

@@ -132,14 +132,24 @@ impl Env {
 
     async fn deliver(&self, set: &str) -> TestResponse {
         let auth = format!("Bearer {set}");
-        client::send("POST", &self.gw.url("/events"), &[("authorization", &auth)], Bytes::new())
-            .await
+        client::send(
+            "POST",
+            &self.gw.url("/events"),
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
+        .await
     }
 
     async fn api(&self, token: &str) -> TestResponse {
         let auth = format!("Bearer {token}");
-        client::send("GET", &self.gw.url("/api/v1/thing"), &[("authorization", &auth)], Bytes::new())
-            .await
+        client::send(
+            "GET",
+            &self.gw.url("/api/v1/thing"),
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
+        .await
     }
 
     fn delivered(&self) -> usize {
@@ -150,7 +160,12 @@ impl Env {
 fn assert_refused(resp: &TestResponse, reason: &str) {
     assert_eq!(resp.status_u16(), 401, "{}", resp.text());
     assert_eq!(resp.json()["errno"], 110);
-    assert_eq!(resp.header("x-fxa-gateway-error"), Some(reason), "{}", resp.text());
+    assert_eq!(
+        resp.header("x-fxa-gateway-error"),
+        Some(reason),
+        "{}",
+        resp.text()
+    );
 }
 
 #[tokio::test]
@@ -171,11 +186,19 @@ async fn a_verified_set_reaches_the_rp_once() {
 #[tokio::test]
 async fn a_jti_counts_as_delivered_only_after_the_rp_answered_2xx() {
     let env = Env::start("").await;
-    let set = env.set(UID, json!({DELETE_USER: {}}), "1b3d623a-300a-4ab8-9241-855c35586809");
+    let set = env.set(
+        UID,
+        json!({DELETE_USER: {}}),
+        "1b3d623a-300a-4ab8-9241-855c35586809",
+    );
     env.rp.push(Reply::new().status(500).body("oops"));
     let resp = env.deliver(&set).await;
     assert_eq!(resp.status_u16(), 500);
-    env.rp.push(Reply::new().status(503).json(json!({"code": 503, "errno": 201})));
+    env.rp.push(
+        Reply::new()
+            .status(503)
+            .json(json!({"code": 503, "errno": 201})),
+    );
     assert_eq!(env.deliver(&set).await.status_u16(), 503);
     // FxA's retry after an error gets through; once the RP took it, no more.
     assert_eq!(env.deliver(&set).await.status_u16(), 200);
@@ -186,7 +209,8 @@ async fn a_jti_counts_as_delivered_only_after_the_rp_answered_2xx() {
 #[tokio::test]
 async fn concurrent_copies_of_one_set_are_delivered_once() {
     let env = Env::start("").await;
-    env.rp.set_default(Reply::new().delay(Duration::from_millis(300)));
+    env.rp
+        .set_default(Reply::new().delay(Duration::from_millis(300)));
     let set = env.set(UID, json!({PROFILE_CHANGE: {}}), "copy-1");
     let mut tasks = Vec::new();
     for _ in 0..10 {
@@ -200,15 +224,24 @@ async fn concurrent_copies_of_one_set_are_delivered_once() {
         statuses.push(t.await.unwrap().status_u16());
     }
     statuses.sort_unstable();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 9, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        9,
+        "{statuses:?}"
+    );
     assert_eq!(env.delivered(), 1);
 }
 
 #[tokio::test]
 async fn a_copy_waiting_on_a_failed_delivery_is_delivered_itself() {
     let env = Env::start("").await;
-    env.rp.push(Reply::new().status(500).delay(Duration::from_millis(300)));
+    env.rp
+        .push(Reply::new().status(500).delay(Duration::from_millis(300)));
     let set = env.set(UID, json!({PROFILE_CHANGE: {}}), "copy-2");
     let first = {
         let (url, auth) = (env.gw.url("/events"), format!("Bearer {set}"));
@@ -232,14 +265,31 @@ async fn every_refused_set_is_401_110_and_never_reaches_the_rp() {
     let unpublished = SigningKey::generate("unpublished");
     let twin = SigningKey::generate(&kid);
     let mut cases: Vec<(&str, String)> = vec![
-        ("set-alg", unsigned(&json!({"alg": "none", "kid": kid}), &good)),
         (
             "set-alg",
-            hs256_with(&env.key.public_der(), &json!({"alg": "HS256", "kid": kid}), &good),
+            unsigned(&json!({"alg": "none", "kid": kid}), &good),
         ),
-        ("set-alg", env.key.sign(&json!({"alg": "RS384", "kid": kid}), &good)),
-        ("set-typ", env.key.sign(&json!({"alg": "RS256", "typ": "at+JWT", "kid": kid}), &good)),
-        ("set-kid-missing", env.key.sign(&json!({"alg": "RS256"}), &good)),
+        (
+            "set-alg",
+            hs256_with(
+                &env.key.public_der(),
+                &json!({"alg": "HS256", "kid": kid}),
+                &good,
+            ),
+        ),
+        (
+            "set-alg",
+            env.key.sign(&json!({"alg": "RS384", "kid": kid}), &good),
+        ),
+        (
+            "set-typ",
+            env.key
+                .sign(&json!({"alg": "RS256", "typ": "at+JWT", "kid": kid}), &good),
+        ),
+        (
+            "set-kid-missing",
+            env.key.sign(&json!({"alg": "RS256"}), &good),
+        ),
         ("set-kid-unknown", unpublished.set(&good)),
         ("set-signature", twin.set(&good)),
         (
@@ -256,7 +306,9 @@ async fn every_refused_set_is_401_110_and_never_reaches_the_rp() {
         f(&mut c);
         cases.push((reason, env.key.set(&c)));
     };
-    bad("set-iss", &|c| c["iss"] = json!("https://accounts.firefox.com"));
+    bad("set-iss", &|c| {
+        c["iss"] = json!("https://accounts.firefox.com")
+    });
     bad("set-aud", &|c| c["aud"] = json!("0000000000000000"));
     bad("set-aud", &|c| {
         c.as_object_mut().unwrap().remove("aud");
@@ -265,8 +317,12 @@ async fn every_refused_set_is_401_110_and_never_reaches_the_rp() {
         c.as_object_mut().unwrap().remove("iat");
     });
     bad("set-iat", &|c| c["iat"] = json!("1565720808"));
-    bad("set-iat-future", &|c| c["iat"] = json!(fxa_jwt::unix(now) + 120));
-    bad("set-too-old", &|c| c["iat"] = json!(fxa_jwt::unix(now) - 3601));
+    bad("set-iat-future", &|c| {
+        c["iat"] = json!(fxa_jwt::unix(now) + 120)
+    });
+    bad("set-too-old", &|c| {
+        c["iat"] = json!(fxa_jwt::unix(now) - 3601)
+    });
     bad("set-expired", &|c| c["exp"] = json!(fxa_jwt::unix(now) - 1));
     bad("set-events", &|c| {
         c.as_object_mut().unwrap().remove("events");
@@ -298,7 +354,10 @@ async fn every_refused_set_is_401_110_and_never_reaches_the_rp() {
     assert_eq!(env.deliver(&env.key.set(&ok)).await.status_u16(), 200);
     let mut ok = good.clone();
     ok["jti"] = json!("explicitly-typed");
-    let typed = env.key.sign(&json!({"alg": "RS256", "typ": "secevent+jwt", "kid": kid}), &ok);
+    let typed = env.key.sign(
+        &json!({"alg": "RS256", "typ": "secevent+jwt", "kid": kid}),
+        &ok,
+    );
     assert_eq!(env.deliver(&typed).await.status_u16(), 200);
 }
 
@@ -316,7 +375,11 @@ async fn a_revoked_token_works_from_the_cache_until_the_event_and_is_refused_rig
     // FxA revokes X's token (the password changed); the cache does not know yet.
     env.fxa.revoke(&token_x);
     env.gw.clock.advance(Duration::from_secs(1));
-    assert_eq!(env.api(&token_x).await.status_u16(), 200, "served from the cache");
+    assert_eq!(
+        env.api(&token_x).await.status_u16(),
+        200,
+        "served from the cache"
+    );
     assert_eq!(env.fxa.introspections(), 2);
 
     // The event arrives: X's token is refused at once (FxA was asked again)...
@@ -366,12 +429,19 @@ async fn a_locally_verified_jwt_is_not_accepted_again_without_fxas_word() {
     let env = Env::start("").await;
     let issued = env.now() - Duration::from_secs(60);
     let short = env.key.access_token(&claims(UID, "profile", issued, HOUR));
-    let other = env.key.access_token(&claims(UID_B, "profile", issued, HOUR));
+    let other = env
+        .key
+        .access_token(&claims(UID_B, "profile", issued, HOUR));
     assert_eq!(env.api(&short).await.status_u16(), 200);
     assert_eq!(env.api(&other).await.status_u16(), 200);
     assert_eq!(env.fxa.introspections(), 0);
 
-    assert_eq!(env.deliver(&env.password_change(UID, "pc-3")).await.status_u16(), 200);
+    assert_eq!(
+        env.deliver(&env.password_change(UID, "pc-3"))
+            .await
+            .status_u16(),
+        200
+    );
     // FxA keeps no record of a short-lived JWT: its word is `active: false`.
     let resp = env.api(&short).await;
     assert_eq!(resp.status_u16(), 401, "{}", resp.text());
@@ -382,13 +452,17 @@ async fn a_locally_verified_jwt_is_not_accepted_again_without_fxas_word() {
     assert_eq!(env.fxa.introspections(), 1);
     // A JWT issued after the change verifies locally.
     env.gw.clock.advance(Duration::from_secs(2));
-    let after = env.key.access_token(&claims(UID, "profile", env.now(), HOUR));
+    let after = env
+        .key
+        .access_token(&claims(UID, "profile", env.now(), HOUR));
     assert_eq!(env.api(&after).await.status_u16(), 200);
     assert_eq!(env.fxa.introspections(), 1);
 
     // Deleting the account covers every token of the user, whenever issued.
     assert_eq!(
-        env.deliver(&env.set(UID, json!({DELETE_USER: {}}), "del-1")).await.status_u16(),
+        env.deliver(&env.set(UID, json!({DELETE_USER: {}}), "del-1"))
+            .await
+            .status_u16(),
         200
     );
     assert_eq!(env.api(&after).await.status_u16(), 401);
@@ -410,10 +484,17 @@ async fn what_an_event_can_and_cannot_reach_when_a_jwt_sub_is_a_pairwise_id() {
     // The long-lived token's recheck (due a window after iat) teaches the gateway its uid.
     env.gw.clock.advance(Duration::from_secs(301));
     assert_eq!(env.api(&long).await.status_u16(), 200);
-    env.fxa.until("the recheck", |f| f.introspections() == 1).await;
+    env.fxa
+        .until("the recheck", |f| f.introspections() == 1)
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
 
-    assert_eq!(env.deliver(&env.password_change(UID, "pc-4")).await.status_u16(), 200);
+    assert_eq!(
+        env.deliver(&env.password_change(UID, "pc-4"))
+            .await
+            .status_u16(),
+        200
+    );
     // Reached: the long-lived token needs FxA's word (it still says active here).
     assert_eq!(env.api(&long).await.status_u16(), 200);
     assert_eq!(env.fxa.introspections(), 2);
@@ -430,8 +511,10 @@ async fn a_refresh_grace_entry_of_the_user_is_dropped() {
     expired["iat"] = json!(fxa_jwt::unix(now) - 7200);
     expired["exp"] = json!(fxa_jwt::unix(now) - 60);
     let expired = env.key.access_token(&expired);
-    env.fxa
-        .next_refresh(&env.key.access_token(&claims(UID, "profile", now, HOUR)), HOUR);
+    env.fxa.next_refresh(
+        &env.key.access_token(&claims(UID, "profile", now, HOUR)),
+        HOUR,
+    );
     let refresh = "c".repeat(64);
     let call = || async {
         let auth = format!("Bearer {expired}");
@@ -444,19 +527,41 @@ async fn a_refresh_grace_entry_of_the_user_is_dropped() {
         .await
     };
     assert_eq!(call().await.header("x-fxa-refresh"), Some("refreshed"));
-    assert_eq!(call().await.status_u16(), 200, "reused within the grace period");
+    assert_eq!(
+        call().await.status_u16(),
+        200,
+        "reused within the grace period"
+    );
     assert_eq!(env.fxa.token_calls(), 1);
-    assert_eq!(env.deliver(&env.password_change(UID, "pc-5")).await.status_u16(), 200);
+    assert_eq!(
+        env.deliver(&env.password_change(UID, "pc-5"))
+            .await
+            .status_u16(),
+        200
+    );
     env.gw.clock.advance(Duration::from_secs(1));
-    env.fxa
-        .next_refresh(&env.key.access_token(&claims(UID, "profile", env.now(), HOUR)), HOUR);
+    env.fxa.next_refresh(
+        &env.key
+            .access_token(&claims(UID, "profile", env.now(), HOUR)),
+        HOUR,
+    );
     assert_eq!(call().await.header("x-fxa-refresh"), Some("refreshed"));
-    assert_eq!(env.fxa.token_calls(), 2, "the grace entry was dropped: FxA asked again");
+    assert_eq!(
+        env.fxa.token_calls(),
+        2,
+        "the grace entry was dropped: FxA asked again"
+    );
 }
 
 #[tokio::test]
 async fn profile_and_subscription_changes_revoke_nothing_unless_configured() {
-    for (configured, expect_refused) in [("", false), ("revoke_on_profile_change = true\nrevoke_on_subscription_change = true", true)] {
+    for (configured, expect_refused) in [
+        ("", false),
+        (
+            "revoke_on_profile_change = true\nrevoke_on_subscription_change = true",
+            true,
+        ),
+    ] {
         let env = Env::start(configured).await;
         let issued = env.now() - Duration::from_secs(60);
         let (t1, t2) = ("5".repeat(64), "6".repeat(64));
@@ -476,8 +581,16 @@ async fn profile_and_subscription_changes_revoke_nothing_unless_configured() {
         assert_eq!(env.deliver(&subscription).await.status_u16(), 200);
         let status = |r: TestResponse| r.status_u16();
         let want = if expect_refused { 401 } else { 200 };
-        assert_eq!(status(env.api(&t1).await), want, "profile change, {configured:?}");
-        assert_eq!(status(env.api(&t2).await), want, "subscription change, {configured:?}");
+        assert_eq!(
+            status(env.api(&t1).await),
+            want,
+            "profile change, {configured:?}"
+        );
+        assert_eq!(
+            status(env.api(&t2).await),
+            want,
+            "subscription change, {configured:?}"
+        );
     }
 }
 
@@ -489,9 +602,20 @@ async fn without_keys_a_set_cannot_be_judged_and_fxa_is_told_to_retry() {
     let rp = FakeUpstream::start().await;
     let api = FakeUpstream::start().await;
     let gw = TestGateway::start(&config(&fxa.url(), &rp.url(), &api.url(), "")).await;
-    let set = key.set(&set_claims(UID, json!({DELETE_USER: {}}), gw.clock.now(), "nokeys"));
+    let set = key.set(&set_claims(
+        UID,
+        json!({DELETE_USER: {}}),
+        gw.clock.now(),
+        "nokeys",
+    ));
     let auth = format!("Bearer {set}");
-    let resp = client::send("POST", &gw.url("/events"), &[("authorization", &auth)], Bytes::new()).await;
+    let resp = client::send(
+        "POST",
+        &gw.url("/events"),
+        &[("authorization", &auth)],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(resp.status_u16(), 503, "{}", resp.text());
     assert_eq!(resp.json()["errno"], 104);
     assert_eq!(rp.request_count(), 0);

@@ -214,7 +214,10 @@ impl Introspector {
 
     /// Asks the OAuth server about `token` now, bypassing and not filling the cache (the
     /// revocation recheck of a locally verified JWT). Same breaker and back-off rules.
-    pub async fn introspect_uncached(&self, token: &str) -> Result<Arc<TokenInfo>, IntrospectError> {
+    pub async fn introspect_uncached(
+        &self,
+        token: &str,
+    ) -> Result<Arc<TokenInfo>, IntrospectError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Ok(TokenInfo::inactive_shared());
         }

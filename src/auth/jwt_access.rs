@@ -160,7 +160,10 @@ impl Verified {
 
     /// FxA said `active: false` at a recheck.
     pub fn is_revoked(&self) -> bool {
-        self.recheck.lock().unwrap_or_else(|p| p.into_inner()).revoked
+        self.recheck
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revoked
     }
 
     /// Claims a recheck: due, not running, not revoked, and the token long-lived.
@@ -176,7 +179,12 @@ impl Verified {
         true
     }
 
-    fn finish_recheck(&self, answer: Result<Arc<TokenInfo>, IntrospectError>, now: SystemTime, window: Duration) {
+    fn finish_recheck(
+        &self,
+        answer: Result<Arc<TokenInfo>, IntrospectError>,
+        now: SystemTime,
+        window: Duration,
+    ) {
         let mut r = self.recheck.lock().unwrap_or_else(|p| p.into_inner());
         r.running = false;
         r.due = now.checked_add(window).unwrap_or(now);
@@ -253,13 +261,22 @@ impl LocalVerifier {
 
     /// Starts the background recheck of a long-lived token when one is due (never on the
     /// request path: the current request is served from the verified state).
-    pub fn recheck_if_due(&self, verified: &Arc<Verified>, token: &str, introspector: &Arc<Introspector>) {
+    pub fn recheck_if_due(
+        &self,
+        verified: &Arc<Verified>,
+        token: &str,
+        introspector: &Arc<Introspector>,
+    ) {
         let now = self.clock.now();
         if !verified.take_recheck(now) {
             return;
         }
         let (verified, introspector) = (Arc::clone(verified), Arc::clone(introspector));
-        let (token, clock, window) = (token.to_owned(), self.clock.clone(), self.settings.revocation_window);
+        let (token, clock, window) = (
+            token.to_owned(),
+            self.clock.clone(),
+            self.settings.revocation_window,
+        );
         let span = tracing::debug_span!("jwt_recheck");
         tokio::spawn(
             async move {
@@ -274,9 +291,8 @@ impl LocalVerifier {
     /// Drops every cached token of `uid` that `revocation` covers (a security event).
     pub fn invalidate_user(&self, uid: &str, revocation: Revocation) {
         let uid = uid.to_owned();
-        let drop = move |_: &CacheKey, v: &Arc<Verified>| {
-            v.is_of(&uid) && revocation.covers(v.info.iat)
-        };
+        let drop =
+            move |_: &CacheKey, v: &Arc<Verified>| v.is_of(&uid) && revocation.covers(v.info.iat);
         if let Err(e) = self.cache.invalidate_entries_if(drop) {
             tracing::warn!(error = %e, "could not drop the user's verified JWTs");
         }
@@ -399,7 +415,10 @@ mod tests {
     #[test]
     fn the_audience_is_a_string_or_one_of_an_array() {
         assert!(audience_contains(Some(&json!("abc")), "abc"));
-        assert!(audience_contains(Some(&json!(["abc", "https://rs"])), "https://rs"));
+        assert!(audience_contains(
+            Some(&json!(["abc", "https://rs"])),
+            "https://rs"
+        ));
         assert!(!audience_contains(Some(&json!(["abc"])), "https://rs"));
         assert!(!audience_contains(None, "abc"));
         assert!(!audience_contains(Some(&json!(1)), "abc"));

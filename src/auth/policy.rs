@@ -81,10 +81,12 @@ impl AuthRuntime {
         gate: &Arc<BackoffGate>,
         clock: &SharedClock,
     ) -> anyhow::Result<AuthRuntime> {
-        let remember = config.security_events.as_ref().map_or(
-            (std::time::Duration::from_secs(24 * 3600), 100_000),
-            |e| (e.remember, e.remember_size as usize),
-        );
+        let remember = config
+            .security_events
+            .as_ref()
+            .map_or((std::time::Duration::from_secs(24 * 3600), 100_000), |e| {
+                (e.remember, e.remember_size as usize)
+            });
         let revocations: Arc<dyn Revocations> =
             Arc::new(LocalRevocations::new(remember.0, remember.1));
         let introspector = config.bearer.as_ref().and_then(|b| {
@@ -96,20 +98,33 @@ impl AuthRuntime {
                 breaker: b.breaker,
             };
             Some(Arc::new(
-                Introspector::new(upstream, b.oauth_upstream, gate.clone(), clock.clone(), settings)
-                    .with_revocations(Arc::clone(&revocations)),
+                Introspector::new(
+                    upstream,
+                    b.oauth_upstream,
+                    gate.clone(),
+                    clock.clone(),
+                    settings,
+                )
+                .with_revocations(Arc::clone(&revocations)),
             ))
         });
         let jwks = Self::jwks(config, upstreams, gate, clock, introspector.is_some());
-        let local = jwks.as_ref().filter(|_| config.jwt.local_verification).map(|jwks| {
-            let settings = JwtSettings {
-                issuer: config.jwt.issuer.clone(),
-                audience: config.jwt.audience.clone(),
-                revocation_window: config.jwt.revocation_window,
-                cache_size: config.jwt.cache_size,
-            };
-            Arc::new(LocalVerifier::new(settings, Arc::clone(jwks), clock.clone()))
-        });
+        let local = jwks
+            .as_ref()
+            .filter(|_| config.jwt.local_verification)
+            .map(|jwks| {
+                let settings = JwtSettings {
+                    issuer: config.jwt.issuer.clone(),
+                    audience: config.jwt.audience.clone(),
+                    revocation_window: config.jwt.revocation_window,
+                    cache_size: config.jwt.cache_size,
+                };
+                Arc::new(LocalVerifier::new(
+                    settings,
+                    Arc::clone(jwks),
+                    clock.clone(),
+                ))
+            });
         let events = match (&config.security_events, &jwks) {
             (Some(e), Some(jwks)) => Some(SetVerifier::new(
                 SetSettings {
@@ -181,9 +196,8 @@ impl AuthRuntime {
             .iter()
             .map(|i| i.api_key.clone())
             .collect();
-        let tokens = introspector.map(|introspector| {
-            TokenSource::new(introspector, local, revocations, clock.clone())
-        });
+        let tokens = introspector
+            .map(|introspector| TokenSource::new(introspector, local, revocations, clock.clone()));
         Ok(AuthRuntime {
             tokens,
             refresher,
@@ -328,8 +342,9 @@ impl AuthRuntime {
             SetError::LedgerFull => GatewayError::SecurityEventsBusy,
         })?;
         self.revoke(&accepted.event);
-        let uid = HeaderValue::from_str(&accepted.event.uid)
-            .map_err(|_| GatewayError::SecurityEventRejected(super::security_events::SetRejection::Subject))?;
+        let uid = HeaderValue::from_str(&accepted.event.uid).map_err(|_| {
+            GatewayError::SecurityEventRejected(super::security_events::SetRejection::Subject)
+        })?;
         Ok(AuthOutcome {
             upstream_headers: vec![(UID_HEADER, uid)],
             delivery: Some(accepted.ticket),

@@ -136,10 +136,7 @@ impl Revocations for LocalRevocations {
             return None;
         }
         let entries = self.lock();
-        entries
-            .get(uid)
-            .filter(|r| !self.expired(r, now))
-            .copied()
+        entries.get(uid).filter(|r| !self.expired(r, now)).copied()
     }
 
     fn sweep(&self, now: SystemTime) {
@@ -175,8 +172,14 @@ mod tests {
         assert!(r.covers(Some(at(99))));
         assert!(!r.covers(Some(at(100))));
         assert!(r.covers(None), "an unknown issue time is assumed before");
-        assert!(r.invalidates(Some(at(99)), at(150)), "seen before the event");
-        assert!(!r.invalidates(Some(at(99)), at(200)), "FxA's word after the event");
+        assert!(
+            r.invalidates(Some(at(99)), at(150)),
+            "seen before the event"
+        );
+        assert!(
+            !r.invalidates(Some(at(99)), at(200)),
+            "FxA's word after the event"
+        );
     }
 
     #[test]

@@ -205,15 +205,23 @@ impl SetVerifier {
     /// Verifies the request's SET and claims its delivery.
     pub async fn verify(&self, headers: &HeaderMap) -> Result<Accepted, SetError> {
         let reject = |r: SetRejection| SetError::Rejected(r);
-        let token = scheme::bearer_token(headers).map_err(|_| reject(SetRejection::MissingToken))?;
+        let token =
+            scheme::bearer_token(headers).map_err(|_| reject(SetRejection::MissingToken))?;
         let compact = jose::split(token).map_err(|e| reject(e.into()))?;
         // RFC 8417 §2.3 explicit typing, or none (FxA's broker sets none); never an access
         // token's `at+jwt`.
         let typ = compact.typ.as_deref();
-        if typ.is_some() && !["jwt", "secevent+jwt"].iter().any(|t| jose::typ_matches(typ, t)) {
+        if typ.is_some()
+            && !["jwt", "secevent+jwt"]
+                .iter()
+                .any(|t| jose::typ_matches(typ, t))
+        {
             return Err(reject(SetRejection::Type));
         }
-        let kid = compact.kid.as_deref().ok_or(reject(SetRejection::MissingKid))?;
+        let kid = compact
+            .kid
+            .as_deref()
+            .ok_or(reject(SetRejection::MissingKid))?;
         let Some(keys) = self.jwks.with_kid(kid).await else {
             return Err(match self.jwks.keys() {
                 None => SetError::NoKeys,
@@ -263,23 +271,37 @@ impl SetVerifier {
         if !aud_ok {
             return Err(Audience);
         }
-        let date = |name: &str| c.claims.get(name).filter(|v| v.is_number()).and_then(epoch_time);
+        let date = |name: &str| {
+            c.claims
+                .get(name)
+                .filter(|v| v.is_number())
+                .and_then(epoch_time)
+        };
         let iat = date("iat").ok_or(IssuedAt)?;
         if iat > now.checked_add(self.settings.leeway).unwrap_or(now) {
             return Err(IssuedInFuture);
         }
-        let oldest = now.checked_sub(self.settings.max_age).unwrap_or(SystemTime::UNIX_EPOCH);
+        let oldest = now
+            .checked_sub(self.settings.max_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         if iat < oldest {
             return Err(TooOld);
         }
         if c.claims.contains_key("exp") && date("exp").is_none_or(|exp| exp <= now) {
             return Err(Expired);
         }
-        let events = c.claims.get("events").and_then(Value::as_object).ok_or(Events)?;
+        let events = c
+            .claims
+            .get("events")
+            .and_then(Value::as_object)
+            .ok_or(Events)?;
         if events.is_empty() || events.values().any(|v| !v.is_object()) {
             return Err(Events);
         }
-        let uid = c.str_claim("sub").filter(|s| !s.is_empty()).ok_or(Subject)?;
+        let uid = c
+            .str_claim("sub")
+            .filter(|s| !s.is_empty())
+            .ok_or(Subject)?;
         let revocation = self.revocation(events, iat, now);
         let until = iat
             .checked_add(self.settings.max_age + self.settings.leeway)

@@ -82,7 +82,10 @@ impl TokenSource {
 
     /// The introspection answer, 401/503 mapped.
     pub async fn introspect(&self, token: &str) -> Result<Arc<TokenInfo>, GatewayError> {
-        self.introspector.introspect(token).await.map_err(unavailable)
+        self.introspector
+            .introspect(token)
+            .await
+            .map_err(unavailable)
     }
 
     /// A locally verified token: revoked at a recheck (401), covered by a revocation (FxA's
@@ -94,7 +97,10 @@ impl TokenSource {
         token: &str,
     ) -> Result<Arc<TokenInfo>, GatewayError> {
         if verified.is_revoked() {
-            tracing::debug!(reason = Refusal::RevokedAtRecheck.label(), "JWT access token refused");
+            tracing::debug!(
+                reason = Refusal::RevokedAtRecheck.label(),
+                "JWT access token refused"
+            );
             return Err(invalid());
         }
         let now = self.clock.now();

@@ -71,14 +71,22 @@ impl SigningKey {
         let input = signing_input(header, claims);
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         self.pair
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut sig,
+            )
             .expect("RSA signing");
         format!("{input}.{}", b64(&sig))
     }
 
     /// An FxA JWT access token with `claims`.
     pub fn access_token(&self, claims: &Value) -> String {
-        self.sign(&json!({"alg": "RS256", "typ": "at+JWT", "kid": self.kid}), claims)
+        self.sign(
+            &json!({"alg": "RS256", "typ": "at+JWT", "kid": self.kid}),
+            claims,
+        )
     }
 
     /// An event broker SET with `claims` (no `typ`, as fxa-jwtool signs).
@@ -104,7 +112,10 @@ pub fn unsigned(header: &Value, claims: &Value) -> String {
 pub fn hs256_with(secret: &[u8], header: &Value, claims: &Value) -> String {
     let input = signing_input(header, claims);
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    format!("{input}.{}", b64(hmac::sign(&key, input.as_bytes()).as_ref()))
+    format!(
+        "{input}.{}",
+        b64(hmac::sign(&key, input.as_bytes()).as_ref())
+    )
 }
 
 /// The token with its payload swapped for `claims`, signature kept.
@@ -117,11 +128,15 @@ pub fn with_claims(token: &str, claims: &Value) -> String {
 }
 
 pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).expect("after the epoch").as_secs()
+    t.duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs()
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).expect("after the epoch").as_millis() as u64
+    t.duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as u64
 }
 
 /// Access-token claims as FxA's `jwt_access_token.js` makes them: `iat` = `now`, living
@@ -137,7 +152,10 @@ pub fn claims(sub: &str, scope: &str, now: SystemTime, lifetime: u64) -> Value {
 
 /// SET claims as the broker's `jwtset.service.ts` makes them (`iat` fractional).
 pub fn set_claims(uid: &str, events: Value, now: SystemTime, jti: &str) -> Value {
-    let iat = now.duration_since(UNIX_EPOCH).expect("after the epoch").as_secs_f64();
+    let iat = now
+        .duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs_f64();
     json!({
         "iss": SET_ISSUER, "aud": CLIENT_ID, "sub": uid, "iat": iat, "jti": jti,
         "events": events,
@@ -192,7 +210,9 @@ impl FakeFxa {
             count.fetch_add(1, Ordering::SeqCst);
             let state = state.lock().unwrap();
             if state.jwks_down {
-                return Reply::new().status(503).json(json!({"code": 503, "errno": 999}));
+                return Reply::new()
+                    .status(503)
+                    .json(json!({"code": 503, "errno": 999}));
             }
             Reply::new()
                 .json(state.jwks.clone())
@@ -284,7 +304,10 @@ impl FakeFxa {
     pub async fn until(&self, what: &str, f: impl Fn(&FakeFxa) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !f(self) {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

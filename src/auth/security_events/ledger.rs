@@ -56,7 +56,9 @@ enum Slot {
         waiters: watch::Receiver<()>,
         _settled: watch::Sender<()>,
     },
-    Delivered { until: SystemTime },
+    Delivered {
+        until: SystemTime,
+    },
 }
 
 /// Longest wait for another copy's delivery (the RP's own timeouts end it sooner).
@@ -186,9 +188,13 @@ mod tests {
     #[tokio::test]
     async fn a_jti_counts_only_once_the_rp_took_it() {
         let ledger = LocalJtiLedger::new(10);
-        let Claim::Mine(ticket) = claim(&ledger, 1, 0) else { panic!("first claim") };
+        let Claim::Mine(ticket) = claim(&ledger, 1, 0) else {
+            panic!("first claim")
+        };
         ticket.settle(false);
-        let Claim::Mine(ticket) = claim(&ledger, 1, 0) else { panic!("retry after an error") };
+        let Claim::Mine(ticket) = claim(&ledger, 1, 0) else {
+            panic!("retry after an error")
+        };
         ticket.settle(true);
         assert!(matches!(claim(&ledger, 1, 50), Claim::Delivered));
         // Past its age the SET is refused anyway: the jti may be claimed (and forgotten).
@@ -198,8 +204,12 @@ mod tests {
     #[tokio::test]
     async fn a_copy_waits_for_the_one_in_flight() {
         let ledger = LocalJtiLedger::new(10);
-        let Claim::Mine(ticket) = claim(&ledger, 2, 0) else { panic!("first claim") };
-        let Claim::InFlight(wait) = claim(&ledger, 2, 0) else { panic!("copy in flight") };
+        let Claim::Mine(ticket) = claim(&ledger, 2, 0) else {
+            panic!("first claim")
+        };
+        let Claim::InFlight(wait) = claim(&ledger, 2, 0) else {
+            panic!("copy in flight")
+        };
         let waiter = tokio::spawn(wait);
         drop(ticket); // an unanswered delivery is not a delivery
         waiter.await.expect("woken");
@@ -210,11 +220,15 @@ mod tests {
     async fn the_ledger_is_bounded_by_jtis_within_their_age() {
         let ledger = LocalJtiLedger::new(2);
         for key in [3, 4] {
-            let Claim::Mine(t) = claim(&ledger, key, 0) else { panic!("claim") };
+            let Claim::Mine(t) = claim(&ledger, key, 0) else {
+                panic!("claim")
+            };
             t.settle(true);
         }
         assert!(matches!(claim(&ledger, 5, 10), Claim::Full));
-        let Claim::Mine(held) = claim(&ledger, 5, 100) else { panic!("aged out: room again") };
+        let Claim::Mine(held) = claim(&ledger, 5, 100) else {
+            panic!("aged out: room again")
+        };
         assert_eq!(ledger.len(), 1);
         held.settle(true);
         assert_eq!(ledger.len(), 1);

@@ -36,7 +36,10 @@ pub fn settings(
     }
     check_issuer(&raw.issuer, "jwt.issuer", p);
     if raw.audience.as_deref().is_some_and(|a| a.trim().is_empty()) {
-        p.at("jwt.audience", "must not be empty (omit it to skip the aud check)");
+        p.at(
+            "jwt.audience",
+            "must not be empty (omit it to skip the aud check)",
+        );
     }
     for (key, d) in [
         ("jwks_refetch_interval", &raw.jwks_refetch_interval),
@@ -96,7 +99,10 @@ pub fn security_events(
         p.at("security_events.leeway", "must be at most \"5m\"");
     }
     if raw.max_age.0.is_zero() || raw.max_age.0 > MAX_AGE {
-        p.at("security_events.max_age", "must be between \"1s\" and \"7d\"");
+        p.at(
+            "security_events.max_age",
+            "must be between \"1s\" and \"7d\"",
+        );
     }
     if raw.jti_cache_size == 0 {
         p.at("security_events.jti_cache_size", "must be at least 1");
@@ -125,8 +131,13 @@ pub fn security_events(
 
 fn check_issuer(issuer: &str, key: &str, p: &mut Problems) {
     let ok = (issuer.starts_with("https://") || issuer.starts_with("http://"))
-        && !issuer.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
+        && !issuer
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
     if !ok {
-        p.at(key, format!("{issuer:?} is not an issuer URL (e.g. \"https://accounts.firefox.com\")"));
+        p.at(
+            key,
+            format!("{issuer:?} is not an issuer URL (e.g. \"https://accounts.firefox.com\")"),
+        );
     }
 }
