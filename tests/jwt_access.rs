@@ -622,6 +622,31 @@ async fn an_expired_jwt_is_refreshed_like_an_introspected_token() {
 }
 
 #[tokio::test]
+async fn a_refused_jwt_reads_as_inactive_so_a_refresh_token_gets_a_new_one() {
+    let env = Env::start("").await;
+    let mut bad = claims(UID, "profile", env.now(), HOUR);
+    bad["iss"] = json!("https://accounts.stage.mozaws.net");
+    let bad = env.key.access_token(&bad);
+    let fresh = env.token(UID, "profile", HOUR);
+    env.fxa.next_refresh(&fresh, HOUR);
+    let refresh_token = "d".repeat(64);
+    let auth = format!("Bearer {bad}");
+    let resp = client::send(
+        "GET",
+        &env.gw.url("/refreshing/v1/thing"),
+        &[
+            ("authorization", &auth),
+            ("x-fxa-refresh-token", &refresh_token),
+        ],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(resp.status_u16(), 200, "{}", resp.text());
+    assert_eq!(resp.header("x-fxa-access-token"), Some(fresh.as_str()));
+    assert_eq!(env.fxa.introspections(), 0);
+}
+
+#[tokio::test]
 async fn opaque_tokens_are_introspected_as_before() {
     let env = Env::start("").await;
     let opaque = "b".repeat(64);
