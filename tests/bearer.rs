@@ -119,6 +119,11 @@ negative_ttl = "5s"
 cache_size = 100000
 breaker = "1s"
 
+# These tests script the OAuth server's introspection answers one by one: no JWK set fetch
+# (local JWT verification, tests/jwt_access.rs) may take one of them.
+[jwt]
+local_verification = false
+
 {ROUTES}
 "#
     )

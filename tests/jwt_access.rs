@@ -398,6 +398,7 @@ async fn a_flood_of_made_up_kids_costs_the_oauth_server_one_fetch_per_interval()
         .map(|i| SigningKey::generate(&format!("kid-{i}")))
         .collect();
     let client = Arc::new(TestClient::new());
+    let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let mut c = claims(UID, "profile", now, HOUR);
@@ -419,7 +420,19 @@ async fn a_flood_of_made_up_kids_costs_the_oauth_server_one_fetch_per_interval()
         assert_eq!(t.await.unwrap().status_u16(), 401);
     }
     let during = env.fxa.jwks_fetches() - before;
-    assert!(during <= 2, "{during} fetches for 200 unknown kids");
+    // At most one per refetch interval (300 ms) that the flood lasted, plus the periodic
+    // refresh (FxA's max-age=10): bounded by time, not by the 200 requests. On a quiet machine
+    // the flood takes well under 300 ms: one fetch.
+    let elapsed = started.elapsed().as_millis() as usize;
+    let allowed = elapsed / 300 + 1 + elapsed / 10_000 + 1;
+    assert!(
+        during <= allowed,
+        "{during} fetches for 200 unknown kids in {elapsed} ms"
+    );
+    assert!(
+        during < 20,
+        "{during} fetches for 200 unknown kids in {elapsed} ms"
+    );
     assert_eq!(env.forwarded(), 0);
 }
 
@@ -606,6 +619,31 @@ async fn an_expired_jwt_is_refreshed_like_an_introspected_token() {
     );
     assert_eq!(env.fxa.token_calls(), 1);
     assert_eq!(env.fxa.introspections(), 0, "both tokens verified locally");
+}
+
+#[tokio::test]
+async fn a_refused_jwt_reads_as_inactive_so_a_refresh_token_gets_a_new_one() {
+    let env = Env::start("").await;
+    let mut bad = claims(UID, "profile", env.now(), HOUR);
+    bad["iss"] = json!("https://accounts.stage.mozaws.net");
+    let bad = env.key.access_token(&bad);
+    let fresh = env.token(UID, "profile", HOUR);
+    env.fxa.next_refresh(&fresh, HOUR);
+    let refresh_token = "d".repeat(64);
+    let auth = format!("Bearer {bad}");
+    let resp = client::send(
+        "GET",
+        &env.gw.url("/refreshing/v1/thing"),
+        &[
+            ("authorization", &auth),
+            ("x-fxa-refresh-token", &refresh_token),
+        ],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(resp.status_u16(), 200, "{}", resp.text());
+    assert_eq!(resp.header("x-fxa-access-token"), Some(fresh.as_str()));
+    assert_eq!(env.fxa.introspections(), 0);
 }
 
 #[tokio::test]

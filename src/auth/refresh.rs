@@ -389,7 +389,7 @@ impl Refresher {
         let user = uid.to_owned();
         let grants = self
             .grants
-            .invalidate_entries_if(move |_, g| g.users.iter().any(|u| *u == user));
+            .invalidate_entries_if(move |_, g| g.users.contains(&user));
         let user = uid.to_owned();
         let lineage = self
             .lineage

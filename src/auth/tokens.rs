@@ -53,7 +53,9 @@ impl TokenSource {
         self.jwt.as_ref()
     }
 
-    /// What `token` is: an outage is 503 errno 104, a refusal 401 errno 110.
+    /// What `token` is: an outage is 503 errno 104, a refusal by the OAuth server 401 errno
+    /// 110. A JWT refused here reads as FxA's introspection reads it, `active: false`, so the
+    /// route answers 401 or, with a refresh token at hand, refreshes.
     pub async fn describe(&self, token: &str) -> Result<Arc<TokenInfo>, GatewayError> {
         if let Some(jwt) = &self.jwt
             && jose::looks_like_jwt(token)
@@ -62,7 +64,7 @@ impl TokenSource {
                 Verdict::Verified(verified) => return self.verified(jwt, &verified, token).await,
                 Verdict::Refused(refusal) => {
                     tracing::debug!(reason = refusal.label(), "JWT access token refused");
-                    return Err(invalid());
+                    return Ok(TokenInfo::inactive_shared());
                 }
                 Verdict::NoKeys => return self.without_keys(token).await,
             }
@@ -106,7 +108,7 @@ impl TokenSource {
                 reason = Refusal::RevokedAtRecheck.label(),
                 "JWT access token refused"
             );
-            return Err(invalid());
+            return Ok(TokenInfo::inactive_shared());
         }
         let now = self.clock.now();
         let covered = [verified.info.sub.clone(), verified.learnt_uid()]
