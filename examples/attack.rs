@@ -52,10 +52,7 @@ async fn main() {
         .first()
         .and_then(|a| a.parse().ok())
         .expect("usage: attack ADDR SECONDS [kind=count...] [path=/p]");
-    let seconds: u64 = args
-        .get(1)
-        .and_then(|s| s.parse().ok())
-        .expect("SECONDS");
+    let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).expect("SECONDS");
     let mut counts = [2000usize, 100, 100, 50, 50];
     let mut path = "/api/v1/item".to_owned();
     for kv in &args[2..] {

@@ -118,7 +118,11 @@ fn field(body: &[u8], name: &str) -> Option<String> {
 
 async fn answer(req: Request<Incoming>, minted: &AtomicU64) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path().to_owned();
     let bearer = parts
         .headers
@@ -144,7 +148,10 @@ async fn answer(req: Request<Incoming>, minted: &AtomicU64) -> Response<Full<Byt
             if !active {
                 return json(200, serde_json::json!({"active": false}));
             }
-            let uid = format!("{:032x}", token.len() as u64 * 7919 + token.as_bytes()[token.len() - 1] as u64);
+            let uid = format!(
+                "{:032x}",
+                token.len() as u64 * 7919 + token.as_bytes()[token.len() - 1] as u64
+            );
             json(
                 200,
                 serde_json::json!({
@@ -182,7 +189,9 @@ async fn answer(req: Request<Incoming>, minted: &AtomicU64) -> Response<Full<Byt
                 "/api/v1/error" => Response::builder()
                     .status(500)
                     .header("content-type", "text/html")
-                    .body(Full::new(Bytes::from_static(b"<html>internal error</html>")))
+                    .body(Full::new(Bytes::from_static(
+                        b"<html>internal error</html>",
+                    )))
                     .unwrap(),
                 "/api/v1/missing" => fxa_error(404, 999, "Not Found"),
                 "/api/v1/slow" => {
@@ -219,7 +228,10 @@ async fn answer(req: Request<Incoming>, minted: &AtomicU64) -> Response<Full<Byt
             if jwt {
                 json(200, serde_json::json!({"results": []}))
             } else {
-                json(401, serde_json::json!({"detail": "Authentication credentials were not provided."}))
+                json(
+                    401,
+                    serde_json::json!({"detail": "Authentication credentials were not provided."}),
+                )
             }
         }
         // Behind `amo-jwt-verify`: the gateway says who the issuer was.
@@ -263,8 +275,13 @@ enum Kind {
     HeaderTimeout,
 }
 
-/// (kind, weight per 1000, allowed (status, errno) answers; errno 0: none checked).
-const MIX: &[(Kind, u32, &[(u16, u16)])] = &[
+/// A (status, errno) answer; errno 0: none (or not checked).
+type Answer = (u16, u16);
+
+/// (kind, weight per 1000, the answers it allows).
+type Share = (Kind, u32, &'static [Answer]);
+
+const MIX: &[Share] = &[
     (Kind::Bearer, 300, &[(200, 0)]),
     (Kind::BearerInactive, 30, &[(401, 110)]),
     (Kind::BearerNarrow, 20, &[(403, 100)]),
@@ -293,7 +310,7 @@ const MIX: &[(Kind, u32, &[(u16, u16)])] = &[
 #[derive(Default)]
 struct Tally {
     /// kind → (status, errno) → count
-    seen: Mutex<BTreeMap<Kind, BTreeMap<(u16, u16), u64>>>,
+    seen: Mutex<BTreeMap<Kind, BTreeMap<Answer, u64>>>,
     unexpected: AtomicU64,
     samples: Mutex<Vec<String>>,
     requests: AtomicU64,
@@ -302,7 +319,10 @@ struct Tally {
 impl Tally {
     fn record(&self, kind: Kind, got: (u16, u16), detail: &str) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let allowed = MIX.iter().find(|(k, _, _)| *k == kind).map_or(&[][..], |m| m.2);
+        let allowed = MIX
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map_or(&[][..], |m| m.2);
         let ok = allowed
             .iter()
             .any(|(s, e)| *s == got.0 && (*e == 0 || *e == got.1));
@@ -386,7 +406,13 @@ async fn drive(addr: SocketAddr, duration: Duration, rate: u64) -> bool {
     for (kind, answers) in tally.seen.lock().unwrap().iter() {
         let list: Vec<String> = answers
             .iter()
-            .map(|((s, e), n)| if *e == 0 { format!("{s}={n}") } else { format!("{s}/{e}={n}") })
+            .map(|((s, e), n)| {
+                if *e == 0 {
+                    format!("{s}={n}")
+                } else {
+                    format!("{s}/{e}={n}")
+                }
+            })
             .collect();
         println!("SOAK   {kind:?}: {}", list.join(" "));
     }
@@ -414,7 +440,12 @@ fn pick(rng: &mut Rng) -> Kind {
 }
 
 /// Sends one request of `kind`; its (status, errno) and a detail for the report.
-async fn one(kind: Kind, client: &HttpClient, addr: SocketAddr, rng: &mut Rng) -> ((u16, u16), String) {
+async fn one(
+    kind: Kind,
+    client: &HttpClient,
+    addr: SocketAddr,
+    rng: &mut Rng,
+) -> ((u16, u16), String) {
     let base = format!("http://{addr}");
     let n = rng.next();
     let mut headers: Vec<(&str, String)> = Vec::new();
@@ -447,8 +478,13 @@ async fn one(kind: Kind, client: &HttpClient, addr: SocketAddr, rng: &mut Rng) -
         }
         Kind::Flaky => "/flaky/v1/thing".to_owned(),
         Kind::Quota => {
-            // 20 busy clients share most of the traffic; 10,000 others come once in a while.
-            let client = if n % 4 == 0 { n % 10_000 } else { n % 20 };
+            // 5 busy clients (over their quota) share most of the traffic; 10,000 others come
+            // once in a while (the limiter's key map grows, and must be trimmed).
+            let client = if n.is_multiple_of(4) {
+                n % 10_000
+            } else {
+                n % 5
+            };
             headers.push(("x-client", format!("client-{client}")));
             "/quota/v1/ok".to_owned()
         }
@@ -457,9 +493,19 @@ async fn one(kind: Kind, client: &HttpClient, addr: SocketAddr, rng: &mut Rng) -
             let jwt = amo_jwt(n);
             if kind == Kind::AmoReplay {
                 // Used once (accepted), then replayed: the replay is the request checked.
-                let first = send(client, &format!("{base}/verify/v1/ok"), Method::GET, &[("authorization", format!("JWT {jwt}"))], Bytes::new()).await;
-                if first.0 .0 != 200 {
-                    return ((first.0 .0, first.0 .1), format!("first use failed: {}", first.1));
+                let first = send(
+                    client,
+                    &format!("{base}/verify/v1/ok"),
+                    Method::GET,
+                    &[("authorization", format!("JWT {jwt}"))],
+                    Bytes::new(),
+                )
+                .await;
+                if first.0.0 != 200 {
+                    return (
+                        (first.0.0, first.0.1),
+                        format!("first use failed: {}", first.1),
+                    );
                 }
             }
             headers.push(("authorization", format!("JWT {jwt}")));
@@ -468,7 +514,10 @@ async fn one(kind: Kind, client: &HttpClient, addr: SocketAddr, rng: &mut Rng) -
         Kind::Post => {
             method = Method::POST;
             headers.push(("content-type", "application/json".to_owned()));
-            body = Bytes::from(format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat((n % 2000) as usize)));
+            body = Bytes::from(format!(
+                "{{\"n\":{n},\"pad\":\"{}\"}}",
+                "x".repeat((n % 2000) as usize)
+            ));
             "/open/v1/echo".to_owned()
         }
         Kind::UpstreamError => "/open/v1/error".to_owned(),
@@ -486,12 +535,27 @@ async fn one(kind: Kind, client: &HttpClient, addr: SocketAddr, rng: &mut Rng) -
             body = Bytes::from(vec![b'a'; 80 * 1024]);
             "/open/v1/echo".to_owned()
         }
-        Kind::DotSegment => return raw(addr, "GET /open/v1/../v1/ok HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n".to_owned(), false).await,
+        Kind::DotSegment => {
+            return raw(
+                addr,
+                "GET /open/v1/../v1/ok HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+                    .to_owned(),
+                false,
+            )
+            .await;
+        }
         Kind::HeadersTooLarge => {
             let big = "b".repeat(20 * 1024);
             return raw(addr, format!("GET /open/v1/ok HTTP/1.1\r\nhost: localhost\r\nx-big: {big}\r\nconnection: close\r\n\r\n"), false).await;
         }
-        Kind::HeaderTimeout => return raw(addr, "GET /open/v1/ok HTTP/1.1\r\nhost: local".to_owned(), true).await,
+        Kind::HeaderTimeout => {
+            return raw(
+                addr,
+                "GET /open/v1/ok HTTP/1.1\r\nhost: local".to_owned(),
+                true,
+            )
+            .await;
+        }
     };
     send(client, &format!("{base}{path}"), method, &headers, body).await
 }
@@ -514,10 +578,11 @@ async fn send(
         Err(_) => return ((0, 0), "no answer within 10 s".to_owned()),
     };
     let status = resp.status();
-    let bytes = match tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        _ => return ((status.as_u16(), 0), "body failed".to_owned()),
-    };
+    let bytes =
+        match tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            _ => return ((status.as_u16(), 0), "body failed".to_owned()),
+        };
     errno_of(status, &bytes)
 }
 
@@ -550,13 +615,19 @@ async fn raw(addr: SocketAddr, request: String, stall: bool) -> ((u16, u16), Str
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    errno_of(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body.as_bytes())
+    errno_of(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        body.as_bytes(),
+    )
 }
 
 /// An AMO-style HS256 JWT from [`ISSUER`]: fresh `jti`, `iat` now, 60 s to live.
 fn amo_jwt(n: u64) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let header = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = b64.encode(
         serde_json::json!({"iss": ISSUER, "jti": format!("{n:016x}-{now}"), "iat": now, "exp": now + 60})

@@ -120,9 +120,9 @@ impl Fault {
             | Fault::UpstreamCertificateMismatch
             | Fault::UpstreamNameDoesNotResolve => errno(502, 203, UPSTREAM_WITHIN),
             Fault::UpstreamStallsBeforeHead => errno(504, 203, UPSTREAM_WITHIN),
-            Fault::UpstreamCutsBody | Fault::UpstreamCutsChunkedBody => {
-                Expect::Cut { kind: "body_broken" }
-            }
+            Fault::UpstreamCutsBody | Fault::UpstreamCutsChunkedBody => Expect::Cut {
+                kind: "body_broken",
+            },
             Fault::UpstreamStallsMidBody => Expect::Cut {
                 kind: "body_stalled",
             },
@@ -205,10 +205,11 @@ struct Setup {
 
 async fn setup(fault: Fault, dir: &std::path::Path) -> Setup {
     let oauth = FakeUpstream::start().await;
-    oauth.set_default(Reply::new().body(active_introspection(exp_ms())).header(
-        "content-type",
-        "application/json",
-    ));
+    oauth.set_default(
+        Reply::new()
+            .body(active_introspection(exp_ms()))
+            .header("content-type", "application/json"),
+    );
     let mut setup = Setup {
         bad: format!("url = \"{}\"", oauth.url()),
         oauth_url: oauth.url(),
@@ -460,8 +461,14 @@ async fn run(fault: Fault) {
         last.rss_kib
     );
     let (status, stderr) = gw.terminate().await;
-    assert!(status.success(), "{fault:?}: gateway exit {status}:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "{fault:?}: a panic:\n{stderr}");
+    assert!(
+        status.success(),
+        "{fault:?}: gateway exit {status}:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{fault:?}: a panic:\n{stderr}"
+    );
 }
 
 /// What the rounds saw, for the checks that need every round.
@@ -560,7 +567,8 @@ async fn exercise(
             // Over HTTP/2 the cut is a RST_STREAM after the 200 head.
             h2_cut(fault, edge).await;
             tally.cut += 1;
-            let series = format!("fxa_gateway_upstream_errors_total{{upstream=\"bad\",kind=\"{kind}\"}}");
+            let series =
+                format!("fxa_gateway_upstream_errors_total{{upstream=\"bad\",kind=\"{kind}\"}}");
             tally.counted_cuts = probe::metric(admin, &series).await.unwrap_or(0.0);
         }
         Expect::Storm => {
@@ -573,9 +581,16 @@ async fn exercise(
                 if h.response.header("x-fxa-gateway-error").is_some() {
                     let retry_after = h.response.header("retry-after");
                     assert!(retry_after.is_some(), "{fault:?}: {v}");
-                    assert_eq!(v["retryAfter"].as_u64().map(|n| n.to_string()).as_deref(), retry_after, "{v}");
+                    assert_eq!(
+                        v["retryAfter"].as_u64().map(|n| n.to_string()).as_deref(),
+                        retry_after,
+                        "{v}"
+                    );
                 }
-                assert!(h.elapsed <= UPSTREAM_WITHIN + SLACK, "{fault:?}: slow answer");
+                assert!(
+                    h.elapsed <= UPSTREAM_WITHIN + SLACK,
+                    "{fault:?}: slow answer"
+                );
                 tally.answers += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -668,7 +683,12 @@ async fn h2_cut(fault: Fault, edge: &Edge) {
 /// The errno shape, whoever made the answer (a rewritten upstream error carries no
 /// `x-fxa-gateway-error`).
 fn errno_shape(r: &RawResponse, status: u16, errno: u16) -> serde_json::Value {
-    assert_eq!(r.status, status, "{r:?} {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        status,
+        "{r:?} {}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
     assert!(r.header("x-request-id").is_some(), "{r:?}");
     let v = r.json();
@@ -694,12 +714,18 @@ impl Hit {
 async fn hit(addr: SocketAddr, path: &str, token: Option<&str>) -> Hit {
     let started = Instant::now();
     let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-    let mut sock = TcpStream::connect(addr).await.expect("connect to the gateway");
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n");
+    let mut sock = TcpStream::connect(addr)
+        .await
+        .expect("connect to the gateway");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n");
     sock.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(15), sock.read_to_end(&mut raw)).await;
-    assert!(read.is_ok(), "the gateway neither answered nor closed within 15 s");
+    assert!(
+        read.is_ok(),
+        "the gateway neither answered nor closed within 15 s"
+    );
     let elapsed = started.elapsed();
     let response = RawResponse::parse(&raw);
     let complete = match response.header("content-length") {
@@ -714,7 +740,9 @@ async fn hit(addr: SocketAddr, path: &str, token: Option<&str>) -> Hit {
 }
 
 /// Runs the futures at once, results in order.
-async fn futures_join<F: Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F: Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {

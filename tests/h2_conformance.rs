@@ -153,7 +153,10 @@ const H2_DEVIATIONS: &[(&str, Want)] = &[
     ),
     // h2 decodes the trailer's pseudo-field into its request pseudo-headers and drops it: the
     // request is served and nothing of the field reaches the gateway or the upstream.
-    ("8.1.2.1/3 a pseudo-header in trailers", Want::Answer(1, 200)),
+    (
+        "8.1.2.1/3 a pseudo-header in trailers",
+        Want::Answer(1, 200),
+    ),
 ];
 
 /// One h2spec-style case: frames sent after the handshake, and what must follow.
@@ -223,7 +226,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "4.2/2 a DATA frame over SETTINGS_MAX_FRAME_SIZE",
-            frames: || vec![post_open(1, &[]), frame(DATA, END_STREAM, 1, &[b'a'; 16385])],
+            frames: || {
+                vec![
+                    post_open(1, &[]),
+                    frame(DATA, END_STREAM, 1, &[b'a'; 16385]),
+                ]
+            },
             want: Want::Stream(1, &[FRAME_SIZE_ERROR]),
         },
         Case {
@@ -278,7 +286,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "5.1/4 idle: CONTINUATION",
-            frames: || vec![frame(CONTINUATION, END_HEADERS, 1, &block(&get_fields("/api/x", &[])))],
+            frames: || {
+                vec![frame(
+                    CONTINUATION,
+                    END_HEADERS,
+                    1,
+                    &block(&get_fields("/api/x", &[])),
+                )]
+            },
             want: Want::Connection(PROTOCOL_ERROR),
         },
         Case {
@@ -303,7 +318,13 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "5.1/8 closed: DATA after RST_STREAM",
-            frames: || vec![post_open(1, &[]), rst_stream(1, CANCEL), frame(DATA, 0, 1, b"x")],
+            frames: || {
+                vec![
+                    post_open(1, &[]),
+                    rst_stream(1, CANCEL),
+                    frame(DATA, 0, 1, b"x"),
+                ]
+            },
             want: Want::Stream(1, CLOSED),
         },
         Case {
@@ -345,7 +366,12 @@ fn cases() -> Vec<Case> {
                 let mut payload = 1u32.to_be_bytes().to_vec();
                 payload.push(16);
                 payload.extend(block(&get_fields("/api/x", &[])));
-                vec![frame(HEADERS, END_HEADERS | END_STREAM | PRIORITY_FLAG, 1, &payload)]
+                vec![frame(
+                    HEADERS,
+                    END_HEADERS | END_STREAM | PRIORITY_FLAG,
+                    1,
+                    &payload,
+                )]
             },
             want: Want::Stream(1, PROTOCOL),
         },
@@ -389,7 +415,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "6.1/3 DATA with an invalid pad length",
-            frames: || vec![post_open(1, &[]), frame(DATA, PADDED | END_STREAM, 1, &[6, b'a', b'b'])],
+            frames: || {
+                vec![
+                    post_open(1, &[]),
+                    frame(DATA, PADDED | END_STREAM, 1, &[6, b'a', b'b']),
+                ]
+            },
             want: Want::Connection(PROTOCOL_ERROR),
         },
         // --- 6.2 HEADERS ---
@@ -403,7 +434,12 @@ fn cases() -> Vec<Case> {
             frames: || {
                 let mut payload = vec![200u8];
                 payload.extend(block(&get_fields("/api/x", &[])));
-                vec![frame(HEADERS, END_HEADERS | END_STREAM | PADDED, 1, &payload)]
+                vec![frame(
+                    HEADERS,
+                    END_HEADERS | END_STREAM | PADDED,
+                    1,
+                    &payload,
+                )]
             },
             want: Want::Connection(PROTOCOL_ERROR),
         },
@@ -705,17 +741,38 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "8.1.2.3/5 a duplicated :method",
-            frames: || vec![fields_only(&[(":method", "GET"), (":method", "POST"), (":scheme", "https"), (":path", "/api/x")])],
+            frames: || {
+                vec![fields_only(&[
+                    (":method", "GET"),
+                    (":method", "POST"),
+                    (":scheme", "https"),
+                    (":path", "/api/x"),
+                ])]
+            },
             want: Want::Malformed(1),
         },
         Case {
             name: "8.1.2.3/6 a duplicated :scheme",
-            frames: || vec![fields_only(&[(":method", "GET"), (":scheme", "https"), (":scheme", "http"), (":path", "/api/x")])],
+            frames: || {
+                vec![fields_only(&[
+                    (":method", "GET"),
+                    (":scheme", "https"),
+                    (":scheme", "http"),
+                    (":path", "/api/x"),
+                ])]
+            },
             want: Want::Malformed(1),
         },
         Case {
             name: "8.1.2.3/7 a duplicated :path",
-            frames: || vec![fields_only(&[(":method", "GET"), (":scheme", "https"), (":path", "/api/x"), (":path", "/api/y")])],
+            frames: || {
+                vec![fields_only(&[
+                    (":method", "GET"),
+                    (":scheme", "https"),
+                    (":path", "/api/x"),
+                    (":path", "/api/y"),
+                ])]
+            },
             want: Want::Malformed(1),
         },
         Case {
@@ -809,15 +866,29 @@ async fn run(env: &Env, case: &Case) -> Result<(), String> {
     for f in (case.frames)() {
         h2.send(&f).await;
     }
-    let seen = |h2: &Conn| format!("{:?}", h2.seen.iter().map(|f| (f.kind, f.flags, f.stream, f.error_code())).collect::<Vec<_>>());
+    let seen = |h2: &Conn| {
+        format!(
+            "{:?}",
+            h2.seen
+                .iter()
+                .map(|f| (f.kind, f.flags, f.stream, f.error_code()))
+                .collect::<Vec<_>>()
+        )
+    };
     match case.want {
         Want::Connection(code) => match h2.goaway().await {
             Some(c) if c == code => Ok(()),
-            got => Err(format!("want GOAWAY {code}, got {got:?}; frames {}", seen(&h2))),
+            got => Err(format!(
+                "want GOAWAY {code}, got {got:?}; frames {}",
+                seen(&h2)
+            )),
         },
         Want::Stream(stream, codes) => match h2.reset_or_goaway(stream).await {
             Some((_, c)) if codes.contains(&c) => Ok(()),
-            got => Err(format!("want RST_STREAM/GOAWAY {codes:?}, got {got:?}; frames {}", seen(&h2))),
+            got => Err(format!(
+                "want RST_STREAM/GOAWAY {codes:?}, got {got:?}; frames {}",
+                seen(&h2)
+            )),
         },
         Want::Malformed(stream) => {
             let f = h2
@@ -827,12 +898,10 @@ async fn run(env: &Env, case: &Case) -> Result<(), String> {
                 })
                 .await;
             match f {
-                Some(f) if f.kind == RST_STREAM || f.kind == GOAWAY => {
-                    match f.error_code() {
-                        Some(PROTOCOL_ERROR) => Ok(()),
-                        c => Err(format!("want PROTOCOL_ERROR, got {c:?}")),
-                    }
-                }
+                Some(f) if f.kind == RST_STREAM || f.kind == GOAWAY => match f.error_code() {
+                    Some(PROTOCOL_ERROR) => Ok(()),
+                    c => Err(format!("want PROTOCOL_ERROR, got {c:?}")),
+                },
                 Some(f) => {
                     let status = status(&f.payload);
                     let mut body = Vec::new();
@@ -846,8 +915,7 @@ async fn run(env: &Env, case: &Case) -> Result<(), String> {
                             _ => break,
                         }
                     }
-                    let json: serde_json::Value =
-                        serde_json::from_slice(&body).unwrap_or_default();
+                    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     if status == Some(400) && json["errno"] == 999 {
                         Ok(())
                     } else {
@@ -881,12 +949,14 @@ async fn run(env: &Env, case: &Case) -> Result<(), String> {
                 Some(f) if f.kind == HEADERS => {
                     let status = status(&f.payload).unwrap_or(0);
                     let (_, body) = read_body(&mut h2, stream, f.has(END_STREAM)).await;
-                    let json: serde_json::Value =
-                        serde_json::from_slice(&body).unwrap_or_default();
+                    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                     if (400..500).contains(&status) && json["errno"].is_u64() {
                         Ok(())
                     } else {
-                        Err(format!("answered {status} {}", String::from_utf8_lossy(&body)))
+                        Err(format!(
+                            "answered {status} {}",
+                            String::from_utf8_lossy(&body)
+                        ))
                     }
                 }
                 got => Err(format!("want a refusal, got {got:?}")),
@@ -967,9 +1037,15 @@ async fn connection_preface() {
 async fn settings_and_ping() {
     let env = Env::start().await;
     let mut h2 = env.conn().await;
-    h2.send(&settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 100), (SETTINGS_INITIAL_WINDOW_SIZE, 65535)]))
-        .await;
-    let ack = h2.until(|f| f.kind == SETTINGS).await.expect("SETTINGS ACK");
+    h2.send(&settings(&[
+        (SETTINGS_INITIAL_WINDOW_SIZE, 100),
+        (SETTINGS_INITIAL_WINDOW_SIZE, 65535),
+    ]))
+    .await;
+    let ack = h2
+        .until(|f| f.kind == SETTINGS)
+        .await
+        .expect("SETTINGS ACK");
     assert!(ack.has(ACK) && ack.payload.is_empty(), "{ack:?}");
 
     h2.send(&frame(PING, ACK, 0, b"unasked!")).await;
@@ -991,16 +1067,30 @@ async fn flow_control_windows() {
     let mut h2 = env.raw(&[(SETTINGS_INITIAL_WINDOW_SIZE, 1)]).await;
     h2.handshake().await;
     h2.send(&headers(1, &get_fields("/api/x", &[]), true)).await;
-    let head = h2.until(|f| f.stream == 1 && f.kind == HEADERS).await.expect("head");
+    let head = h2
+        .until(|f| f.stream == 1 && f.kind == HEADERS)
+        .await
+        .expect("head");
     assert_eq!(status(&head.payload), Some(200));
-    let first = h2.until(|f| f.stream == 1 && f.kind == DATA).await.expect("DATA");
-    assert!(first.payload.len() <= 1, "{} bytes over a window of 1", first.payload.len());
+    let first = h2
+        .until(|f| f.stream == 1 && f.kind == DATA)
+        .await
+        .expect("DATA");
+    assert!(
+        first.payload.len() <= 1,
+        "{} bytes over a window of 1",
+        first.payload.len()
+    );
     // The body is `{"ok":true}`: 11 bytes, 1 sent. Raising the initial window adjusts the
     // stream's window (to 20 - 1 = 19): the rest comes.
-    h2.send(&settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 20)])).await;
+    h2.send(&settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 20)]))
+        .await;
     let mut body = first.payload.clone();
     while body.len() < 11 {
-        let f = h2.until(|f| f.stream == 1 && f.kind == DATA).await.expect("more DATA");
+        let f = h2
+            .until(|f| f.stream == 1 && f.kind == DATA)
+            .await
+            .expect("more DATA");
         body.extend_from_slice(&f.payload);
     }
     assert_eq!(body, br#"{"ok":true}"#);
@@ -1012,13 +1102,22 @@ async fn flow_control_windows() {
     h2.send(&headers(1, &get_fields("/api/x", &[]), true)).await;
     let mut got = 0;
     while got < 5 {
-        let f = h2.until(|f| f.stream == 1 && f.kind == DATA).await.expect("DATA");
+        let f = h2
+            .until(|f| f.stream == 1 && f.kind == DATA)
+            .await
+            .expect("DATA");
         got += f.payload.len();
     }
-    h2.send(&settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 2)])).await;
-    h2.until(|f| f.kind == SETTINGS && f.has(ACK)).await.expect("ACK");
+    h2.send(&settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 2)]))
+        .await;
+    h2.until(|f| f.kind == SETTINGS && f.has(ACK))
+        .await
+        .expect("ACK");
     h2.send(&window_update(1, 4)).await;
-    let f = h2.until(|f| f.stream == 1 && f.kind == DATA).await.expect("DATA");
+    let f = h2
+        .until(|f| f.stream == 1 && f.kind == DATA)
+        .await
+        .expect("DATA");
     assert_eq!(f.payload.len(), 1, "the window was -3 + 4 = 1");
 }
 
@@ -1042,9 +1141,15 @@ async fn concurrent_stream_limit() {
     for i in 0..11 {
         h2.send(&post_open(1 + 2 * i, &[])).await;
     }
-    let (kind, code) = h2.reset_or_goaway(21).await.expect("the 11th stream refused");
+    let (kind, code) = h2
+        .reset_or_goaway(21)
+        .await
+        .expect("the 11th stream refused");
     assert_eq!(kind, RST_STREAM);
-    assert!([PROTOCOL_ERROR, REFUSED_STREAM].contains(&code), "code {code}");
+    assert!(
+        [PROTOCOL_ERROR, REFUSED_STREAM].contains(&code),
+        "code {code}"
+    );
 }
 
 /// 6.8 and 7: a client's GOAWAY (even with an unknown code) lets the streams it covers finish;
@@ -1063,7 +1168,10 @@ async fn goaway_both_ways() {
     h2.send(&headers(1, &get_fields("/api/x", &[]), true)).await;
     assert_eq!(h2.response(1).await.map(|r| r.0), Some(200));
     env.gw.begin_shutdown();
-    let f = h2.until(|f| f.kind == GOAWAY).await.expect("GOAWAY on shutdown");
+    let f = h2
+        .until(|f| f.kind == GOAWAY)
+        .await
+        .expect("GOAWAY on shutdown");
     assert_eq!(f.error_code(), Some(NO_ERROR));
     let last = u32::from_be_bytes([f.payload[0], f.payload[1], f.payload[2], f.payload[3]]);
     assert!(last == 1 || last == 0x7fff_ffff, "last stream id {last}");
@@ -1074,9 +1182,14 @@ async fn goaway_both_ways() {
 async fn gateway_errors_are_errno_json_over_h2() {
     let env = Env::start().await;
     let mut h2 = env.conn().await;
-    h2.send(&headers(1, &get_fields("/nowhere", &[]), true)).await;
+    h2.send(&headers(1, &get_fields("/nowhere", &[]), true))
+        .await;
     let (status, body) = h2.response(1).await.expect("an answer");
     assert_eq!(status, 404);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((v["code"].as_u64(), v["errno"].as_u64()), (Some(404), Some(999)), "{v}");
+    assert_eq!(
+        (v["code"].as_u64(), v["errno"].as_u64()),
+        (Some(404), Some(999)),
+        "{v}"
+    );
 }

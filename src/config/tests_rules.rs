@@ -252,7 +252,13 @@ fn resolver_reports_every_bad_entry() {
         "{BASE}\n[resolver]\nhosts = {{ \"a b\" = [\"127.0.0.1\"], \"ok.test\" = [\"nope\"], \"empty.test\" = [] }}\n"
     ));
     assert_eq!(errs.len(), 3, "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("resolver.hosts.a b") && e.contains("not a host name")));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("resolver.hosts.a b") && e.contains("not a host name"))
+    );
     assert!(errs.iter().any(|e| e.contains("resolver.hosts.ok.test[0]")));
-    assert!(errs.iter().any(|e| e.contains("resolver.hosts.empty.test") && e.contains("at least one")));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("resolver.hosts.empty.test") && e.contains("at least one"))
+    );
 }

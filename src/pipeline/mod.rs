@@ -39,7 +39,8 @@ mod target;
 
 use refresh_step::{Handover, RefreshContext, Replay, Step};
 use target::{
-    check_h2_field_values, check_host, check_target, declared_length, h2_header_list_size, host_header_value, request_host,
+    check_h2_field_values, check_host, check_target, declared_length, h2_header_list_size,
+    host_header_value, request_host,
 };
 
 /// Everything one configuration needs at request time, swapped atomically as a whole.

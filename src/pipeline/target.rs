@@ -203,7 +203,11 @@ mod tests {
         for bad in [" lead", "trail ", "\ttab", "tab\t"] {
             assert!(check_h2_field_values(&h2(bad)).is_err(), "{bad:?}");
         }
-        let h1 = Request::builder().uri("/").header("x-a", " x").body(()).unwrap();
+        let h1 = Request::builder()
+            .uri("/")
+            .header("x-a", " x")
+            .body(())
+            .unwrap();
         assert!(check_h2_field_values(&h1).is_ok());
     }
 

@@ -91,13 +91,20 @@ async fn accept(listener: TcpListener, how: Misbehaviour, hits: Arc<AtomicUsize>
     }
 }
 
-async fn serve(mut sock: TcpStream, how: Misbehaviour, hits: Arc<AtomicUsize>, storm: Arc<AtomicUsize>) {
+async fn serve(
+    mut sock: TcpStream,
+    how: Misbehaviour,
+    hits: Arc<AtomicUsize>,
+    storm: Arc<AtomicUsize>,
+) {
     if let Misbehaviour::TlsAlert = how {
         let mut hello = [0u8; 512];
         let _ = sock.read(&mut hello).await;
         hits.fetch_add(1, Ordering::SeqCst);
         // Alert record: TLS 1.2, length 2, fatal (2), handshake_failure (40).
-        let _ = sock.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]).await;
+        let _ = sock
+            .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
+            .await;
         return;
     }
     loop {
@@ -157,7 +164,9 @@ async fn serve(mut sock: TcpStream, how: Misbehaviour, hits: Arc<AtomicUsize>, s
                     4 => "retry-after: soon\r\n".to_owned(),
                     _ => format!(
                         "retry-after: {}\r\n",
-                        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(1))
+                        httpdate::fmt_http_date(
+                            std::time::SystemTime::now() + Duration::from_secs(1)
+                        )
                     ),
                 };
                 let body = "<html><body>503 Service Temporarily Unavailable</body></html>";

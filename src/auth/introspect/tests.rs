@@ -308,10 +308,16 @@ fn a_caller_refused_while_the_probe_is_out_is_told_the_open_time() {
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
     assert_eq!(breaker.wait(t0), None);
     breaker.admit(t0).unwrap().fail(t0);
-    assert_eq!(breaker.wait(t0 + Duration::from_millis(500)), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        breaker.wait(t0 + Duration::from_millis(500)),
+        Some(Duration::from_millis(1500))
+    );
     let _probe = breaker.admit(t0 + Duration::from_secs(2)).unwrap();
     assert!(breaker.admit(t0 + Duration::from_secs(2)).is_none());
-    assert_eq!(breaker.wait(t0 + Duration::from_secs(3)), Some(Duration::from_secs(2)));
+    assert_eq!(
+        breaker.wait(t0 + Duration::from_secs(3)),
+        Some(Duration::from_secs(2))
+    );
 }
 
 #[test]

@@ -38,9 +38,9 @@ pub fn resolver(raw: &RawResolver, p: &mut Problems) -> ResolverSettings {
         let key = format!("resolver.hosts.{name}");
         let valid_name = !name.is_empty()
             && name.len() <= 253
-            && name
-                .split('.')
-                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            && name.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
         if !valid_name {
             p.at(&key, "not a host name");
         }
@@ -52,7 +52,12 @@ pub fn resolver(raw: &RawResolver, p: &mut Problems) -> ResolverSettings {
             .enumerate()
             .filter_map(|(i, ip)| {
                 ip.parse()
-                    .map_err(|_| p.at(format!("{key}[{i}]"), format!("{ip:?} is not an IP address")))
+                    .map_err(|_| {
+                        p.at(
+                            format!("{key}[{i}]"),
+                            format!("{ip:?} is not an IP address"),
+                        )
+                    })
                     .ok()
             })
             .collect();
