@@ -275,8 +275,13 @@ enum Kind {
     HeaderTimeout,
 }
 
-/// (kind, weight per 1000, allowed (status, errno) answers; errno 0: none checked).
-const MIX: &[(Kind, u32, &[(u16, u16)])] = &[
+/// A (status, errno) answer; errno 0: none (or not checked).
+type Answer = (u16, u16);
+
+/// (kind, weight per 1000, the answers it allows).
+type Share = (Kind, u32, &'static [Answer]);
+
+const MIX: &[Share] = &[
     (Kind::Bearer, 300, &[(200, 0)]),
     (Kind::BearerInactive, 30, &[(401, 110)]),
     (Kind::BearerNarrow, 20, &[(403, 100)]),
@@ -305,7 +310,7 @@ const MIX: &[(Kind, u32, &[(u16, u16)])] = &[
 #[derive(Default)]
 struct Tally {
     /// kind → (status, errno) → count
-    seen: Mutex<BTreeMap<Kind, BTreeMap<(u16, u16), u64>>>,
+    seen: Mutex<BTreeMap<Kind, BTreeMap<Answer, u64>>>,
     unexpected: AtomicU64,
     samples: Mutex<Vec<String>>,
     requests: AtomicU64,
@@ -473,8 +478,13 @@ async fn one(
         }
         Kind::Flaky => "/flaky/v1/thing".to_owned(),
         Kind::Quota => {
-            // 20 busy clients share most of the traffic; 10,000 others come once in a while.
-            let client = if n % 4 == 0 { n % 10_000 } else { n % 20 };
+            // 5 busy clients (over their quota) share most of the traffic; 10,000 others come
+            // once in a while (the limiter's key map grows, and must be trimmed).
+            let client = if n.is_multiple_of(4) {
+                n % 10_000
+            } else {
+                n % 5
+            };
             headers.push(("x-client", format!("client-{client}")));
             "/quota/v1/ok".to_owned()
         }
