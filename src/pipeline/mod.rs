@@ -35,7 +35,7 @@ use crate::routing::{RouteMatch, Router};
 use crate::upstream::{CallError, Upstream};
 
 mod refresh_step;
-mod target;
+pub(crate) mod target;
 
 use refresh_step::{Handover, RefreshContext, Replay, Step};
 use target::{
