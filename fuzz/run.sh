@@ -27,7 +27,7 @@ fi
 cargo afl config --build >/dev/null 2>&1 || true
 
 echo "== building the targets with AFL++ instrumentation (release, debug assertions on)"
-cargo afl build --release --locked
+cargo afl build --release
 
 # A shared machine: no CPU binding, no core-pattern or frequency checks, no UI.
 export AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1

@@ -36,7 +36,7 @@ openssl req -new -newkey rsa:2048 -nodes -subj /CN=rsa.localhost \
 printf 'subjectAltName=DNS:rsa.localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
   >"$OUT/certs/rsa.ext"
 openssl x509 -req -in "$OUT/certs/rsa.csr" -CA "$OUT/certs/ca.pem" -CAkey "$OUT/certs/ca-key.pem" \
-  -CAcreateserial -days 30 -sha256 -extfile "$OUT/certs/rsa.ext" -out "$OUT/certs/rsa.pem" 2>/dev/null
+  -CAcreateserial -days 397 -sha256 -extfile "$OUT/certs/rsa.ext" -out "$OUT/certs/rsa.pem" 2>/dev/null
 
 cat >"$OUT/gateway.toml" <<EOF
 # The edge listener under audit; its only upstream is the gateway's own admin listener.

@@ -34,7 +34,11 @@ upstream = "api"
     let errors = parse_str(src, Path::new("gateway.toml"), Path::new("."))
         .expect_err("an endless file is no certificate, key or CA bundle")
         .errors;
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     for key in [
         "listeners[0].tls.certificates[0].cert",
         "listeners[0].tls.certificates[0].key",

@@ -86,7 +86,10 @@ fn check(authorization: &[u8]) {
     let (header, claims) = (decode(parts[0]), decode(parts[1]));
     assert_eq!(header["alg"], "HS256");
     assert_eq!(claims["iss"], issuer.key());
-    let (iat, exp) = (claims["iat"].as_f64().unwrap(), claims["exp"].as_f64().unwrap());
+    let (iat, exp) = (
+        claims["iat"].as_f64().unwrap(),
+        claims["exp"].as_f64().unwrap(),
+    );
     let now = 1_700_000_000.0;
     assert!(exp > iat && exp - iat <= 300.0, "lifetime {}", exp - iat);
     assert!(iat <= now + 5.0 && exp >= now - 5.0, "iat {iat}, exp {exp}");

@@ -9,8 +9,8 @@ use fxa_gateway::backoff::{
     self, Admission, BackoffGate, BackoffPolicy, Caller, Gate, UpstreamAnswer,
 };
 use fxa_gateway::fuzzing;
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
 const STATUSES: [u16; 4] = [429, 503, 500, 200];
 

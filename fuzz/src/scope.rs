@@ -18,7 +18,10 @@ pub fn run(data: &[u8]) {
     }
     let listed = ScopeSet::from_granted_values(granted.split(' ').filter(|v| !v.is_empty()));
     if let (Ok(lenient), Ok(listed)) = (&lenient, &listed) {
-        assert!(lenient == listed, "string and list forms differ for {granted:?}");
+        assert!(
+            lenient == listed,
+            "string and list forms differ for {granted:?}"
+        );
     }
     let Ok(set) = lenient else {
         return;
@@ -33,7 +36,11 @@ pub fn run(data: &[u8]) {
     let one = Scope::parse(required);
     if required.len() <= MAX_SCOPE_BYTES {
         let by_value = one.as_ref().is_ok_and(|r| set.implies(r));
-        assert_eq!(set.implies_str(required), by_value, "{granted:?} / {required:?}");
+        assert_eq!(
+            set.implies_str(required),
+            by_value,
+            "{granted:?} / {required:?}"
+        );
     }
     if let Ok(one) = one {
         let alone = ScopeSet::parse(one.as_str()).expect("one valid value is a valid set");

@@ -32,9 +32,18 @@ pub fn run(data: &[u8]) {
     let bearer_route = a & 0x20 != 0;
     let retry_after = (b & 0x80 != 0).then_some(u64::from(b & 0x7f));
     let (encoding, sent) = match (b >> 4) & 7 {
-        1 => (Some("gzip"), compress(GzEncoder::new(Vec::new(), Compression::fast()), body)),
-        2 => (Some("deflate"), compress(ZlibEncoder::new(Vec::new(), Compression::fast()), body)),
-        3 => (Some("deflate"), compress(DeflateEncoder::new(Vec::new(), Compression::fast()), body)),
+        1 => (
+            Some("gzip"),
+            compress(GzEncoder::new(Vec::new(), Compression::fast()), body),
+        ),
+        2 => (
+            Some("deflate"),
+            compress(ZlibEncoder::new(Vec::new(), Compression::fast()), body),
+        ),
+        3 => (
+            Some("deflate"),
+            compress(DeflateEncoder::new(Vec::new(), Compression::fast()), body),
+        ),
         4 => (Some("gzip"), body.to_vec()),
         5 => (Some("br"), body.to_vec()),
         6 => (Some(" GZip "), body.to_vec()),
@@ -56,7 +65,10 @@ pub fn run(data: &[u8]) {
             assert!(!over_cap);
             // Only bodies that are errno JSON once decoded pass through.
             if matches!((b >> 4) & 7, 0 | 1 | 2 | 3) && body.len() <= CAP {
-                assert!(rewrite::is_errno_shaped(body), "passed through a foreign body");
+                assert!(
+                    rewrite::is_errno_shaped(body),
+                    "passed through a foreign body"
+                );
             }
         }
         Verdict::Rewritten(bytes) => check_rewritten(&bytes, status, bearer_route, retry_after),
@@ -94,14 +106,24 @@ impl Finish for DeflateEncoder<Vec<u8>> {
 /// A rewritten body is FxA's errno shape: `code` = the status, an integer `errno`, string
 /// `error`, `message` (bounded) and `info`.
 fn check_rewritten(bytes: &[u8], status: StatusCode, bearer_route: bool, retry_after: Option<u64>) {
-    assert!(rewrite::is_errno_shaped(bytes), "rewrite is not errno-shaped");
+    assert!(
+        rewrite::is_errno_shaped(bytes),
+        "rewrite is not errno-shaped"
+    );
     let value: Value = serde_json::from_slice(bytes).expect("rewrite is JSON");
     assert_eq!(value["code"].as_u64(), Some(u64::from(status.as_u16())));
     let errno = value["errno"].as_u64().expect("errno");
-    assert_eq!(errno, u64::from(rewrite::errno_for_status(status, bearer_route)));
+    assert_eq!(
+        errno,
+        u64::from(rewrite::errno_for_status(status, bearer_route))
+    );
     assert!(value["error"].is_string() && value["info"].is_string());
     let message = value["message"].as_str().expect("message");
-    assert!(!message.is_empty() && message.len() <= MAX_TEXT, "message of {} bytes", message.len());
+    assert!(
+        !message.is_empty() && message.len() <= MAX_TEXT,
+        "message of {} bytes",
+        message.len()
+    );
     if matches!(status.as_u16(), 429 | 500 | 503) && retry_after.is_some() {
         assert!(value["retryAfter"].is_u64(), "retryAfter lost");
     }
