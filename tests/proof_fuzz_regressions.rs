@@ -55,3 +55,30 @@ upstream = "api"
         );
     }
 }
+
+/// Found by the `token_answer` target (crash `expires_in: 1e-300`): a token endpoint answer
+/// with a positive `expires_in` under a nanosecond was taken as a grant whose token had a zero
+/// lifetime: expired on the gateway's clock the moment it arrived, yet handed to the caller
+/// (`X-FxA-Access-Token-Expires-In: 0`). A lifetime under one second is no usable token: the
+/// answer counts as garbled (503 errno 104, never a re-authentication).
+#[test]
+fn a_token_answer_living_under_a_second_is_not_a_grant() {
+    use fxa_gateway::auth::refresh::{TokenAnswer, judge};
+    use http::StatusCode;
+
+    for expires_in in ["1e-300", "0.5", "0.999", "5e-324"] {
+        let body = format!(r#"{{"access_token": "t", "expires_in": {expires_in}}}"#);
+        assert!(
+            matches!(
+                judge(StatusCode::OK, Some(body.as_bytes())),
+                TokenAnswer::Unavailable
+            ),
+            "expires_in {expires_in} was taken as a grant"
+        );
+    }
+    let one = br#"{"access_token": "t", "expires_in": 1}"#;
+    match judge(StatusCode::OK, Some(one)) {
+        TokenAnswer::Granted(token) => assert_eq!(token.expires_in, Duration::from_secs(1)),
+        _ => panic!("a one-second token is a grant"),
+    }
+}
