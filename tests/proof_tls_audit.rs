@@ -21,11 +21,10 @@ const DAY: Duration = Duration::from_secs(86_400);
 fn gen_cert_server_certificates_are_valid_397_days_for_server_auth() {
     let ca = certs::new_ca().expect("CA");
     let leaf = ca.issue(&["localhost".to_owned()]).expect("leaf");
-    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(raw::ca_roots(
-        &ca.cert_pem,
-    )))
-    .build()
-    .expect("verifier");
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder(Arc::new(raw::ca_roots(&ca.cert_pem)))
+            .build()
+            .expect("verifier");
     let der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).expect("leaf PEM");
     let name = ServerName::try_from("localhost").expect("name");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");

@@ -4,6 +4,7 @@
 
 use fxa_gateway::auth::bearer;
 use fxa_gateway::auth::introspect::parse_answer;
+use fxa_gateway::auth::scope::ScopeSet;
 
 const REQUIRED: [&[&str]; 4] = [
     &[],
@@ -24,16 +25,20 @@ pub fn run(data: &[u8]) {
     }
     let now = crate::now();
     let required = REQUIRED[usize::from(flags & 3)];
-    match bearer::accept(&info, required, flags & 4 != 0, now) {
-        Ok(outcome) => {
-            assert!(bearer::usable(&info, now));
-            assert!(info.exp.is_none_or(|exp| exp > now));
-            let refresh = info.token_type.as_deref().map(str::to_ascii_lowercase);
-            assert!(refresh.as_deref() != Some("refresh_token"));
-            for (name, _) in &outcome.upstream_headers {
-                assert!(name.as_str().starts_with("x-fxa-"));
-            }
-        }
-        Err(_) => {}
+    let Ok(outcome) = bearer::accept(&info, required, flags & 4 != 0, now) else {
+        return;
+    };
+    // Accepted: active, not expired on the gateway's clock, not a refresh token, and holding
+    // one of the required scopes by FxA's rules.
+    assert!(bearer::usable(&info, now));
+    assert!(info.exp.is_none_or(|exp| exp > now));
+    let kind = info.token_type.as_deref().map(str::to_ascii_lowercase);
+    assert!(kind.as_deref() != Some("refresh_token"));
+    if !required.is_empty() {
+        let held = ScopeSet::parse_granted(&info.scope).expect("accepted scopes parse");
+        assert!(required.iter().any(|r| held.implies_str(r)));
+    }
+    for (name, _) in &outcome.upstream_headers {
+        assert!(name.as_str().starts_with("x-fxa-"));
     }
 }

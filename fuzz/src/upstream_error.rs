@@ -64,7 +64,7 @@ pub fn run(data: &[u8]) {
         Verdict::PassThrough => {
             assert!(!over_cap);
             // Only bodies that are errno JSON once decoded pass through.
-            if matches!((b >> 4) & 7, 0 | 1 | 2 | 3) && body.len() <= CAP {
+            if matches!((b >> 4) & 7, 0..=3) && body.len() <= CAP {
                 assert!(
                     rewrite::is_errno_shaped(body),
                     "passed through a foreign body"
