@@ -9,13 +9,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca-key.pem";
+/// Server certificates live 397 days (the CA/Browser Forum limit; Apple's clients refuse more
+/// than 825 even from a private CA, and testssl.sh flags longer ones), the CA ten years.
+const SERVER_DAYS: i64 = 397;
+const CA_DAYS: i64 = 3650;
 
 /// The development CA: its certificate (PEM) and the issuer that signs with its key.
 pub struct DevCa {
@@ -69,7 +74,16 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
         .push(DnType::CommonName, "fxa-gateway development CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    valid_for(&mut params, CA_DAYS);
     Ok(params)
+}
+
+/// From a day ago (clocks behind) for `days` from now; without this rcgen issues certificates
+/// valid from 1975 to 4096.
+fn valid_for(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
 }
 
 impl DevCa {
@@ -88,6 +102,9 @@ impl DevCa {
             };
             params.subject_alt_names.push(san);
         }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        valid_for(&mut params, SERVER_DAYS);
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(DevCertificate {
             cert_pem: cert.pem(),

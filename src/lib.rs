@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod conn_io;
 pub mod errno;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gates;
 pub mod gateway;
 pub mod headers;

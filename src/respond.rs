@@ -215,7 +215,10 @@ fn str_header(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 }
 
 /// `errno` and `retryAfter` from an uncompressed JSON error body, for the back-off gate.
-fn backoff_fields(body: Option<&[u8]>, headers: &HeaderMap) -> (Option<u16>, Option<f64>) {
+pub(crate) fn backoff_fields(
+    body: Option<&[u8]>,
+    headers: &HeaderMap,
+) -> (Option<u16>, Option<f64>) {
     #[derive(serde::Deserialize)]
     struct Fields {
         errno: Option<u16>,

@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -110,16 +111,39 @@ pub fn resolve_path(base_dir: &Path, path: &str) -> PathBuf {
     base_dir.join(path)
 }
 
-/// Reads a whole (non-secret) file with an operator-facing error message; the read is recorded
-/// in the load's [`super::sources`], so a reload watches the file and the config hash covers it.
+/// Largest file a config may name (certificate chains, CA bundles, keys, secrets): far above
+/// any real one, and a bound on what a wrong path (a device such as `/dev/zero`) makes start-up
+/// and `--check` read.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a whole (non-secret) file, at most [`MAX_FILE_BYTES`], with an operator-facing error
+/// message; the read is recorded in the load's [`super::sources`], so a reload watches the file
+/// and the config hash covers it.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     read(path, false)
 }
 
 fn read(path: &Path, secret: bool) -> Result<Vec<u8>, String> {
-    let result = std::fs::read(path);
+    let result = read_bounded(path);
     super::sources::record(path, secret, result.as_deref().ok());
-    result.map_err(|e| format!("cannot read file {}: {e}", path.display()))
+    result
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    let cannot = |e: std::io::Error| format!("cannot read file {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut value = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut value)
+        .map_err(cannot)?;
+    if value.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "file {} is larger than {} MiB",
+            path.display(),
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    Ok(value)
 }
 
 fn trim_one_newline(value: &mut Vec<u8>) {

@@ -36,7 +36,7 @@ use crate::upstream::{CallError, Resolver, Upstream};
 
 mod carry;
 mod refresh_step;
-mod target;
+pub(crate) mod target;
 
 pub use carry::ConfigVersion;
 

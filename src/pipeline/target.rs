@@ -1,14 +1,15 @@
 //! Reading the request target and head: refusals of ambiguous targets and hosts, the declared
-//! body length, and the host the client asked for.
+//! body length, and the host the client asked for. Generic over the body, which only
+//! `declared_length` looks at, so the fuzz targets (`crate::fuzzing`) run the same checks.
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Version};
-use hyper::body::Incoming;
+use hyper::body::Body;
 
 use crate::errno::GatewayError;
 
 /// Refuses request targets that could mean different paths to the gateway and the upstream.
-pub(super) fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> {
+pub(crate) fn check_target<B>(req: &Request<B>) -> Result<(), GatewayError> {
     if req.method() == Method::CONNECT {
         return Err(GatewayError::BadRequest("CONNECT is not supported"));
     }
@@ -49,7 +50,7 @@ pub(super) fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> 
 /// Refuses a host that is missing (HTTP/1.1, RFC 9112 §3.2), given twice, given as `:authority`
 /// and `host` that disagree (RFC 9113 §8.3.1), or that carries userinfo (RFC 9110 §4.2.4): the
 /// gateway and the upstream could each take a different one for the host.
-pub(super) fn check_host(req: &Request<Incoming>) -> Result<(), GatewayError> {
+pub(crate) fn check_host<B>(req: &Request<B>) -> Result<(), GatewayError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -76,9 +77,9 @@ pub(super) fn check_host(req: &Request<Incoming>) -> Result<(), GatewayError> {
 }
 
 /// The declared body length, if any; an unparsable one is a malformed request.
-pub(super) fn declared_length(req: &Request<Incoming>) -> Result<Option<u64>, GatewayError> {
+pub(crate) fn declared_length<B: Body>(req: &Request<B>) -> Result<Option<u64>, GatewayError> {
     match req.headers().get(header::CONTENT_LENGTH) {
-        None => Ok(hyper::body::Body::size_hint(req.body()).exact()),
+        None => Ok(req.body().size_hint().exact()),
         Some(v) => v
             .to_str()
             .ok()
@@ -89,7 +90,7 @@ pub(super) fn declared_length(req: &Request<Incoming>) -> Result<Option<u64>, Ga
 }
 
 /// Host the client asked for, without port: `:authority` (h2) or `Host`. Any case.
-pub(super) fn request_host(req: &Request<Incoming>) -> Option<&str> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
     let raw = match req.uri().host() {
         Some(h) => h,
         None => strip_port(req.headers().get(header::HOST)?.to_str().ok()?),
@@ -99,7 +100,7 @@ pub(super) fn request_host(req: &Request<Incoming>) -> Option<&str> {
 
 /// The host as the client sent it, port included, for `X-Forwarded-Host`: the same one
 /// [`request_host`] routes by (an absolute-form target's authority wins over `Host`).
-pub(super) fn host_header_value(req: &Request<Incoming>) -> Option<HeaderValue> {
+pub(crate) fn host_header_value<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),
@@ -123,8 +124,6 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The size of a request's header list as HTTP/2 counts it (RFC 9113 §6.5.2: name and value
-/// lengths plus 32 per field, pseudo-header fields included); 0 for other versions.
 /// Refuses an HTTP/2 field value that starts or ends with a space or a tab: RFC 9113 §8.2.1
 /// makes such a request malformed, and HTTP/1.1 (which trims them, RFC 9112 §5) would carry a
 /// different value upstream. h2 checks the other §8.2.1 rules (CR, LF, NUL, names) itself.
@@ -143,7 +142,9 @@ pub(super) fn check_h2_field_values<B>(req: &Request<B>) -> Result<(), GatewayEr
     Ok(())
 }
 
-pub(super) fn h2_header_list_size<B>(req: &Request<B>) -> usize {
+/// The size of a request's header list as HTTP/2 counts it (RFC 9113 §6.5.2: name and value
+/// lengths plus 32 per field, pseudo-header fields included); 0 for other versions.
+pub(crate) fn h2_header_list_size<B>(req: &Request<B>) -> usize {
     if req.version() != http::Version::HTTP_2 {
         return 0;
     }

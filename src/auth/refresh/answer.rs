@@ -75,8 +75,10 @@ fn granted(body: &[u8]) -> Option<NewToken> {
     {
         return None;
     }
+    // FxA sends whole seconds; under one second (`1e-300` read as a zero `Duration`) is no
+    // usable token, and over ten years (or NaN, infinite) no real one.
     let expires_in = value.get("expires_in")?.as_f64()?;
-    if !expires_in.is_finite() || expires_in <= 0.0 || expires_in > 10.0 * 365.0 * 86_400.0 {
+    if !(1.0..=10.0 * 365.0 * 86_400.0).contains(&expires_in) {
         return None;
     }
     let scope = scope_field(value.as_object()?);
