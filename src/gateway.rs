@@ -15,6 +15,8 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::config::Limits;
 use crate::listener::{self, BoundListener, ConnectionSlots, Phase};
+use crate::metrics::Metrics;
+use crate::shared::Store;
 use crate::pipeline::{Snapshot, State};
 
 /// A gateway with its sockets bound (so tests can bind port 0 and read the address).
@@ -52,7 +54,17 @@ impl Gateway {
     /// Builds the upstream clients and binds every listener.
     pub async fn bind(config: &Config, clock: SharedClock) -> anyhow::Result<Gateway> {
         crate::install_crypto_provider();
-        let state = Arc::new(State::new(Snapshot::new(config, &clock)?, clock));
+        let store = config.redis.as_ref().map(Store::new).transpose()?;
+        let mut state = State::new(Snapshot::with_store(config, &clock, store.clone())?, clock);
+        if let Some(store) = &store {
+            let metrics = Metrics::with_redis();
+            if let Some(redis) = metrics.redis() {
+                store.attach_metrics(redis);
+            }
+            state.metrics = Arc::new(metrics);
+            store.start();
+        }
+        let state = Arc::new(state);
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             listeners.push(BoundListener::bind(l).await?);
@@ -118,6 +130,9 @@ impl Gateway {
 
         shutdown.await;
         housekeeping.abort();
+        if let Some(store) = &self.state.snapshot.load().store {
+            store.stop();
+        }
         tracing::info!("shutting down: failing the load-balancer heartbeat and draining");
         self.state.draining.store(true, Ordering::SeqCst);
         let _ = stop_tx.send(Phase::Draining);

@@ -10,7 +10,10 @@ use std::time::SystemTime;
 
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-use super::amo_jwt::{AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig, MAX_LIFETIME};
+use super::amo_jwt::{
+    AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig, JwtRejection, MAX_LIFETIME,
+    ReplayCache,
+};
 use std::sync::Arc;
 
 use super::introspect::{IntrospectSettings, Introspector};
@@ -21,6 +24,7 @@ use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, BearerPolicy, Config, IpNet};
 use crate::errno::GatewayError;
+use crate::shared::Store;
 use crate::upstream::Upstream;
 
 /// Caller header naming an `[[amo_credentials]]` entry to sign with.
@@ -72,6 +76,18 @@ impl AuthRuntime {
         gate: &Arc<BackoffGate>,
         clock: &SharedClock,
     ) -> anyhow::Result<AuthRuntime> {
+        Self::with_store(config, upstreams, gate, clock, None)
+    }
+
+    /// With `store`, refreshes are single-flight across the fleet and AMO `jti`s are
+    /// remembered fleet-wide.
+    pub fn with_store(
+        config: &Config,
+        upstreams: &[Arc<Upstream>],
+        gate: &Arc<BackoffGate>,
+        clock: &SharedClock,
+        store: Option<Arc<Store>>,
+    ) -> anyhow::Result<AuthRuntime> {
         let introspector = config.bearer.as_ref().and_then(|b| {
             let upstream = upstreams.get(b.oauth_upstream)?.clone();
             let settings = IntrospectSettings {
@@ -90,13 +106,17 @@ impl AuthRuntime {
         });
         let refresher = config.refresh.as_ref().and_then(|r| {
             let upstream = upstreams.get(r.oauth_upstream)?.clone();
-            Some(Refresher::new(
+            let refresher = Refresher::new(
                 r,
                 upstream,
                 gate.clone(),
                 clock.clone(),
                 introspector.clone(),
-            ))
+            );
+            Some(match &store {
+                Some(store) => refresher.with_store(store.clone()),
+                None => refresher,
+            })
         });
         let credentials = config
             .amo_credentials
@@ -135,7 +155,15 @@ impl AuthRuntime {
                 max_lifetime: MAX_LIFETIME,
                 replay_capacity: config.amo_verify.replay_cache_size,
             };
-            Some(AmoVerifier::new(settings).map_err(|e| anyhow::anyhow!("amo issuers: {e}"))?)
+            let verifier = match &store {
+                Some(store) => {
+                    let replays = ReplayCache::new(settings.replay_capacity.max(1))
+                        .with_store(store.clone());
+                    AmoVerifier::with_replay_cache(settings, replays)
+                }
+                None => AmoVerifier::new(settings),
+            };
+            Some(verifier.map_err(|e| anyhow::anyhow!("amo issuers: {e}"))?)
         };
         let issuer_keys = config
             .amo_issuers
@@ -207,7 +235,13 @@ impl AuthRuntime {
                 let verified = verifier
                     .verify_headers(headers, now)
                     .await
-                    .map_err(GatewayError::AmoJwtRejected)?;
+                    .map_err(|rejection| match rejection {
+                        JwtRejection::ReplayUnverifiable => GatewayError::SharedStateUnavailable {
+                            state: "amo_replay",
+                            retry_after: verifier.replay_cache().retry_after_secs(),
+                        },
+                        other => GatewayError::AmoJwtRejected(other),
+                    })?;
                 let allowed = issuers
                     .iter()
                     .any(|&i| self.issuer_keys.get(i).is_some_and(|k| k == verified.key()));

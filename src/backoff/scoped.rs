@@ -41,14 +41,13 @@ impl ScopedWindows {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on the scope's state (`None` when it has no window) and stores the result.
+    /// Runs `f` on the state under `key` (`None` when it has no window) and stores the result.
     pub(super) fn with<R>(
         &self,
-        scope: &Scope<'_>,
+        key: u64,
         now: SystemTime,
         f: impl FnOnce(&mut Option<Window>) -> R,
     ) -> R {
-        let key = self.key(scope);
         let mut shard = self.shards[(key % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -104,7 +103,9 @@ impl ScopedWindows {
         self.live.fetch_sub(before - shard.len(), Ordering::Relaxed);
     }
 
-    fn key(&self, scope: &Scope<'_>) -> u64 {
+    /// This process's key for a scope (with `[redis]`, keys come from the shared hashing key
+    /// instead, so every replica files a window under the same key).
+    pub(super) fn key(&self, scope: &Scope<'_>) -> u64 {
         match scope {
             Scope::Upstream(upstream) => self.hasher.hash_one((0u8, upstream)),
             Scope::Client {

@@ -7,7 +7,7 @@ use toml::de::{DeTable, DeValue};
 use super::Problems;
 use super::raw::{
     RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawBearer, RawLimits,
-    RawListener, RawRefresh, RawRoute, RawServer, RawUpstream,
+    RawListener, RawRedis, RawRefresh, RawRoute, RawServer, RawUpstream,
 };
 use super::read::{self, FromTable, Table};
 
@@ -28,6 +28,7 @@ pub struct RawDocument {
     pub backoff: RawBackoff,
     pub bearer: Option<RawBearer>,
     pub refresh: Option<RawRefresh>,
+    pub redis: Option<RawRedis>,
 }
 
 impl FromTable for RawDocument {
@@ -46,6 +47,7 @@ impl FromTable for RawDocument {
             backoff: t.section("backoff"),
             bearer: t.table("bearer"),
             refresh: t.table("refresh"),
+            redis: t.table("redis"),
         }
     }
 }

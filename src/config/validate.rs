@@ -8,6 +8,7 @@ mod amo;
 mod backoff;
 mod bearer;
 mod listeners;
+mod redis;
 mod refresh;
 mod routes;
 mod upstreams;
@@ -96,6 +97,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         ctx,
         p,
     );
+    let redis = raw.redis.as_ref().and_then(|r| redis::settings(r, ctx, p));
     let trusted_proxies: Vec<IpNet> = raw
         .trusted_proxies
         .iter()
@@ -124,6 +126,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         backoff,
         bearer,
         refresh,
+        redis,
     })
 }
 
