@@ -267,10 +267,7 @@ impl Gates {
                         peer_key.as_bytes()
                     }
                 };
-                let field = store.hash(
-                    "quota",
-                    &[quota.name.as_bytes(), b"\0", material].concat(),
-                );
+                let field = store.hash("quota", &[quota.name.as_bytes(), b"\0", material].concat());
                 let redis_key = store.key(&format!("q:{field}"), "");
                 let key = key.unwrap_or_else(|| RateKey::peer(peer));
                 shared_check(store, &redis_key, quota.limiter.limit(), || {

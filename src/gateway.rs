@@ -16,8 +16,8 @@ use crate::config::Config;
 use crate::config::Limits;
 use crate::listener::{self, BoundListener, ConnectionSlots, Phase};
 use crate::metrics::Metrics;
-use crate::shared::Store;
 use crate::pipeline::{Snapshot, State};
+use crate::shared::Store;
 
 /// A gateway with its sockets bound (so tests can bind port 0 and read the address).
 pub struct Gateway {

@@ -157,8 +157,8 @@ impl AuthRuntime {
             };
             let verifier = match &store {
                 Some(store) => {
-                    let replays = ReplayCache::new(settings.replay_capacity.max(1))
-                        .with_store(store.clone());
+                    let replays =
+                        ReplayCache::new(settings.replay_capacity.max(1)).with_store(store.clone());
                     AmoVerifier::with_replay_cache(settings, replays)
                 }
                 None => AmoVerifier::new(settings),
@@ -232,16 +232,15 @@ impl AuthRuntime {
                     .verifier
                     .as_ref()
                     .ok_or(GatewayError::Misconfigured("no AMO issuers".into()))?;
-                let verified = verifier
-                    .verify_headers(headers, now)
-                    .await
-                    .map_err(|rejection| match rejection {
+                let verified = verifier.verify_headers(headers, now).await.map_err(
+                    |rejection| match rejection {
                         JwtRejection::ReplayUnverifiable => GatewayError::SharedStateUnavailable {
                             state: "amo_replay",
                             retry_after: verifier.replay_cache().retry_after_secs(),
                         },
                         other => GatewayError::AmoJwtRejected(other),
-                    })?;
+                    },
+                )?;
                 let allowed = issuers
                     .iter()
                     .any(|&i| self.issuer_keys.get(i).is_some_and(|k| k == verified.key()));

@@ -56,7 +56,11 @@ impl Share {
 
     fn target_of(&self, field: &str) -> Option<Target> {
         if let Some(name) = field.strip_prefix("u:") {
-            return self.names.iter().position(|n| n == name).map(Target::Upstream);
+            return self
+                .names
+                .iter()
+                .position(|n| n == name)
+                .map(Target::Upstream);
         }
         let hex = field.strip_prefix("s:")?;
         u64::from_str_radix(hex, 16).ok().map(Target::Scoped)
@@ -78,7 +82,14 @@ impl Share {
         self.publish(scope, "release", 0, 0, 0);
     }
 
-    fn publish(&self, scope: &Scope<'_>, event: &'static str, length_ms: u64, status: u16, errno: u16) {
+    fn publish(
+        &self,
+        scope: &Scope<'_>,
+        event: &'static str,
+        length_ms: u64,
+        status: u16,
+        errno: u16,
+    ) {
         let (Some(field), Ok(runtime)) = (self.field(scope), tokio::runtime::Handle::try_current())
         else {
             return;
@@ -96,7 +107,11 @@ impl Share {
 
 impl BackoffGate {
     /// A gate whose windows the fleet shares through `store`. `upstream_names` in config order.
-    pub fn shared(policy: BackoffPolicy, store: Arc<Store>, upstream_names: Vec<String>) -> Arc<Self> {
+    pub fn shared(
+        policy: BackoffPolicy,
+        store: Arc<Store>,
+        upstream_names: Vec<String>,
+    ) -> Arc<Self> {
         let mut gate = BackoffGate::new(policy);
         gate.share = Some(Share {
             store: store.clone(),
@@ -211,7 +226,9 @@ impl TableListener for BackoffGate {
                 });
             }
             "ramp" if ramps => {
-                self.update(target, now, |state| window::start_ramp(state, local_at, now));
+                self.update(target, now, |state| {
+                    window::start_ramp(state, local_at, now)
+                });
             }
             "ramp" | "close" => {
                 self.existing_at(target, now, |state| *state = None);

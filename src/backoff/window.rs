@@ -171,7 +171,10 @@ pub(super) fn ramp_slot(
 
 /// Starts (or restarts) the ramp at `start` (a window reopened by another replica's probe).
 pub(super) fn start_ramp(state: &mut Option<Window>, start: SystemTime, now: SystemTime) {
-    let second = now.duration_since(start).unwrap_or(Duration::ZERO).as_secs();
+    let second = now
+        .duration_since(start)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     *state = Some(Window::Ramp {
         start,
         second,

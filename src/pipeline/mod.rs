@@ -77,7 +77,8 @@ impl Snapshot {
             .map(|u| Upstream::new(u).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let gates = Gates::with_store(config, store.clone())?;
-        let auth = AuthRuntime::with_store(config, &upstreams, &gates.backoff, clock, store.clone())?;
+        let auth =
+            AuthRuntime::with_store(config, &upstreams, &gates.backoff, clock, store.clone())?;
         Ok(Snapshot {
             router: Router::new(&config.routes),
             upstreams,

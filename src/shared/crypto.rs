@@ -105,10 +105,7 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        Keys::new(
-            &Secret::new(vec![1; 32]),
-            &Secret::new(vec![2; 32]),
-        )
+        Keys::new(&Secret::new(vec![1; 32]), &Secret::new(vec![2; 32]))
     }
 
     #[test]

@@ -226,7 +226,11 @@ impl Store {
 
     /// Runs one command (or script) under the command timeout. `None` when Redis is down or
     /// the command failed: the caller falls back (counted here).
-    pub async fn run<T, F>(&self, kind: Kind, command: impl FnOnce(ConnectionManager) -> F) -> Option<T>
+    pub async fn run<T, F>(
+        &self,
+        kind: Kind,
+        command: impl FnOnce(ConnectionManager) -> F,
+    ) -> Option<T>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {

@@ -300,7 +300,12 @@ impl Store {
     }
 
     /// Claims the refresh of the refresh token whose keyed hash is `rt`, or finds its result.
-    pub async fn refresh_claim(&self, rt: &str, lease_ms: u64, skip_grant: bool) -> Option<RefreshClaim> {
+    pub async fn refresh_claim(
+        &self,
+        rt: &str,
+        lease_ms: u64,
+        skip_grant: bool,
+    ) -> Option<RefreshClaim> {
         let script = &self.scripts.refresh_claim;
         let [grant, reauth, lease] = self.refresh_keys(rt);
         let reply: Vec<Value> = self
@@ -320,7 +325,13 @@ impl Store {
     }
 
     /// Leaves the new token (sealed) for the other replicas and gives up the lease.
-    pub async fn refresh_grant(&self, rt: &str, sealed: &[u8], expires_in_ms: u64, reuse_ms: u64) -> Option<()> {
+    pub async fn refresh_grant(
+        &self,
+        rt: &str,
+        sealed: &[u8],
+        expires_in_ms: u64,
+        reuse_ms: u64,
+    ) -> Option<()> {
         let script = &self.scripts.refresh_grant;
         let [grant, reauth, lease] = self.refresh_keys(rt);
         let _: i64 = self

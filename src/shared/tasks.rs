@@ -35,24 +35,32 @@ pub(super) async fn health(store: Weak<Store>) {
 
 pub(super) async fn subscribe(store: Weak<Store>) {
     loop {
-        let Some(s) = store.upgrade() else { return };
-        let interval = s.health_interval;
-        if let Err(cause) = subscribed(&s).await {
+        let Some(interval) = store.upgrade().map(|s| s.health_interval) else {
+            return;
+        };
+        if let Err(cause) = subscribed(&store).await {
             tracing::debug!(%cause, "redis subscription ended");
         }
-        s.subscribed.store(false, Ordering::Relaxed);
-        drop(s);
+        match store.upgrade() {
+            Some(s) => s.subscribed.store(false, Ordering::Relaxed),
+            None => return,
+        }
         tokio::time::sleep(interval).await;
     }
 }
 
-/// One subscription, until it breaks or the store is marked down.
-async fn subscribed(store: &Store) -> Result<(), String> {
+/// One subscription, until it breaks, the store is marked down or dropped. Holds the store
+/// only while handling something, so a dropped gateway's store goes away.
+async fn subscribed(weak: &Weak<Store>) -> Result<(), String> {
+    let store = weak.upgrade().ok_or("store dropped")?;
     let connect = store.client.get_async_pubsub();
-    let mut pubsub = tokio::time::timeout(store.health_interval.max(Duration::from_millis(200)), connect)
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let mut pubsub = tokio::time::timeout(
+        store.health_interval.max(Duration::from_millis(200)),
+        connect,
+    )
+    .await
+    .map_err(|_| "connect timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
     pubsub
         .subscribe(store.channel())
         .await
@@ -75,16 +83,19 @@ async fn subscribed(store: &Store) -> Result<(), String> {
         }
     }
     store.subscribed.store(true, Ordering::Relaxed);
-    let mut messages = pubsub.into_on_message();
     let mut check = tokio::time::interval(store.health_interval);
+    drop(store);
+    let mut messages = pubsub.into_on_message();
     loop {
         tokio::select! {
             msg = messages.next() => {
                 let Some(msg) = msg else { return Err("connection closed".to_owned()) };
                 let Ok(payload) = msg.get_payload::<String>() else { continue };
-                deliver(store, &payload);
+                let store = weak.upgrade().ok_or("store dropped")?;
+                deliver(&store, &payload);
             }
             _ = check.tick() => {
+                let store = weak.upgrade().ok_or("store dropped")?;
                 if !store.is_up() {
                     return Err("redis marked down".to_owned());
                 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod fake;
 pub mod process;
 pub mod raw;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -59,7 +59,10 @@ pub(super) async fn refresh(
     let deadline = Instant::now() + span;
     let mut skip_grant = false;
     loop {
-        match store.refresh_claim(&ids.refresh, lease_ms, skip_grant).await {
+        match store
+            .refresh_claim(&ids.refresh, lease_ms, skip_grant)
+            .await
+        {
             None if store.policy(Kind::Refresh) == DownPolicy::Refuse => {
                 return Err(RefreshError::Unavailable {
                     retry_after: Some(store.retry_after_secs()),
@@ -73,7 +76,16 @@ pub(super) async fn refresh(
                 sealed,
                 expires_in_ms,
                 reuse_ms,
-            }) => match open(&store, &call, &ids, &sealed, old, scope.as_deref(), expires_in_ms, reuse_ms) {
+            }) => match open(
+                &store,
+                &call,
+                &ids,
+                &sealed,
+                old,
+                scope.as_deref(),
+                expires_in_ms,
+                reuse_ms,
+            ) {
                 Some(grant) => return Ok(Arc::new(grant)),
                 // Made for another old token or scope: this one needs its own call.
                 None => skip_grant = true,

@@ -17,20 +17,17 @@ const MIN_KEY_BYTES: usize = 32;
 const MAX_PREFIX_LEN: usize = 64;
 
 pub fn settings(raw: &RawRedis, ctx: &Context<'_>, p: &mut Problems) -> Option<RedisSettings> {
-    let address = raw.url.as_deref().and_then(|url| {
-        parse_url(url)
-            .map_err(|e| p.at("redis.url", e))
-            .ok()
-    });
+    let address = raw
+        .url
+        .as_deref()
+        .and_then(|url| parse_url(url).map_err(|e| p.at("redis.url", e)).ok());
     let tls = address.as_ref().is_some_and(|a| a.tls);
     let ca_pem = raw.ca_file.as_ref().and_then(|file| {
         if address.is_some() && !tls {
             p.at("redis.ca_file", "ca_file is only used with a rediss:// URL");
         }
         read_file(&resolve_path(ctx.base_dir, file))
-            .and_then(|pem| {
-                super::listeners::check_certificates(&pem).map(|()| pem)
-            })
+            .and_then(|pem| super::listeners::check_certificates(&pem).map(|()| pem))
             .map_err(|e| p.at("redis.ca_file", e))
             .ok()
     });
@@ -45,7 +42,10 @@ pub fn settings(raw: &RawRedis, ctx: &Context<'_>, p: &mut Problems) -> Option<R
     if let Some(user) = &raw.username
         && (user.is_empty() || !user.bytes().all(|b| b.is_ascii_graphic()))
     {
-        p.at("redis.username", "must be 1 or more printable ASCII characters");
+        p.at(
+            "redis.username",
+            "must be 1 or more printable ASCII characters",
+        );
     }
     let prefix_ok = !raw.key_prefix.is_empty()
         && raw.key_prefix.len() <= MAX_PREFIX_LEN
@@ -134,7 +134,11 @@ fn parse_url(s: &str) -> Result<Address, String> {
                  use rediss://"
             ));
         }
-        _ => return Err(format!("{s:?}: scheme must be rediss (or redis on loopback)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: scheme must be rediss (or redis on loopback)"
+            ));
+        }
     };
     let port = match authority.port() {
         None => 6379,
@@ -150,8 +154,16 @@ fn parse_url(s: &str) -> Result<Address, String> {
             .map(i64::from)
             .map_err(|_| format!("{s:?}: the path is the database number (e.g. /0)"))?,
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    Ok(Address { host, port, db, tls })
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok(Address {
+        host,
+        port,
+        db,
+        tls,
+    })
 }
 
 fn key_material(
