@@ -545,6 +545,28 @@ async fn with_redis_killed_requests_are_served_counted_and_sharing_resumes_when_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_state_over_rediss_with_a_ca_file() {
+    let certs = support::client::TestCerts::new(&["localhost"]);
+    let redis = RedisServer::start_tls(&certs).await;
+    let api = FakeUpstream::start().await;
+    let dir = secrets();
+    let section = redis_section(&redis, "").replace(
+        "key_prefix",
+        &format!("ca_file = {:?}\nkey_prefix", redis.ca_path()),
+    );
+    let extra = format!(
+        "{section}\n[[amo_issuers]]\napi_key = \"{ISSUER}\"\nsecret = {{ file = \"issuer.secret\" }}\n{}",
+        route("verify", "api", "auth = { policy = \"amo-jwt-verify\" }")
+    );
+    let gws = fleet(2, &config_with(&api.url(), &extra), dir.path()).await;
+    let jwt = caller_jwt("nonce-over-tls");
+    let headers = [("authorization", jwt.as_str())];
+    assert_eq!(client::send("GET", &gws[0].url("/verify/x"), &headers, "").await.status_u16(), 200);
+    let replay = client::send("GET", &gws[1].url("/verify/x"), &headers, "").await;
+    assert_eq!(replay.status_u16(), 401, "{}", replay.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_cache_set_to_local_keeps_verifying_while_redis_is_down() {
     let mut redis = RedisServer::start().await;
     let api = FakeUpstream::start().await;

@@ -5,8 +5,10 @@
 //!
 //! Never lets a request reach the upstream while its window is open, never grants two live
 //! probes for one scope, and never shortens a window. Time is always passed in (`now`), so the
-//! whole module is deterministic under a manual clock. State is in-process; [`Gate`] is the
-//! seam for a shared (Redis-mirrored) version later.
+//! whole module is deterministic under a manual clock. State is in-process; with `[redis]`
+//! ([`BackoffGate::shared`], see `shared`) windows are mirrored to and from the fleet, judged
+//! on this replica's monotonic clock against deadlines set on Redis's clock, and the probe
+//! and ramp are the fleet's ([`BackoffGate::admit`]).
 //!
 //! Which answer opens which window ([`classify`]):
 //!

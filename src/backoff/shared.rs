@@ -240,3 +240,111 @@ impl TableListener for BackoffGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::{Denial, RampPolicy};
+    use crate::config::{OnRedisDown, RedisSettings, Secret};
+    use http::StatusCode;
+
+    fn store() -> Arc<Store> {
+        Store::new(&RedisSettings {
+            host: "127.0.0.1".into(),
+            port: 1,
+            db: 0,
+            tls: false,
+            ca_pem: None,
+            username: None,
+            password: None,
+            key_prefix: "t:".into(),
+            connect_timeout: Duration::from_millis(50),
+            command_timeout: Duration::from_millis(50),
+            health_interval: Duration::from_secs(1),
+            hashing_key: Secret::new(vec![1; 32]),
+            encryption_key: Secret::new(vec![2; 32]),
+            on_down: OnRedisDown::default(),
+        })
+        .unwrap()
+    }
+
+    fn gate(store: &Arc<Store>) -> Arc<BackoffGate> {
+        let policy = BackoffPolicy {
+            ramp: Some(RampPolicy {
+                period: Duration::from_secs(4),
+                steps: 1,
+                start_percent: 50,
+                base_rate_per_sec: 4,
+            }),
+            ..BackoffPolicy::default()
+        };
+        BackoffGate::shared(policy, store.clone(), vec!["api".into(), "oauth".into()])
+    }
+
+    #[tokio::test]
+    async fn a_published_window_holds_here_with_the_deadline_set_on_redis_clock() {
+        let store = store();
+        let gate = gate(&store);
+        // Redis's clock is far from ours: only "2 s left" matters.
+        let redis_now = 1_000_000;
+        gate.apply(&format!("other u:oauth block {} 503 202", redis_now + 2_000), redis_now);
+        let any_time = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            gate.check(Scope::Upstream(1), any_time),
+            Admission::Deny(Denial {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                errno: 202,
+                retry_after_secs: 2,
+            })
+        );
+        assert_eq!(gate.check(Scope::Upstream(0), any_time), Admission::Allow);
+        // The probe's replica reopened it: ramping here too, then closed.
+        gate.apply(&format!("other u:oauth ramp {redis_now} 0 0"), redis_now);
+        let info = gate.upstream_window(1, any_time).unwrap();
+        assert_eq!(info.ramp_percent, Some(50));
+        gate.apply(&format!("other u:oauth close {redis_now} 0 0"), redis_now);
+        assert_eq!(gate.upstream_window(1, any_time), None);
+    }
+
+    #[tokio::test]
+    async fn scoped_windows_are_filed_under_the_same_keyed_hash_on_every_replica() {
+        let (a, b) = (store(), store());
+        let (gate_a, gate_b) = (gate(&a), gate(&b));
+        let scope = Scope::Identity {
+            upstream: 0,
+            identity: "uid:0123",
+        };
+        let field = gate_a.share.as_ref().unwrap().field(&scope).unwrap();
+        assert_eq!(Some(field.clone()), gate_b.share.as_ref().unwrap().field(&scope));
+        assert!(!field.contains("0123"), "{field}");
+        gate_b.apply(&format!("other {field} block 5000 429 114"), 0);
+        assert!(matches!(
+            gate_b.check(scope, SystemTime::UNIX_EPOCH),
+            Admission::Deny(Denial { errno: 114, .. })
+        ));
+        let other = Scope::Identity {
+            upstream: 0,
+            identity: "uid:4567",
+        };
+        assert_eq!(gate_b.check(other, SystemTime::UNIX_EPOCH), Admission::Allow);
+    }
+
+    #[tokio::test]
+    async fn garbage_entries_change_nothing() {
+        let store = store();
+        let gate = gate(&store);
+        for entry in [
+            "",
+            "x",
+            "x u:nope block 99999 503 201",
+            "x u:api block soon 503 201",
+            "x u:api block 99999 999999 201",
+            "x s:zz block 99999 503 201",
+            "x u:api explode 99999 503 201",
+        ] {
+            gate.apply(entry, 0);
+        }
+        assert_eq!(gate.check(Scope::Upstream(0), SystemTime::UNIX_EPOCH), Admission::Allow);
+        assert_eq!(gate.scoped_windows(), 0);
+    }
+}

@@ -12,6 +12,8 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// TLS only (`--port 0 --tls-port`), with `cert.pem`/`key.pem`/`ca.pem` in `dir`.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -23,6 +25,7 @@ impl RedisServer {
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().expect("temp dir"),
+                tls: false,
             };
             if server.spawn().await {
                 return server;
@@ -33,9 +36,35 @@ impl RedisServer {
         );
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// A server that speaks only TLS, with `certs`' leaf (issued for `localhost`).
+    pub async fn start_tls(certs: &super::client::TestCerts) -> RedisServer {
+        for _ in 0..20 {
+            let mut server = RedisServer {
+                port: free_port(),
+                child: None,
+                dir: tempfile::tempdir().expect("temp dir"),
+                tls: true,
+            };
+            certs.write_to(server.dir.path());
+            if server.spawn().await {
+                return server;
+            }
+        }
+        panic!("could not start redis-server with TLS on a free port");
+    }
+
+    /// `redis://127.0.0.1:PORT`, or `rediss://localhost:PORT` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("rediss://localhost:{}", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+    }
+
+    /// The CA file a TLS server's certificate chains to.
+    pub fn ca_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     pub fn port(&self) -> u16 {
@@ -109,8 +138,18 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new("redis-server");
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &file("cert.pem")])
+                .args(["--tls-key-file", &file("key.pem")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")])
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -130,7 +169,12 @@ impl RedisServer {
                 self.child = None;
                 return false;
             }
-            if let Ok(client) = redis::Client::open(self.url())
+            if self.tls {
+                // Ready once it accepts connections (the gateway under test speaks TLS to it).
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return true;
+                }
+            } else if let Ok(client) = redis::Client::open(self.url())
                 && let Ok(Ok(mut conn)) = tokio::time::timeout(
                     Duration::from_millis(200),
                     client.get_multiplexed_async_connection(),

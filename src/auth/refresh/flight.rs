@@ -53,10 +53,11 @@ pub(super) async fn refresh(
     scope: Option<String>,
     called: Arc<AtomicBool>,
 ) -> Result<Arc<Grant>, RefreshError> {
-    // The leader's lease covers its call; a waiter gives up after the same span.
-    let span = call.upstream.response_timeout() + Duration::from_secs(1);
-    let lease_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
-    let deadline = Instant::now() + span;
+    // A waiter waits at most as long as the token call may take; the leader's lease covers
+    // its call with a second to spare (then another replica may lead).
+    let call_timeout = call.upstream.response_timeout();
+    let lease_ms = millis(call_timeout + Duration::from_secs(1));
+    let deadline = Instant::now() + call_timeout;
     let mut skip_grant = false;
     loop {
         match store
