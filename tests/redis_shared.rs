@@ -561,7 +561,12 @@ async fn replicas_share_state_over_rediss_with_a_ca_file() {
     let gws = fleet(2, &config_with(&api.url(), &extra), dir.path()).await;
     let jwt = caller_jwt("nonce-over-tls");
     let headers = [("authorization", jwt.as_str())];
-    assert_eq!(client::send("GET", &gws[0].url("/verify/x"), &headers, "").await.status_u16(), 200);
+    assert_eq!(
+        client::send("GET", &gws[0].url("/verify/x"), &headers, "")
+            .await
+            .status_u16(),
+        200
+    );
     let replay = client::send("GET", &gws[1].url("/verify/x"), &headers, "").await;
     assert_eq!(replay.status_u16(), 401, "{}", replay.text());
 }

@@ -287,7 +287,10 @@ mod tests {
         let gate = gate(&store);
         // Redis's clock is far from ours: only "2 s left" matters.
         let redis_now = 1_000_000;
-        gate.apply(&format!("other u:oauth block {} 503 202", redis_now + 2_000), redis_now);
+        gate.apply(
+            &format!("other u:oauth block {} 503 202", redis_now + 2_000),
+            redis_now,
+        );
         let any_time = SystemTime::UNIX_EPOCH;
         assert_eq!(
             gate.check(Scope::Upstream(1), any_time),
@@ -315,7 +318,10 @@ mod tests {
             identity: "uid:0123",
         };
         let field = gate_a.share.as_ref().unwrap().field(&scope).unwrap();
-        assert_eq!(Some(field.clone()), gate_b.share.as_ref().unwrap().field(&scope));
+        assert_eq!(
+            Some(field.clone()),
+            gate_b.share.as_ref().unwrap().field(&scope)
+        );
         assert!(!field.contains("0123"), "{field}");
         gate_b.apply(&format!("other {field} block 5000 429 114"), 0);
         assert!(matches!(
@@ -326,7 +332,10 @@ mod tests {
             upstream: 0,
             identity: "uid:4567",
         };
-        assert_eq!(gate_b.check(other, SystemTime::UNIX_EPOCH), Admission::Allow);
+        assert_eq!(
+            gate_b.check(other, SystemTime::UNIX_EPOCH),
+            Admission::Allow
+        );
     }
 
     #[tokio::test]
@@ -344,7 +353,10 @@ mod tests {
         ] {
             gate.apply(entry, 0);
         }
-        assert_eq!(gate.check(Scope::Upstream(0), SystemTime::UNIX_EPOCH), Admission::Allow);
+        assert_eq!(
+            gate.check(Scope::Upstream(0), SystemTime::UNIX_EPOCH),
+            Admission::Allow
+        );
         assert_eq!(gate.scoped_windows(), 0);
     }
 }
