@@ -244,6 +244,18 @@ async fn heartbeat(state: &State) -> Response<Body> {
             (upstream.name.clone(), result)
         });
     }
+    // Redis down is degraded, not failed: every replica keeps serving on its own state.
+    let redis = snapshot.store.as_ref().map(|store| {
+        let (status, up) = match (store.is_up(), store.is_subscribed()) {
+            (true, true) => ("ok", true),
+            (true, false) => ("degraded", true),
+            (false, _) => ("degraded", false),
+        };
+        if status != "ok" {
+            warning = true;
+        }
+        json!({"status": status, "reachable": up, "subscribed": store.is_subscribed()})
+    });
     let mut healthy = !state.is_draining();
     while let Some(Ok((name, result))) = checks.join_next().await {
         let entry = match result {
@@ -265,10 +277,11 @@ async fn heartbeat(state: &State) -> Response<Body> {
         (true, true) => "warning",
         (true, false) => "ok",
     };
-    json(
-        status,
-        json!({"status": overall, "draining": state.is_draining(), "upstreams": detail}),
-    )
+    let mut body = json!({"status": overall, "draining": state.is_draining(), "upstreams": detail});
+    if let Some(redis) = redis {
+        body["redis"] = redis;
+    }
+    json(status, body)
 }
 
 async fn probe(upstream: &Upstream) -> Result<u16, &'static str> {

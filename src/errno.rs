@@ -76,6 +76,11 @@ pub enum GatewayError {
     },
     #[error("upstream-wide request cap reached")]
     UpstreamOverCap { retry_after: u64 },
+    #[error("shared state (Redis) unavailable and on_redis_down = \"refuse\" for {state}")]
+    SharedStateUnavailable {
+        state: &'static str,
+        retry_after: u64,
+    },
     #[error("bearer token refused ({0:?})")]
     InvalidToken(BearerChallenge),
     #[error("token lacks a scope the endpoint needs")]
@@ -312,6 +317,13 @@ impl GatewayError {
                 "upstream-over-cap",
                 Gateway,
             ),
+            SharedStateUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                201,
+                "Service unavailable",
+                "shared-state-unavailable",
+                Gateway,
+            ),
             InvalidToken(challenge) => (
                 StatusCode::UNAUTHORIZED,
                 110,
@@ -416,6 +428,7 @@ impl GatewayError {
             GatewayError::SecurityEventsBusy => Some(60),
             GatewayError::BackedOff { retry_after, .. }
             | GatewayError::UpstreamOverCap { retry_after }
+            | GatewayError::SharedStateUnavailable { retry_after, .. }
             | GatewayError::QuotaExceeded { retry_after, .. } => Some((*retry_after).max(1)),
             GatewayError::IntrospectionUnavailable { retry_after }
             | GatewayError::RefreshUnavailable { retry_after } => *retry_after,
@@ -678,6 +691,14 @@ mod tests {
                 114,
             ),
             (GatewayError::UpstreamOverCap { retry_after: 1 }, 503, 201),
+            (
+                GatewayError::SharedStateUnavailable {
+                    state: "amo_replay",
+                    retry_after: 1,
+                },
+                503,
+                201,
+            ),
             (
                 GatewayError::InvalidToken(BearerChallenge::InvalidToken),
                 401,

@@ -15,10 +15,13 @@ use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use crate::backoff::{
     self, Admission, BackoffGate, BackoffPolicy, Caller, Gate, RampPolicy, Scope, UpstreamAnswer,
 };
-use crate::config::{BackoffScope, Config, QuotaKey, RouteConfig};
+use crate::config::{BackoffScope, Config, DownPolicy, QuotaKey, RouteConfig};
 use crate::errno::GatewayError;
 use crate::headers::{BACKOFF, X_BACKOFF};
-use crate::ratelimit::{self, GlobalLimiter, KeyedLimiter, Limit, RateKey, SecretKeyHasher};
+use crate::ratelimit::{
+    self, Allowed, GlobalLimiter, KeyedLimiter, Limit, RateKey, RetryAfter, SecretKeyHasher,
+};
+use crate::shared::{Gcra, Kind, Store};
 
 /// Most keys a route quota tracks at once.
 const MAX_QUOTA_KEYS: usize = 100_000;
@@ -28,6 +31,10 @@ const POLICY_NAME: &str = "default";
 /// Gate and limiter state for one configuration.
 pub struct Gates {
     pub backoff: Arc<BackoffGate>,
+    /// With `[redis]`: quotas and caps are counted fleet-wide (the local limiters are the
+    /// fallback while Redis is down).
+    store: Option<Arc<Store>>,
+    upstream_names: Vec<String>,
     upstream_caps: Vec<Option<Arc<GlobalLimiter>>>,
     route_quotas: Vec<Option<RouteLimiter>>,
     hasher: Arc<SecretKeyHasher>,
@@ -35,6 +42,8 @@ pub struct Gates {
 }
 
 struct RouteLimiter {
+    /// The route's name: the fleet's counters are filed under it.
+    name: String,
     /// Shared with the next configuration's route of the same name and quota.
     limiter: Arc<KeyedLimiter>,
     key: QuotaKey,
@@ -97,6 +106,12 @@ impl QuotaHeaders {
 
 impl Gates {
     pub fn new(config: &Config) -> anyhow::Result<Gates> {
+        Self::with_store(config, None)
+    }
+
+    /// With `store`, back-off windows, quotas and upstream caps are shared by the fleet.
+    pub fn with_store(config: &Config, store: Option<Arc<Store>>) -> anyhow::Result<Gates> {
+        let policy = backoff_policy(config);
         let upstream_caps = config
             .upstreams
             .iter()
@@ -113,8 +128,15 @@ impl Gates {
             .iter()
             .map(|r| route_limiter(r, None))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+        let backoff = match &store {
+            Some(store) => BackoffGate::shared(policy, store.clone(), upstream_names.clone()),
+            None => Arc::new(BackoffGate::new(policy)),
+        };
         Ok(Gates {
-            backoff: Arc::new(BackoffGate::new(backoff_policy(config))),
+            backoff,
+            store,
+            upstream_names,
             upstream_caps,
             route_quotas,
             hasher: Arc::new(SecretKeyHasher::new()),
@@ -142,8 +164,13 @@ impl Gates {
         let unmoved = remap.iter().enumerate().all(|(i, to)| *to == Some(i));
         // The same gate when nothing moved: answers still arriving for requests that started
         // before the reload land in the gate that serves after it.
+        let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
         let backoff = if unmoved && *old.backoff.policy() == policy {
             old.backoff.clone()
+        } else if let Some(store) = &old.store {
+            // With `[redis]` the windows are the fleet's, filed by upstream name: the new gate
+            // takes them from there.
+            BackoffGate::shared(policy, store.clone(), upstream_names.clone())
         } else {
             Arc::new(old.backoff.carry_over(policy, &remap))
         };
@@ -179,6 +206,8 @@ impl Gates {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Gates {
             backoff,
+            store: old.store.clone(),
+            upstream_names,
             upstream_caps,
             route_quotas,
             // Header-keyed quota counters are keyed by this hasher's digests.
@@ -188,12 +217,19 @@ impl Gates {
     }
 
     /// Step 3: the whole upstream. Denied requests never reach authentication.
-    pub fn upstream_gate(
+    pub async fn upstream_gate(
         &self,
         upstream: usize,
         now: SystemTime,
     ) -> Result<Option<ProbeTicket<'_>>, GatewayError> {
-        let ticket = match self.backoff.check(Scope::Upstream(upstream), now) {
+        if let Some(store) = &self.store
+            && !store.is_up()
+            && store.policy(Kind::Backoff) == DownPolicy::Refuse
+        {
+            store.note_fallback(Kind::Backoff);
+            return Err(refused(store, Kind::Backoff));
+        }
+        let ticket = match self.backoff.admit(Scope::Upstream(upstream), now).await {
             Admission::Allow => None,
             Admission::Probe => Some(self.ticket(upstream, TicketScope::Upstream, now)),
             Admission::Deny(d) => return Err(backed_off(d)),
@@ -203,20 +239,28 @@ impl Gates {
 
     /// The upstream-wide cap, taken last: requests the gateway refuses itself (bad credentials,
     /// over quota) must not use up the cap everyone shares.
-    pub fn upstream_cap(&self, upstream: usize) -> Result<(), GatewayError> {
-        if let Some(Some(cap)) = self.upstream_caps.get(upstream)
-            && let Err(denied) = cap.check()
-        {
-            return Err(GatewayError::UpstreamOverCap {
+    pub async fn upstream_cap(&self, upstream: usize) -> Result<(), GatewayError> {
+        let Some(Some(cap)) = self.upstream_caps.get(upstream) else {
+            return Ok(());
+        };
+        let checked = match (&self.store, self.upstream_names.get(upstream)) {
+            (Some(store), Some(name)) => {
+                let key = store.key(&format!("cap:{name}"), "");
+                shared_check(store, &key, cap.limit(), || cap.check()).await?
+            }
+            _ => cap.check(),
+        };
+        match checked {
+            Ok(_) => Ok(()),
+            Err(denied) => Err(GatewayError::UpstreamOverCap {
                 retry_after: denied.secs(),
-            });
+            }),
         }
-        Ok(())
     }
 
     /// Step 5: the caller's own back-off window and quota, now that it is known.
     #[allow(clippy::too_many_arguments)]
-    pub fn caller_gates(
+    pub async fn caller_gates(
         &self,
         route: &RouteConfig,
         route_index: usize,
@@ -234,21 +278,25 @@ impl Gates {
                     upstream,
                     client_id,
                 };
-                tickets[0] = self.scoped_check(
-                    scope,
-                    TicketScope::Client(client_id.to_owned()),
-                    upstream,
-                    now,
-                )?;
+                tickets[0] = self
+                    .scoped_check(
+                        scope,
+                        TicketScope::Client(client_id.to_owned()),
+                        upstream,
+                        now,
+                    )
+                    .await?;
             }
             if let Some(identity) = identity {
                 let scope = Scope::Identity { upstream, identity };
-                tickets[1] = self.scoped_check(
-                    scope,
-                    TicketScope::Identity(identity.to_owned()),
-                    upstream,
-                    now,
-                )?;
+                tickets[1] = self
+                    .scoped_check(
+                        scope,
+                        TicketScope::Identity(identity.to_owned()),
+                        upstream,
+                        now,
+                    )
+                    .await?;
             }
         }
         let Some(Some(quota)) = self.route_quotas.get(route_index) else {
@@ -259,9 +307,35 @@ impl Gates {
             QuotaKey::Client => client_id.map(|c| RateKey::client(&format!("client:{c}"))),
             QuotaKey::Header(name) => headers.get(name).map(|v| self.hasher.key(v.as_bytes())),
             QuotaKey::Peer => None,
-        }
-        .unwrap_or_else(|| RateKey::peer(peer));
-        match quota.limiter.check(&key) {
+        };
+        let checked = match &self.store {
+            Some(store) => {
+                let material = match (&quota.key, &key) {
+                    (QuotaKey::Header(name), Some(_)) => headers.get(name).map(|v| v.as_bytes()),
+                    (_, Some(RateKey::Client(id))) => Some(id.as_bytes()),
+                    _ => None,
+                };
+                let peer_key;
+                let material = match material {
+                    Some(m) => m,
+                    None => {
+                        peer_key = format!("{:?}", RateKey::peer(peer));
+                        peer_key.as_bytes()
+                    }
+                };
+                let field = store.hash("quota", &[quota.name.as_bytes(), b"\0", material].concat());
+                let redis_key = store.key(&format!("q:{field}"), "");
+                let key = key.unwrap_or_else(|| RateKey::peer(peer));
+                shared_check(store, &redis_key, quota.limiter.limit(), || {
+                    quota.limiter.check(&key)
+                })
+                .await?
+            }
+            None => quota
+                .limiter
+                .check(&key.unwrap_or_else(|| RateKey::peer(peer))),
+        };
+        match checked {
             Ok(allowed) => {
                 let headers = quota.headers.then(|| {
                     let state = ratelimit::ratelimit_allowed(POLICY_NAME, &allowed);
@@ -363,14 +437,14 @@ impl Gates {
     }
 
     /// A client or identity window: denied, allowed, or this request is its probe.
-    fn scoped_check(
+    async fn scoped_check(
         &self,
         scope: Scope<'_>,
         owned: TicketScope,
         upstream: usize,
         now: SystemTime,
     ) -> Result<Option<ProbeTicket<'_>>, GatewayError> {
-        match self.backoff.check(scope, now) {
+        match self.backoff.admit(scope, now).await {
             Admission::Allow => Ok(None),
             Admission::Probe => Ok(Some(self.ticket(upstream, owned, now))),
             Admission::Deny(d) => Err(backed_off(d)),
@@ -420,6 +494,45 @@ fn same_quota(a: &RouteConfig, b: &RouteConfig) -> bool {
     }
 }
 
+/// One quota check in Redis (GCRA, one script call); while Redis is down, `local` decides
+/// (`on_redis_down.quotas = "local"`) or the request is refused.
+async fn shared_check(
+    store: &Store,
+    key: &str,
+    limit: &Limit,
+    local: impl FnOnce() -> Result<Allowed, RetryAfter>,
+) -> Result<Result<Allowed, RetryAfter>, GatewayError> {
+    let requests = limit.requests();
+    let interval_us = u64::try_from(limit.window().as_micros() / u128::from(requests))
+        .unwrap_or(u64::MAX)
+        .max(1);
+    match store.gcra(Kind::Quotas, key, interval_us, requests).await {
+        Some(Gcra::Allowed {
+            remaining,
+            reset_us,
+        }) => Ok(Ok(Allowed {
+            remaining,
+            reset: Duration::from_micros(reset_us),
+        })),
+        Some(Gcra::Denied { wait_us }) => Ok(Err(RetryAfter {
+            wait: Duration::from_micros(wait_us),
+            table_full: false,
+        })),
+        None if store.policy(Kind::Quotas) == DownPolicy::Refuse => {
+            Err(refused(store, Kind::Quotas))
+        }
+        None => Ok(local()),
+    }
+}
+
+/// The answer when Redis is down and the state's `on_redis_down` is `"refuse"`.
+fn refused(store: &Store, kind: Kind) -> GatewayError {
+    GatewayError::SharedStateUnavailable {
+        state: kind.label(),
+        retry_after: store.retry_after_secs(),
+    }
+}
+
 /// The route's quota, counting on `kept` when the previous configuration's counters still
 /// apply.
 fn route_limiter(
@@ -432,6 +545,7 @@ fn route_limiter(
     let limit = Limit::new(q.quota.requests, q.quota.window)?;
     let policy_header = HeaderValue::from_str(&ratelimit::policy_header(POLICY_NAME, &limit))?;
     Ok(Some(RouteLimiter {
+        name: route.name.clone(),
         limiter: kept.unwrap_or_else(|| Arc::new(KeyedLimiter::new(limit, MAX_QUOTA_KEYS))),
         key: q.key.clone(),
         headers: q.headers,

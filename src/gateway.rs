@@ -17,6 +17,8 @@ use crate::config::{Config, Limits, Sources};
 use crate::listener::{BoundListener, ConnectionSlots};
 use crate::pipeline::{ConfigVersion, Snapshot, State};
 use crate::reload::{self, ConfigFile, ListenerSet, ReloadHandle, Supervisor};
+use crate::metrics::Metrics;
+use crate::shared::Store;
 
 /// A gateway with its sockets bound (so tests can bind port 0 and read the address).
 pub struct Gateway {
@@ -76,8 +78,18 @@ impl Gateway {
     ) -> anyhow::Result<Gateway> {
         crate::install_crypto_provider();
         let version = ConfigVersion::now(file.as_ref().map(|f| f.sources.hash.as_str()));
-        let snapshot = Snapshot::new(config, &clock)?.with_version(version);
-        let state = Arc::new(State::new(snapshot, clock));
+        let store = config.redis.as_ref().map(Store::new).transpose()?;
+        let snapshot = Snapshot::with_store(config, &clock, store.clone())?.with_version(version);
+        let mut state = State::new(snapshot, clock);
+        if let Some(store) = &store {
+            let metrics = Metrics::with_redis();
+            if let Some(redis) = metrics.redis() {
+                store.attach_metrics(redis);
+            }
+            state.metrics = Arc::new(metrics);
+            store.start();
+        }
+        let state = Arc::new(state);
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             listeners.push(BoundListener::bind(l).await?);
@@ -155,6 +167,9 @@ impl Gateway {
         }
         watcher.abort();
         housekeeping.abort();
+        if let Some(store) = &self.state.snapshot.load().store {
+            store.stop();
+        }
         tracing::info!("shutting down: failing the load-balancer heartbeat and draining");
         self.state.draining.store(true, Ordering::SeqCst);
         supervisor.listeners().drain().await;

@@ -26,6 +26,7 @@ pub mod request_id;
 pub mod respond;
 pub mod rewrite;
 pub mod routing;
+pub mod shared;
 pub mod tls;
 pub mod upstream;
 

@@ -86,6 +86,29 @@ pub struct ConfigLabels {
     pub hash: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    pub state: &'static str,
+    pub outcome: &'static str,
+}
+
+/// The shared-state (`[redis]`) series; registered only when Redis is configured.
+#[derive(Clone, Default)]
+pub struct RedisMetrics {
+    /// 1 while Redis answers, 0 while this replica runs on its own state.
+    pub up: Gauge,
+    fallbacks: Family<FallbackLabels, Counter>,
+}
+
+impl RedisMetrics {
+    /// A decision made without Redis: on local state (`local`) or refused (`refused`).
+    pub fn fallback(&self, state: &'static str, outcome: &'static str) {
+        self.fallbacks
+            .get_or_create(&FallbackLabels { state, outcome })
+            .inc();
+    }
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// Handles into the request families (shared with them: the same series), per thread.
@@ -125,6 +148,7 @@ pub struct Metrics {
     refreshes: Family<OutcomeLabels, Counter>,
     replays: Family<OutcomeLabels, Counter>,
     config: ConfigSeries,
+    redis: Option<RedisMetrics>,
 }
 
 /// Which configuration is live, and how reloads went.
@@ -168,6 +192,30 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// Every series, plus the shared-state ones (a gateway with `[redis]`).
+    pub fn with_redis() -> Metrics {
+        let mut metrics = Metrics::new();
+        let redis = RedisMetrics::default();
+        metrics.registry.register(
+            "redis_up",
+            "1 while Redis answers; 0 while this replica decides on its own state",
+            redis.up.clone(),
+        );
+        metrics.registry.register(
+            "redis_fallbacks",
+            "Decisions made without Redis, by kind of state and outcome: local (on this \
+             replica's own state) or refused (on_redis_down = \"refuse\")",
+            redis.fallbacks.clone(),
+        );
+        metrics.redis = Some(redis);
+        metrics
+    }
+
+    /// The shared-state series, when registered.
+    pub fn redis(&self) -> Option<RedisMetrics> {
+        self.redis.clone()
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("fxa_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -268,6 +316,7 @@ impl Metrics {
             tasks,
             backoff_remaining,
             backoff_header,
+            redis: None,
         }
     }
 

@@ -24,6 +24,15 @@ const EXAMPLE_SECRETS: &[(&str, &str)] = &[
         "FXA_CLIENT_SECRET",
         "00000000000000000000000000000000000000000000000000000000000000ff",
     ),
+    ("REDIS_PASSWORD", "example-redis-password-not-real"),
+    (
+        "REDIS_HASHING_KEY",
+        "example-hashing-key-not-real-0123456789abcdef",
+    ),
+    (
+        "REDIS_ENCRYPTION_KEY",
+        "example-encryption-key-not-real-0123456789abcdef",
+    ),
 ];
 
 /// `fxa-gateway --check` with the example secrets set, except those named in `unset`.

@@ -327,7 +327,7 @@ impl Fetcher {
             return Err(self.unavailable(None, now));
         };
         let scope = Scope::Upstream(self.upstream_index);
-        let probe = match self.gate.check(scope, now) {
+        let probe = match self.gate.admit(scope, now).await {
             Admission::Allow => false,
             Admission::Probe => true,
             Admission::Deny(denial) => {

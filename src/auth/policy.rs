@@ -10,7 +10,10 @@ use std::time::SystemTime;
 
 use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-use super::amo_jwt::{AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig, MAX_LIFETIME};
+use super::amo_jwt::{
+    AmoCredential, AmoVerifier, AmoVerifierConfig, IssuerConfig, JwtRejection, MAX_LIFETIME,
+    ReplayCache,
+};
 use std::sync::Arc;
 
 use super::bearer::UID_HEADER;
@@ -27,6 +30,7 @@ use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, BearerPolicy, Config, IpNet};
 use crate::errno::GatewayError;
+use crate::shared::Store;
 use crate::upstream::Upstream;
 
 /// Caller header naming an `[[amo_credentials]]` entry to sign with.
@@ -81,7 +85,19 @@ impl AuthRuntime {
         gate: &Arc<BackoffGate>,
         clock: &SharedClock,
     ) -> anyhow::Result<AuthRuntime> {
-        Self::carry_over(config, upstreams, gate, clock, None)
+        Self::carry_over(config, upstreams, gate, clock, None, None)
+    }
+
+    /// With `store`, refreshes are single-flight across the fleet and AMO `jti`s are
+    /// remembered fleet-wide.
+    pub fn with_store(
+        config: &Config,
+        upstreams: &[Arc<Upstream>],
+        gate: &Arc<BackoffGate>,
+        clock: &SharedClock,
+        store: Option<Arc<Store>>,
+    ) -> anyhow::Result<AuthRuntime> {
+        Self::carry_over(config, upstreams, gate, clock, None, store)
     }
 
     /// [`AuthRuntime::new`] after a reload: keeps what still means the same thing in the
@@ -90,13 +106,15 @@ impl AuthRuntime {
     /// recorded while `[security_events]` remembers as many as long; the delivered SET `jti`s
     /// while the ledger's size is equal; refresh grants while the OAuth server, client id,
     /// token endpoint, cache size and grace are equal; the AMO replay cache while its size is
-    /// equal. The JWK set is fetched again and locally verified JWTs are verified again.
+    /// equal. The JWK set is fetched again and locally verified JWTs are verified again. With
+    /// `store` (`[redis]`, which a reload cannot change), the fleet's state is in Redis anyway.
     pub fn carry_over(
         config: &Config,
         upstreams: &[Arc<Upstream>],
         gate: &Arc<BackoffGate>,
         clock: &SharedClock,
         previous: Option<(&Config, &AuthRuntime)>,
+        store: Option<Arc<Store>>,
     ) -> anyhow::Result<AuthRuntime> {
         let same_server = |old: &Config, old_index: usize, index: usize| match (
             old.upstreams.get(old_index),
@@ -197,9 +215,13 @@ impl AuthRuntime {
                 same.then_some(runtime.refresher.as_ref()?)
             });
             let (gate, clock, introspector) = (gate.clone(), clock.clone(), introspector.clone());
-            Some(match kept {
+            let refresher = match kept {
                 Some(old) => Refresher::carry_over(old, r, upstream, gate, clock, introspector),
                 None => Refresher::new(r, upstream, gate, clock, introspector),
+            };
+            Some(match &store {
+                Some(store) => refresher.with_store(store.clone()),
+                None => refresher,
             })
         });
         let credentials = config
@@ -243,9 +265,14 @@ impl AuthRuntime {
                 let same = old.amo_verify.replay_cache_size == config.amo_verify.replay_cache_size;
                 same.then_some(runtime.verifier.as_ref()?.replay_cache().clone())
             });
-            let verifier = match kept {
-                Some(replays) => AmoVerifier::with_replay_cache(settings, replays),
-                None => AmoVerifier::new(settings),
+            let verifier = match (kept, &store) {
+                (Some(replays), _) => AmoVerifier::with_replay_cache(settings, replays),
+                (None, Some(store)) => {
+                    let replays =
+                        ReplayCache::new(settings.replay_capacity.max(1)).with_store(store.clone());
+                    AmoVerifier::with_replay_cache(settings, replays)
+                }
+                (None, None) => AmoVerifier::new(settings),
             };
             Some(verifier.map_err(|e| anyhow::anyhow!("amo issuers: {e}"))?)
         };
@@ -321,10 +348,15 @@ impl AuthRuntime {
                     .verifier
                     .as_ref()
                     .ok_or(GatewayError::Misconfigured("no AMO issuers".into()))?;
-                let verified = verifier
-                    .verify_headers(headers, now)
-                    .await
-                    .map_err(GatewayError::AmoJwtRejected)?;
+                let verified = verifier.verify_headers(headers, now).await.map_err(
+                    |rejection| match rejection {
+                        JwtRejection::ReplayUnverifiable => GatewayError::SharedStateUnavailable {
+                            state: "amo_replay",
+                            retry_after: verifier.replay_cache().retry_after_secs(),
+                        },
+                        other => GatewayError::AmoJwtRejected(other),
+                    },
+                )?;
                 let allowed = issuers
                     .iter()
                     .any(|&i| self.issuer_keys.get(i).is_some_and(|k| k == verified.key()));

@@ -15,9 +15,11 @@
 //! - A rejected refresh token (re-authentication) drops every cached entry of the old access
 //!   token, the refresh token and the access token last minted from it.
 //! - The OAuth server's back-off windows are checked before every call and told every answer.
+//! - With `[redis]`, the single flight and the grace period are the fleet's (see `flight`).
 
 mod answer;
 mod call;
+mod flight;
 
 #[cfg(test)]
 mod tests;
@@ -41,6 +43,7 @@ use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
 use crate::config::RefreshSettings;
 use crate::errno::GatewayError;
+use crate::shared::Store;
 use crate::upstream::Upstream;
 
 /// The caller's refresh token. Never forwarded (hygiene strips every `X-FxA-*` header), never
@@ -200,6 +203,7 @@ pub struct Refresher {
     call: Arc<TokenCall>,
     skew: Duration,
     max_replay_body: u64,
+    store: Option<Arc<Store>>,
 }
 
 impl Ttl for Grant {
@@ -254,6 +258,7 @@ impl Refresher {
             }),
             skew: settings.skew,
             max_replay_body: settings.max_replay_body,
+            store: None,
         }
     }
 
@@ -275,6 +280,12 @@ impl Refresher {
             lineage: old.lineage.clone(),
             ..fresh
         }
+    }
+
+    /// Refreshes once per refresh token across the fleet, through `store`.
+    pub fn with_store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Refresh proactively when the token expires within this.
@@ -313,20 +324,44 @@ impl Refresher {
             .chain(known_sub.clone())
             .collect();
         let called = Arc::new(AtomicBool::new(false));
+        let fleet = self.store.as_ref().map(|store| {
+            let ids = flight::FleetIds {
+                refresh: store.hash("refresh-token", refresh_token.as_bytes()),
+                old: store.hash("access-token", old.token.as_bytes()),
+            };
+            (store.clone(), ids)
+        });
         let init = {
             let call = Arc::clone(&self.call);
             let refresh_token = refresh_token.to_owned();
             let scope = scope.map(str::to_owned);
             let called = Arc::clone(&called);
             async move {
-                called.store(true, Ordering::Relaxed);
                 let span = tracing::debug_span!("refresh", upstream = %call.upstream.name);
-                tokio::spawn(
-                    call.exchange(refresh_token, old_key, scope, users)
-                        .instrument(span),
-                )
-                .await
-                .unwrap_or(Err(RefreshError::Unavailable { retry_after: None }))
+                let work = async move {
+                    match fleet {
+                        Some((store, ids)) => {
+                            flight::refresh(
+                                store,
+                                call,
+                                refresh_token,
+                                old_key,
+                                ids,
+                                scope,
+                                users,
+                                called,
+                            )
+                                .await
+                        }
+                        None => {
+                            called.store(true, Ordering::Relaxed);
+                            call.exchange(refresh_token, old_key, scope, users).await
+                        }
+                    }
+                };
+                tokio::spawn(work.instrument(span))
+                    .await
+                    .unwrap_or(Err(RefreshError::Unavailable { retry_after: None }))
             }
         };
         let result = self

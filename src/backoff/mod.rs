@@ -5,8 +5,10 @@
 //!
 //! Never lets a request reach the upstream while its window is open, never grants two live
 //! probes for one scope, and never shortens a window. Time is always passed in (`now`), so the
-//! whole module is deterministic under a manual clock. State is in-process; [`Gate`] is the
-//! seam for a shared (Redis-mirrored) version later.
+//! whole module is deterministic under a manual clock. State is in-process; with `[redis]`
+//! ([`BackoffGate::shared`], see `shared`) windows are mirrored to and from the fleet, judged
+//! on this replica's monotonic clock against deadlines set on Redis's clock, and the probe
+//! and ramp are the fleet's ([`BackoffGate::admit`]).
 //!
 //! Which answer opens which window ([`classify`]):
 //!
@@ -24,6 +26,7 @@
 
 mod retry_after;
 mod scoped;
+mod shared;
 mod window;
 
 #[cfg(test)]
@@ -172,6 +175,15 @@ pub struct BackoffGate {
     /// Indexed by upstream; grown on the first window of an upstream, never evicted.
     upstreams: ArcSwap<Vec<Arc<UpstreamSlot>>>,
     scoped: ScopedWindows,
+    /// With `[redis]`: windows are mirrored to and from the fleet (see `shared`).
+    share: Option<shared::Share>,
+}
+
+/// Where a scope's state lives: an upstream slot, or a key of the scoped map.
+#[derive(Clone, Copy)]
+enum Target {
+    Upstream(usize),
+    Scoped(scoped::Key),
 }
 
 #[derive(Default)]
@@ -283,6 +295,7 @@ impl BackoffGate {
             scoped: ScopedWindows::new(policy.max_scoped_windows),
             policy,
             upstreams: ArcSwap::from_pointee(Vec::new()),
+            share: None,
         }
     }
 
@@ -321,19 +334,26 @@ impl BackoffGate {
             scoped: self.scoped.carry_over(policy.max_scoped_windows, remap),
             policy,
             upstreams: ArcSwap::from_pointee(slots),
+            // Only for an in-process gate: with `[redis]` a reload builds a new shared gate.
+            share: None,
         }
     }
 
     /// Opens (or extends) the window `spec` describes. `record` calls this; a route override
     /// may call it directly with its own scope.
     pub fn open(&self, spec: &WindowSpec<'_>, now: SystemTime) {
+        let now = self.now(now);
         let until = now
             .checked_add(spec.length)
             .or_else(|| now.checked_add(self.policy.max_window))
             .unwrap_or(now);
-        self.update(&spec.scope, now, |state| {
+        let target = self.target(&spec.scope);
+        self.update(target, now, |state| {
             window::block(state, until, spec.status, spec.errno)
         });
+        if let Some(share) = &self.share {
+            share.opened(&spec.scope, spec);
+        }
     }
 
     /// Per-client and per-identity windows held now (for a gauge).
@@ -343,7 +363,24 @@ impl BackoffGate {
 
     /// Drops ended per-client and per-identity windows; run it periodically.
     pub fn sweep(&self, now: SystemTime) {
-        self.scoped.sweep(now);
+        self.scoped.sweep(self.now(now));
+    }
+
+    /// The time windows are judged by: the caller's clock in-process; with `[redis]`, this
+    /// replica's monotonic clock, onto which deadlines set on Redis's clock are mapped.
+    fn now(&self, now: SystemTime) -> SystemTime {
+        match &self.share {
+            None => now,
+            Some(share) => share.now(),
+        }
+    }
+
+    fn target(&self, scope: &Scope<'_>) -> Target {
+        match (scope, &self.share) {
+            (Scope::Upstream(index), _) => Target::Upstream(*index),
+            (_, Some(share)) => Target::Scoped(share.scoped_key(scope)),
+            (_, None) => Target::Scoped(self.scoped.key(scope)),
+        }
     }
 
     fn ramp_for(&self, scope: &Scope<'_>) -> Option<&RampPolicy> {
@@ -362,45 +399,65 @@ impl BackoffGate {
         f: impl FnOnce(&mut Option<Window>) -> R,
     ) -> Option<R> {
         match scope {
-            Scope::Upstream(index) => {
+            Scope::Upstream(index) => self.existing_at(Target::Upstream(*index), now, f),
+            _ if self.scoped.len() == 0 => None,
+            _ => self.existing_at(self.target(scope), now, f),
+        }
+    }
+
+    fn existing_at<R>(
+        &self,
+        target: Target,
+        now: SystemTime,
+        f: impl FnOnce(&mut Option<Window>) -> R,
+    ) -> Option<R> {
+        match target {
+            Target::Upstream(index) => {
                 let slots = self.upstreams.load();
-                let slot = slots.get(*index)?;
+                let slot = slots.get(index)?;
                 if !slot.active.load(Ordering::Acquire) {
                     return None;
                 }
                 Some(slot.with(f))
             }
             _ if self.scoped.len() == 0 => None,
-            _ => Some(self.scoped.with(scope, now, f)),
+            Target::Scoped(key) => Some(self.scoped.with(key, now, f)),
         }
     }
 
     /// Like `existing`, creating the slot when needed.
-    fn update(&self, scope: &Scope<'_>, now: SystemTime, f: impl FnOnce(&mut Option<Window>)) {
-        match scope {
-            Scope::Upstream(index) => {
-                if *index >= MAX_UPSTREAMS {
+    fn update<R: Default>(
+        &self,
+        target: Target,
+        now: SystemTime,
+        f: impl FnOnce(&mut Option<Window>) -> R,
+    ) -> R {
+        match target {
+            Target::Upstream(index) => {
+                if index >= MAX_UPSTREAMS {
                     tracing::warn!(upstream = index, "back-off window for unknown upstream");
-                    return;
+                    return R::default();
                 }
-                if self.upstreams.load().len() <= *index {
+                if self.upstreams.load().len() <= index {
                     self.upstreams.rcu(|slots| {
                         let mut slots = Vec::clone(slots);
                         slots.resize_with(slots.len().max(index + 1), Arc::default);
                         slots
                     });
                 }
-                if let Some(slot) = self.upstreams.load().get(*index) {
-                    slot.with(f);
+                match self.upstreams.load().get(index) {
+                    Some(slot) => slot.with(f),
+                    None => R::default(),
                 }
             }
-            _ => self.scoped.with(scope, now, f),
+            Target::Scoped(key) => self.scoped.with(key, now, f),
         }
     }
 }
 
 impl Gate for BackoffGate {
     fn check(&self, scope: Scope<'_>, now: SystemTime) -> Admission {
+        let now = self.now(now);
         let ramp = self.ramp_for(&scope);
         self.existing(&scope, now, |state| {
             window::admit(state, now, &self.policy, ramp)
@@ -409,10 +466,19 @@ impl Gate for BackoffGate {
     }
 
     fn release_probe(&self, scope: Scope<'_>, now: SystemTime) {
-        self.existing(&scope, now, window::release_probe);
+        let now = self.now(now);
+        let held = self.existing(&scope, now, |state| {
+            let held = window::probe_held(state, now);
+            window::release_probe(state);
+            held
+        });
+        if let (Some(share), Some(true)) = (&self.share, held) {
+            share.released(&scope);
+        }
     }
 
     fn record(&self, caller: &Caller<'_>, answer: &UpstreamAnswer, now: SystemTime) {
+        let now = self.now(now);
         let spec = classify(answer, caller, &self.policy);
         if let Some(spec) = &spec {
             self.open(spec, now);
@@ -420,12 +486,20 @@ impl Gate for BackoffGate {
         for scope in caller.scopes() {
             if spec.is_none_or(|spec| spec.scope != scope) {
                 let ramp = self.ramp_for(&scope);
-                self.existing(&scope, now, |state| window::succeed(state, now, ramp));
+                let reopened = self.existing(&scope, now, |state| {
+                    let was_blocked = matches!(state, Some(window::Window::Blocked { .. }));
+                    window::succeed(state, now, ramp);
+                    was_blocked && !matches!(state, Some(window::Window::Blocked { .. }))
+                });
+                if let (Some(share), Some(true)) = (&self.share, reopened) {
+                    share.reopened(&scope, ramp.is_some());
+                }
             }
         }
     }
 
     fn upstream_window(&self, upstream: usize, now: SystemTime) -> Option<WindowInfo> {
+        let now = self.now(now);
         let ramp = self.ramp_for(&Scope::Upstream(upstream));
         self.existing(&Scope::Upstream(upstream), now, |state| {
             state.as_ref().and_then(|w| window::info(w, now, ramp))

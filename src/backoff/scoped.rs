@@ -18,7 +18,13 @@ const SHARDS: usize = 16;
 
 /// The upstream's index (kept apart so a reload can move a window to the upstream's new
 /// index) and the digest of the scope's kind and id.
-type Key = (usize, u64);
+/// The upstream's index (`SHARED` for the fleet's windows, which are filed by upstream name)
+/// and a digest of the scope.
+pub(super) type Key = (usize, u64);
+
+/// The index part of the keys of windows shared through `[redis]`: a reload does not remap
+/// them (their digest covers the upstream's name).
+pub(super) const SHARED: usize = usize::MAX;
 
 pub(super) struct ScopedWindows {
     shards: Box<[Mutex<HashMap<Key, Window>>]>,
@@ -45,14 +51,13 @@ impl ScopedWindows {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on the scope's state (`None` when it has no window) and stores the result.
+    /// Runs `f` on the state under `key` (`None` when it has no window) and stores the result.
     pub(super) fn with<R>(
         &self,
-        scope: &Scope<'_>,
+        key: Key,
         now: SystemTime,
         f: impl FnOnce(&mut Option<Window>) -> R,
     ) -> R {
-        let key = self.key(scope);
         let mut shard = self.shards[(key.1 % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -108,7 +113,9 @@ impl ScopedWindows {
         self.live.fetch_sub(before - shard.len(), Ordering::Relaxed);
     }
 
-    fn key(&self, scope: &Scope<'_>) -> Key {
+    /// This process's key for a scope (with `[redis]`, keys come from the shared hashing key
+    /// instead, so every replica files a window under the same key).
+    pub(super) fn key(&self, scope: &Scope<'_>) -> Key {
         match scope {
             Scope::Upstream(upstream) => (*upstream, self.hasher.hash_one(0u8)),
             Scope::Client {

@@ -130,6 +130,58 @@ pub(super) fn release_probe(state: &mut Option<Window>) {
     }
 }
 
+/// Whether a probe lease is live: the probe's request is still out.
+pub(super) fn probe_held(state: &Option<Window>, now: SystemTime) -> bool {
+    matches!(state, Some(Window::Blocked { until, probe_until: Some(lease), .. })
+        if now >= *until && now < *lease)
+}
+
+/// Another replica holds the fleet's probe until `until`: no probe here before then. The
+/// answer for this request is the half-open denial (`Retry-After: 1`).
+pub(super) fn lease_elsewhere(state: &mut Option<Window>, until: SystemTime) -> Option<Denial> {
+    match state {
+        Some(Window::Blocked {
+            status,
+            errno,
+            probe_until,
+            ..
+        }) => {
+            *probe_until = Some(until);
+            match deny(*status, *errno, Duration::ZERO) {
+                Admission::Deny(d) => Some(d),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The ramp's current second (since the probe succeeded) and the rate admitted in it.
+pub(super) fn ramp_slot(
+    state: &Option<Window>,
+    now: SystemTime,
+    ramp: Option<&RampPolicy>,
+) -> Option<(u64, u32)> {
+    let Some(Window::Ramp { start, .. }) = state else {
+        return None;
+    };
+    let elapsed = now.duration_since(*start).unwrap_or(Duration::ZERO);
+    Some((elapsed.as_secs(), ramp?.rate_at(elapsed)?))
+}
+
+/// Starts (or restarts) the ramp at `start` (a window reopened by another replica's probe).
+pub(super) fn start_ramp(state: &mut Option<Window>, start: SystemTime, now: SystemTime) {
+    let second = now
+        .duration_since(start)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    *state = Some(Window::Ramp {
+        start,
+        second,
+        admitted: 0,
+    });
+}
+
 /// Whether dropping this state changes nothing worth keeping (bounded maps evict these first).
 pub(super) fn is_idle(state: &Window, now: SystemTime) -> bool {
     match state {

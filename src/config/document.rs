@@ -7,7 +7,7 @@ use toml::de::{DeTable, DeValue};
 use super::Problems;
 use super::raw::{
     RawAdmin, RawAmoCredential, RawAmoIssuer, RawAmoVerify, RawBackoff, RawBearer, RawLimits,
-    RawListener, RawRefresh, RawReload, RawResolver, RawRoute, RawServer, RawUpstream,
+    RawListener, RawRedis, RawRefresh, RawReload, RawResolver, RawRoute, RawServer, RawUpstream,
 };
 use super::raw_jwt::{RawJwt, RawSecurityEvents};
 use super::read::{self, FromTable, Table};
@@ -33,6 +33,7 @@ pub struct RawDocument {
     pub reload: RawReload,
     pub jwt: RawJwt,
     pub security_events: Option<RawSecurityEvents>,
+    pub redis: Option<RawRedis>,
 }
 
 impl FromTable for RawDocument {
@@ -55,6 +56,7 @@ impl FromTable for RawDocument {
             reload: t.section("reload"),
             jwt: t.section("jwt"),
             security_events: t.table("security_events"),
+            redis: t.table("redis"),
         }
     }
 }

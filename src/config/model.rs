@@ -40,6 +40,8 @@ pub struct Config {
     pub jwt: super::JwtConfig,
     /// FxA security events; required when any route uses auth policy `security-events`.
     pub security_events: Option<super::SecurityEventsConfig>,
+    /// State shared by every replica through Redis; `None`: all state is in-process.
+    pub redis: Option<RedisSettings>,
 }
 
 /// `[reload]`: the file watcher.
@@ -49,6 +51,57 @@ pub struct ReloadSettings {
     pub watch: bool,
     /// How often the watched files are looked at.
     pub watch_interval: Duration,
+}
+
+/// `[redis]`: where the fleet's shared state lives and what to do without it.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    /// `rediss://`.
+    pub tls: bool,
+    /// PEM CA bundle for TLS; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub health_interval: Duration,
+    /// HMAC-SHA256 key for every key name derived from a token, id or jti (same on every replica).
+    pub hashing_key: Secret,
+    /// Key material for the AEAD that protects access tokens stored in Redis.
+    pub encryption_key: Secret,
+    pub on_down: OnRedisDown,
+}
+
+/// Per kind of shared state: what a replica does while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnRedisDown {
+    pub backoff: DownPolicy,
+    pub quotas: DownPolicy,
+    pub refresh: DownPolicy,
+    pub amo_replay: DownPolicy,
+}
+
+/// `"local"`: fall back to this replica's own state. `"refuse"`: answer 503 rather than decide
+/// without the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownPolicy {
+    Local,
+    Refuse,
+}
+
+impl Default for OnRedisDown {
+    fn default() -> Self {
+        OnRedisDown {
+            backoff: DownPolicy::Local,
+            quotas: DownPolicy::Local,
+            refresh: DownPolicy::Local,
+            amo_replay: DownPolicy::Refuse,
+        }
+    }
 }
 
 /// `[refresh]`: the OAuth client credentials and the rules of transparent refresh.

@@ -532,6 +532,64 @@ impl FromTable for RawAmoVerify {
     }
 }
 
+/// `[redis]`: state shared by every replica (issue 17). Absent: everything stays in-process.
+#[derive(Debug)]
+pub struct RawRedis {
+    /// `redis://host[:port][/db]` (loopback only) or `rediss://host[:port][/db]`.
+    pub url: Option<String>,
+    /// An ACL user name (not a secret); the password comes from `password`.
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+    /// PEM CA bundle for `rediss://` (default: the system's roots).
+    pub ca_file: Option<String>,
+    pub key_prefix: String,
+    pub connect_timeout: DurationValue,
+    pub command_timeout: DurationValue,
+    /// How often a replica that lost Redis tries again (and pings while it has it).
+    pub health_interval: DurationValue,
+    pub hashing_key: Option<SecretRef>,
+    pub encryption_key: Option<SecretRef>,
+    pub on_redis_down: RawOnRedisDown,
+}
+
+impl FromTable for RawRedis {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawRedis {
+            url: t.required("url"),
+            username: t.get("username"),
+            password: t.get("password"),
+            ca_file: t.get("ca_file"),
+            key_prefix: t.or("key_prefix", "fxa-gateway:".to_owned()),
+            connect_timeout: t.or("connect_timeout", DurationValue(Duration::from_millis(500))),
+            command_timeout: t.or("command_timeout", DurationValue(Duration::from_millis(100))),
+            health_interval: t.or("health_interval", secs(1)),
+            hashing_key: t.required("hashing_key"),
+            encryption_key: t.required("encryption_key"),
+            on_redis_down: t.section("on_redis_down"),
+        }
+    }
+}
+
+/// `[redis.on_redis_down]`: per kind of shared state, `"local"` or `"refuse"`.
+#[derive(Debug)]
+pub struct RawOnRedisDown {
+    pub backoff: String,
+    pub quotas: String,
+    pub refresh: String,
+    pub amo_replay: String,
+}
+
+impl FromTable for RawOnRedisDown {
+    fn from_table(t: &mut Table<'_, '_>) -> Self {
+        RawOnRedisDown {
+            backoff: t.or("backoff", "local".to_owned()),
+            quotas: t.or("quotas", "local".to_owned()),
+            refresh: t.or("refresh", "local".to_owned()),
+            amo_replay: t.or("amo_replay", "refuse".to_owned()),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RawLimits {
     pub max_header_bytes: SizeValue,

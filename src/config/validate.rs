@@ -9,6 +9,7 @@ mod backoff;
 mod bearer;
 mod jwt;
 mod listeners;
+mod redis;
 mod refresh;
 mod routes;
 mod upstreams;
@@ -113,6 +114,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         jwt.oauth_upstream,
         p,
     );
+    let redis = raw.redis.as_ref().and_then(|r| redis::settings(r, ctx, p));
     let trusted_proxies: Vec<IpNet> = raw
         .trusted_proxies
         .iter()
@@ -145,6 +147,7 @@ pub fn validate(raw: RawDocument, ctx: &Context<'_>, p: &mut Problems) -> Option
         reload,
         jwt,
         security_events,
+        redis,
     })
 }
 

@@ -70,8 +70,16 @@ impl Snapshot {
             &gates.backoff,
             clock,
             Some((old, &previous.auth)),
+            previous.store.clone(),
         )?;
-        Ok(Snapshot::assemble(config, upstreams, gates, auth, version))
+        Ok(Snapshot::assemble(
+            config,
+            upstreams,
+            gates,
+            auth,
+            previous.store.clone(),
+            version,
+        ))
     }
 
     pub fn with_version(mut self, version: ConfigVersion) -> Snapshot {

@@ -32,6 +32,7 @@ use crate::metrics::{Metrics, Name};
 use crate::request_id::{self, IdGenerator};
 use crate::respond::{self, MatchView, Outcome};
 use crate::routing::{RouteMatch, Router};
+use crate::shared::Store;
 use crate::upstream::{CallError, Resolver, Upstream};
 
 mod carry;
@@ -55,6 +56,8 @@ pub struct Snapshot {
     pub access_log: bool,
     pub auth: AuthRuntime,
     pub gates: Gates,
+    /// The fleet's shared state (`[redis]`), if configured.
+    pub store: Option<Arc<Store>>,
     /// Metric label values: route names by config index, upstream names, and "-" (no route).
     pub route_names: Vec<Name>,
     pub upstream_names: Vec<Name>,
@@ -67,19 +70,30 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(config: &Config, clock: &SharedClock) -> anyhow::Result<Snapshot> {
+        Self::with_store(config, clock, None)
+    }
+
+    /// A snapshot whose gates, refresh and AMO replay cache share state through `store`.
+    pub fn with_store(
+        config: &Config,
+        clock: &SharedClock,
+        store: Option<Arc<Store>>,
+    ) -> anyhow::Result<Snapshot> {
         let resolver = Resolver::from_settings(&config.resolver);
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| Upstream::with_resolver(u, resolver.clone()).map(Arc::new))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let gates = Gates::new(config)?;
-        let auth = AuthRuntime::new(config, &upstreams, &gates.backoff, clock)?;
+        let gates = Gates::with_store(config, store.clone())?;
+        let auth =
+            AuthRuntime::with_store(config, &upstreams, &gates.backoff, clock, store.clone())?;
         Ok(Self::assemble(
             config,
             upstreams,
             gates,
             auth,
+            store,
             ConfigVersion::now(None),
         ))
     }
@@ -89,6 +103,7 @@ impl Snapshot {
         upstreams: Vec<Arc<Upstream>>,
         gates: Gates,
         auth: AuthRuntime,
+        store: Option<Arc<Store>>,
         version: ConfigVersion,
     ) -> Snapshot {
         Snapshot {
@@ -99,6 +114,7 @@ impl Snapshot {
             access_log: config.server.log.access_log,
             auth,
             gates,
+            store,
             route_names: config
                 .routes
                 .iter()
@@ -339,7 +355,7 @@ async fn proxy(
     let now = state.clock.now();
     // Upstream back-off gate before authentication: an upstream in a window gets no traffic,
     // and authenticating a request that cannot be sent would be wasted work.
-    let upstream_ticket = snapshot.gates.upstream_gate(route.upstream, now)?;
+    let upstream_ticket = snapshot.gates.upstream_gate(route.upstream, now).await?;
 
     // The caller's refresh token is read (or refused) before authentication, which may
     // already need it: an expired token is refreshed before anything is forwarded.
@@ -376,17 +392,20 @@ async fn proxy(
 
     // Per-identity gates once the caller is known: a 429 from FxA is about one account, and
     // quotas count per caller.
-    let ([client_ticket, identity_ticket], quota_headers) = snapshot.gates.caller_gates(
-        route,
-        matched.route.index,
-        identity.as_deref(),
-        client_id.as_deref(),
-        conn.peer.ip(),
-        req.headers(),
-        now,
-    )?;
+    let ([client_ticket, identity_ticket], quota_headers) = snapshot
+        .gates
+        .caller_gates(
+            route,
+            matched.route.index,
+            identity.as_deref(),
+            client_id.as_deref(),
+            conn.peer.ip(),
+            req.headers(),
+            now,
+        )
+        .await?;
     // The cap all callers share comes last, so refused requests never use it up.
-    snapshot.gates.upstream_cap(route.upstream)?;
+    snapshot.gates.upstream_cap(route.upstream).await?;
 
     let upstream_uri = {
         let rest = if route.strip_prefix {

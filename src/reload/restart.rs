@@ -46,6 +46,20 @@ const RESTART_ONLY: &[RestartOnly] = &[
         why: "the connection slots all listeners share are made once",
         value: |c| c.limits.max_connections_per_peer.to_string(),
     },
+    RestartOnly {
+        key: "redis",
+        why: "the shared-state store (its connection, keys and tasks) is made once",
+        // No secret goes into the message: a changed password or key alone is not seen here,
+        // and takes effect at the next restart as well.
+        value: |c| {
+            c.redis.as_ref().map_or("none".into(), |r| {
+                format!(
+                    "{}:{} db {} tls {} prefix {:?}",
+                    r.host, r.port, r.db, r.tls, r.key_prefix
+                )
+            })
+        },
+    },
 ];
 
 /// The keys names of every restart-only key, in the order they are checked.

@@ -11,6 +11,7 @@ pub mod probe;
 pub mod process;
 pub mod raw;
 pub mod reloading;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::Path;

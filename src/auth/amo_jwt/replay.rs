@@ -1,10 +1,16 @@
 //! The `jti` replay cache: remembers each (issuer, jti) until the token's `exp` plus leeway, after
 //! which the token itself is refused as expired, so forgetting it is safe.
 //!
+//! With `[redis]`, the fleet's record is in Redis (one `SET NX PX` per token, the key an HMAC
+//! of (issuer, jti) under the shared hashing key, kept until `until` on Redis's clock); this
+//! process's cache is the fallback while Redis is down when `on_redis_down.amo_replay` is
+//! `"local"` (by default it is `"refuse"`: a replica alone could accept a replay).
+//!
 //! Per process, bounded. Keys are SHA-256 digests of (issuer, jti), so every entry costs the
 //! same whatever the `jti` length. moka's own clock (real time) only evicts; whether an entry
 //! still counts is decided against the caller's `now`, so tests can move time.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::digest;
@@ -12,6 +18,8 @@ use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 
 use super::unix_seconds_signed;
+use crate::config::DownPolicy;
+use crate::shared::{Kind, Store};
 
 /// Default bound on remembered `jti`s: 100 000 entries (about 10 MB), enough for 320 verified
 /// requests per second sustained over the longest token life (300 s + 2 × leeway).
@@ -21,6 +29,7 @@ pub const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
 #[derive(Clone)]
 pub struct ReplayCache {
     seen: Cache<[u8; 32], Remembered>,
+    store: Option<Arc<Store>>,
 }
 
 /// Until when an entry counts, in Unix seconds, and how long moka keeps it.
@@ -65,18 +74,43 @@ impl ReplayCache {
                 .eviction_policy(EvictionPolicy::lru())
                 .expire_after(UntilExpiry)
                 .build(),
+            store: None,
         }
     }
 
-    /// Records `(issuer, jti)` as used until `until` (Unix seconds). Returns `false` if it was
-    /// already recorded and still counts at `now`: a replay. Atomic for concurrent callers.
+    /// Remembers `jti`s fleet-wide through `store`.
+    pub fn with_store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// `Retry-After` for a refusal while the fleet's record is unreachable.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.store.as_ref().map_or(1, |s| s.retry_after_secs())
+    }
+
+    /// Records `(issuer, jti)` as used until `until` (Unix seconds). Returns `Some(false)` if it
+    /// was already recorded and still counts: a replay; `None` when the fleet's record cannot
+    /// be asked and the policy is to refuse. Atomic for concurrent callers (and replicas).
     pub(super) async fn first_use(
         &self,
         issuer: &str,
         jti: &[u8],
         until: i64,
         now: SystemTime,
-    ) -> bool {
+    ) -> Option<bool> {
+        if let Some(store) = &self.store {
+            let id = store.hash("amo-jti", &replay_key(issuer, jti));
+            match store.first_use(&id, until).await {
+                Some(first) => return Some(first),
+                None if store.policy(Kind::AmoReplay) == DownPolicy::Refuse => return None,
+                None => {}
+            }
+        }
+        Some(self.first_use_here(issuer, jti, until, now).await)
+    }
+
+    async fn first_use_here(&self, issuer: &str, jti: &[u8], until: i64, now: SystemTime) -> bool {
         let now = unix_seconds_signed(now);
         let remembered = Remembered {
             until,

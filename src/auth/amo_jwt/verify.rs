@@ -93,6 +93,9 @@ pub enum JwtRejection {
     MissingJti,
     InvalidJti,
     Replayed,
+    /// The fleet's replay cache (Redis) cannot be asked and `on_redis_down.amo_replay` is
+    /// `"refuse"`: answered 503, not 401 (the token may be fine).
+    ReplayUnverifiable,
 }
 
 /// JOSE header fields we look at; duplicates of these make serde fail (no parser differential).
@@ -218,8 +221,10 @@ impl AmoVerifier {
                     now,
                 )
                 .await;
-            if !first {
-                return Err(JwtRejection::Replayed);
+            match first {
+                Some(true) => {}
+                Some(false) => return Err(JwtRejection::Replayed),
+                None => return Err(JwtRejection::ReplayUnverifiable),
             }
         }
         Ok(VerifiedIssuer {
@@ -410,6 +415,7 @@ impl JwtRejection {
             MissingJti => "JWT jti (JWT ID) claim is missing",
             InvalidJti => "JWT jti (JWT ID) is empty or too long",
             Replayed => "JWT jti was already used",
+            ReplayUnverifiable => "JWT jti cannot be checked for replay right now",
         }
     }
 
@@ -438,6 +444,7 @@ impl JwtRejection {
             MissingJti => "jwt-jti-missing",
             InvalidJti => "jwt-jti-invalid",
             Replayed => "jwt-replayed",
+            ReplayUnverifiable => "jwt-replay-unverifiable",
         }
     }
 }

@@ -52,7 +52,7 @@ impl TokenCall {
         ];
         let mut probes = Vec::new();
         for scope in scopes {
-            match self.gate.check(scope, now) {
+            match self.gate.admit(scope, now).await {
                 Admission::Allow => {}
                 Admission::Probe => probes.push(scope),
                 Admission::Deny(denial) => {
