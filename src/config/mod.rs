@@ -203,6 +203,8 @@ mod tests;
 #[cfg(test)]
 mod tests_amo;
 #[cfg(test)]
+mod tests_jwt;
+#[cfg(test)]
 mod tests_refresh;
 #[cfg(test)]
 mod tests_rules;
