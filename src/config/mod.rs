@@ -222,6 +222,8 @@ mod tests;
 #[cfg(test)]
 mod tests_amo;
 #[cfg(test)]
+mod tests_jwt;
+#[cfg(test)]
 mod tests_redis;
 #[cfg(test)]
 mod tests_refresh;
