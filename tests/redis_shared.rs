@@ -55,8 +55,8 @@ fn redis_section(redis: &RedisServer, on_down: &str) -> String {
 [redis]
 url = "{url}"
 key_prefix = "fleet:"
-connect_timeout = "200ms"
-command_timeout = "200ms"
+connect_timeout = "1s"
+command_timeout = "1s"
 health_interval = "200ms"
 hashing_key = {{ file = "hash.key" }}
 encryption_key = {{ file = "enc.key" }}
@@ -305,7 +305,7 @@ fn refresh_config(redis: &RedisServer, api: &FakeUpstream, oauth: &FakeUpstream)
 name = "oauth"
 url = "{oauth}"
 connect_timeout = "1s"
-response_timeout = "2s"
+response_timeout = "5s"
 
 [bearer]
 oauth_upstream = "oauth"
@@ -550,10 +550,14 @@ async fn replicas_share_state_over_rediss_with_a_ca_file() {
     let redis = RedisServer::start_tls(&certs).await;
     let api = FakeUpstream::start().await;
     let dir = secrets();
-    let section = redis_section(&redis, "").replace(
-        "key_prefix",
-        &format!("ca_file = {:?}\nkey_prefix", redis.ca_path()),
-    );
+    // TLS handshakes on a loaded test machine get more time than the plain tests.
+    let section = redis_section(&redis, "")
+        .replace(
+            "key_prefix",
+            &format!("ca_file = {:?}\nkey_prefix", redis.ca_path()),
+        )
+        .replace("connect_timeout = \"1s\"", "connect_timeout = \"3s\"")
+        .replace("command_timeout = \"1s\"", "command_timeout = \"2s\"");
     let extra = format!(
         "{section}\n[[amo_issuers]]\napi_key = \"{ISSUER}\"\nsecret = {{ file = \"issuer.secret\" }}\n{}",
         route("verify", "api", "auth = { policy = \"amo-jwt-verify\" }")

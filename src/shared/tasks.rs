@@ -6,7 +6,6 @@
 
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
@@ -54,13 +53,10 @@ pub(super) async fn subscribe(store: Weak<Store>) {
 async fn subscribed(weak: &Weak<Store>) -> Result<(), String> {
     let store = weak.upgrade().ok_or("store dropped")?;
     let connect = store.client.get_async_pubsub();
-    let mut pubsub = tokio::time::timeout(
-        store.health_interval.max(Duration::from_millis(200)),
-        connect,
-    )
-    .await
-    .map_err(|_| "connect timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
+    let mut pubsub = tokio::time::timeout(store.connect_timeout + store.command_timeout, connect)
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
     pubsub
         .subscribe(store.channel())
         .await
