@@ -32,7 +32,8 @@
 #   TOKENS [100000] distinct tokens for the memory part (0: skip it)
 #   TARGET_RATIO [0.90]  TARGET_MB [64]   MEM_MAX [300] s at most for loading the tokens
 #   MEM_PRELOAD   a malloc library (e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2) LD_PRELOADed
-#                 into the memory part's gateway, to see how much of the growth is the allocator
+#                 into the memory part's gateway: it only replaces C's malloc (aws-lc's), not the
+#                 gateway's Rust allocations (mimalloc, its global allocator)
 #   NJS_MODULE [/usr/lib/nginx/modules/ngx_http_js_module.so] (Debian: libnginx-mod-http-js,
 #                 installed with apt-get if missing)
 #   MIN_BUSY [95] MAX_FOREIGN [5] QUIET_MAX [10] QUIET_WAIT [120] RETRIES [RUNS]
@@ -472,7 +473,7 @@ if ((TOKENS > 0)); then
         ALLOCATOR="LD_PRELOAD=$MEM_PRELOAD"
     else
         start_server "$TMP/gateway-mem.out" "$GW" --config "$TMP/gateway-mem.toml"
-        ALLOCATOR="the binary's own (glibc malloc unless it sets a global allocator)"
+        ALLOCATOR="the binary's own (mimalloc, the gateway's global allocator)"
     fi
     GWM_PID=$LAST_PID
     wait_port "$GWMEM_PORT" "$GWM_PID" "fxa-gateway (memory)"

@@ -814,12 +814,13 @@ if phase latency; then
                 wait_quiet
                 base=$TMP/raw/lat-r$r-$load-$k
                 mkdir -p "$TMP/raw"
-                client "$base.warmup.json" "$OHA" -z "${WARMUP}s" -c "$CONNS" -q "$rate" --latency-correction \
-                    --no-tui --output-format json "${C_URL[$k]}" || log "  warm-up of ${C_LABEL[$k]} exited $?"
+                client "$base.warmup.log" "$OHA" -z "${WARMUP}s" -c "$CONNS" -q "$rate" --latency-correction \
+                    --no-tui --output-format json -o "$base.warmup.json" "${C_URL[$k]}" ||
+                    log "  warm-up of ${C_LABEL[$k]} exited $?"
                 s0=$(cpu_ticks "$SERVER_CPU"); p0=$(proc_ticks "${C_PID[$k]}"); u0=$(proc_ticks "$UPSTREAM_WORKER")
                 rc=0
-                client "$base.json" "$OHA" -z "${LAT_DURATION}s" -c "$CONNS" -q "$rate" --latency-correction \
-                    --no-tui --output-format json "${C_URL[$k]}" || rc=$?
+                client "$base.log" "$OHA" -z "${LAT_DURATION}s" -c "$CONNS" -q "$rate" --latency-correction \
+                    --no-tui --output-format json -o "$base.json" "${C_URL[$k]}" || rc=$?
                 s1=$(cpu_ticks "$SERVER_CPU"); p1=$(proc_ticks "${C_PID[$k]}"); u1=$(proc_ticks "$UPSTREAM_WORKER")
                 read -r rps p50 p99 p999 ok bad errs < <(oha_parse "$base.json")
                 ours=$(((p1 - p0) + (u1 - u0)))
@@ -1137,7 +1138,8 @@ versions() {
             if (c > 0) printf "; Caddy %.1f MB", c / 1024
             printf "\n" }'
     }
-    show_peak "under load (small requests: $(for p in throughput latency handshake; do phase $p && printf '%s ' $p; done))" "$PEAK_SMALL"
+    peak_phases=$(for p in throughput latency handshake; do if phase $p; then printf '%s ' $p; fi; done)
+    [[ -z $peak_phases ]] || show_peak "under load (small requests: ${peak_phases% })" "$PEAK_SMALL"
     if phase latency; then
         echo
         echo "== latency at a fixed rate: oha -c $CONNS -q RATE --latency-correction (coordinated omission corrected),"
