@@ -43,8 +43,8 @@ const TASK_BUDGET: usize = 12 * 1024;
 #[tokio::test]
 async fn connection_task_state_stays_within_budget() {
     crate::install_crypto_provider();
-    let config = crate::config::parse_str(CONFIG, Path::new("sizes.toml"), Path::new("."))
-        .expect("config");
+    let config =
+        crate::config::parse_str(CONFIG, Path::new("sizes.toml"), Path::new(".")).expect("config");
     let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
     let state = Arc::new(State::new(
         Snapshot::new(&config, &clock).expect("snapshot"),

@@ -43,7 +43,8 @@ fn cached_token_stays_within_budget() {
     .map(malloc_size)
     .sum();
     // Arc<TokenInfo>: two counters, then the value.
-    let info_alloc = malloc_size(2 * std::mem::size_of::<usize>() + std::mem::size_of::<TokenInfo>());
+    let info_alloc =
+        malloc_size(2 * std::mem::size_of::<usize>() + std::mem::size_of::<TokenInfo>());
     let key = std::mem::size_of::<CacheKey>();
     let value = std::mem::size_of::<Cached>();
     let own = key + value + info_alloc + strings;
@@ -53,7 +54,10 @@ fn cached_token_stays_within_budget() {
         ("Cached (moka's value)", value),
         ("TokenInfo", std::mem::size_of::<TokenInfo>()),
         ("Arc<TokenInfo> allocation (malloc)", info_alloc),
-        ("its strings: sub, client_id, scope, token_type (malloc)", strings),
+        (
+            "its strings: sub, client_id, scope, token_type (malloc)",
+            strings,
+        ),
         ("the gateway's own bytes per cached token", own),
     ] {
         println!("{name:<58} {bytes:>5} bytes");
