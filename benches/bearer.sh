@@ -23,14 +23,14 @@
 # send TOKENS requests each with a different token (wrk + compare/bearer-tokens.lua), read them
 # again. Every token is introspected once at the fake FxA OAuth server (an nginx server block
 # with njs, compare/bearer-oauth.js.in: "active" for any token but those that start with "dead"
-# (inactive) or "0bad" (no profile scope); its access log counts the calls). Target: < 64 MB extra.
+# (inactive) or "0bad" (no profile scope); its access log counts the calls). Target: < 40 MB extra.
 #
 # Environment knobs (defaults in brackets), as in compare.sh:
 #   DURATION [10] s per measured run   WARMUP [2] s warm-up per case and round
 #   ROUNDS [3]   RUNS [2] per case and round   CONNS [50]
 #   QUICK=1      DURATION=3 ROUNDS=1 RUNS=1 WARMUP=1 QUIET_WAIT=10 unless set explicitly
 #   TOKENS [100000] distinct tokens for the memory part (0: skip it)
-#   TARGET_RATIO [0.90]  TARGET_MB [64]   MEM_MAX [300] s at most for loading the tokens
+#   TARGET_RATIO [0.90]  TARGET_MB [40] (issue 19)   MEM_MAX [300] s at most for loading the tokens
 #   MEM_PRELOAD   a malloc library (e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2) LD_PRELOADed
 #                 into the memory part's gateway: it only replaces C's malloc (aws-lc's), not the
 #                 gateway's Rust allocations (mimalloc, its global allocator)
@@ -61,7 +61,7 @@ RUNS=${RUNS:-2}
 CONNS=${CONNS:-50}
 TOKENS=${TOKENS:-100000}
 TARGET_RATIO=${TARGET_RATIO:-0.90}
-TARGET_MB=${TARGET_MB:-64}
+TARGET_MB=${TARGET_MB:-40}
 MEM_MAX=${MEM_MAX:-300}
 MEM_PRELOAD=${MEM_PRELOAD:-}
 MIN_BUSY=${MIN_BUSY:-95}
