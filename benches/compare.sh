@@ -221,7 +221,7 @@ if phase latency; then
     [[ -n $OHA || ! -x $HOME/.cargo/bin/oha ]] || OHA=$HOME/.cargo/bin/oha
     if [[ -z $OHA ]]; then
         command -v cargo >/dev/null || die "the latency phase needs oha: install Rust (cargo) or leave 'latency' out of PHASES"
-        log "installing oha $OHA_VERSION (cargo install oha --version $OHA_VERSION --locked; a few minutes, once)"
+        log "installing oha $OHA_VERSION (cargo install oha --version $OHA_VERSION --locked: once, 10-20 min of compiling)"
         cargo install oha --version "$OHA_VERSION" --locked --quiet || die "cargo install oha failed"
         OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
     fi
