@@ -14,21 +14,31 @@
 #   (j) fxa-gateway, the same bearer route with an FxA JWT access token verified locally
 #       (RS256 key made with openssl at start, published by the fake OAuth server's /v1/jwks),
 #       warm: the header differs, the route is the same          /authed/v1/item
-# (p), (t) and (j) are the same gateway process. Target: (t) >= 0.90 x (p).
+#   (r) nginx auth_request + proxy_cache on the introspection subrequest, njs checking
+#       "active": true and the profile scope (compare/bearer-nginx-auth.conf.in), warm cache
+#                                                              /authed/v1/item
+# (p), (t) and (j) are the same gateway process. Targets: (t) >= 0.90 x (p), >= 1.0 x (n),
+# >= 1.5 x (r). Before measuring, both bearer setups must refuse a request without a token, an
+# inactive token (401) and one without the scope (403), accept the good one, and answer its
+# second request from their cache.
 #
 # Part 2, memory: a fresh gateway (same config); warm it up with one token, read VmRSS/VmHWM,
 # send TOKENS requests each with a different token (wrk + compare/bearer-tokens.lua), read them
 # again. Every token is introspected once at the fake FxA OAuth server (an nginx server block
-# that answers "active" for any token; its access log counts the calls). Target: < 64 MB extra.
+# with njs, compare/bearer-oauth.js.in: "active" for any token but those that start with "dead"
+# (inactive) or "0bad" (no profile scope); its access log counts the calls). Target: < 40 MB extra.
 #
 # Environment knobs (defaults in brackets), as in compare.sh:
 #   DURATION [10] s per measured run   WARMUP [2] s warm-up per case and round
 #   ROUNDS [3]   RUNS [2] per case and round   CONNS [50]
 #   QUICK=1      DURATION=3 ROUNDS=1 RUNS=1 WARMUP=1 QUIET_WAIT=10 unless set explicitly
 #   TOKENS [100000] distinct tokens for the memory part (0: skip it)
-#   TARGET_RATIO [0.90]  TARGET_MB [64]   MEM_MAX [300] s at most for loading the tokens
+#   TARGET_RATIO [0.90]  TARGET_MB [40] (issue 19)   MEM_MAX [300] s at most for loading the tokens
 #   MEM_PRELOAD   a malloc library (e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2) LD_PRELOADed
-#                 into the memory part's gateway, to see how much of the growth is the allocator
+#                 into the memory part's gateway: it only replaces C's malloc (aws-lc's), not the
+#                 gateway's Rust allocations (mimalloc, its global allocator)
+#   NJS_MODULE [/usr/lib/nginx/modules/ngx_http_js_module.so] (Debian: libnginx-mod-http-js,
+#                 installed with apt-get if missing)
 #   MIN_BUSY [95] MAX_FOREIGN [5] QUIET_MAX [10] QUIET_WAIT [120] RETRIES [RUNS]
 #   SERVER_CPU [0]  CLIENT_CPU [1]   BASE_PORT [18500] (uses BASE_PORT .. BASE_PORT+13)
 #   NGINX_HEADERS [1]  NICE [-10 as root, else 0]  GATEWAY_BIN  KEEP_TMP=1
@@ -54,7 +64,7 @@ RUNS=${RUNS:-2}
 CONNS=${CONNS:-50}
 TOKENS=${TOKENS:-100000}
 TARGET_RATIO=${TARGET_RATIO:-0.90}
-TARGET_MB=${TARGET_MB:-64}
+TARGET_MB=${TARGET_MB:-40}
 MEM_MAX=${MEM_MAX:-300}
 MEM_PRELOAD=${MEM_PRELOAD:-}
 MIN_BUSY=${MIN_BUSY:-95}
@@ -67,6 +77,7 @@ BASE_PORT=${BASE_PORT:-18500}
 NGINX_HEADERS=${NGINX_HEADERS:-1}
 if [[ $EUID -eq 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 OUT_DIR=${OUT_DIR:-$ROOT/target/bench-bearer}
+NJS_MODULE=${NJS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
 KEEP_TMP=${KEEP_TMP:-0}
 
 [[ $NICE =~ ^-?[0-9]+$ ]] || { echo "bearer.sh: NICE must be an integer (got '$NICE')" >&2; exit 2; }
@@ -83,15 +94,18 @@ UPSTREAM_PORT=$BASE_PORT
 NGINX_PLAIN_PORT=$((BASE_PORT + 1))
 NGINX_TLS_PORT=$((BASE_PORT + 2)) # in nginx-proxy.conf.in; not measured here
 OAUTH_PORT=$((BASE_PORT + 3))
+AUTH_PORT=$((BASE_PORT + 4))
 STATUS_PORT=$((BASE_PORT + 9))
 GW_PORT=$((BASE_PORT + 11))
 GWMEM_PORT=$((BASE_PORT + 13))
-ALL_PORTS=("$UPSTREAM_PORT" "$NGINX_PLAIN_PORT" "$NGINX_TLS_PORT" "$OAUTH_PORT" "$STATUS_PORT" "$GW_PORT" "$GWMEM_PORT")
+ALL_PORTS=("$UPSTREAM_PORT" "$NGINX_PLAIN_PORT" "$NGINX_TLS_PORT" "$OAUTH_PORT" "$AUTH_PORT" "$STATUS_PORT" "$GW_PORT" "$GWMEM_PORT")
 PLAIN_PATH=/api/v1/item
 AUTHED_PATH=/authed/v1/item
 BODY='{"uid":"4c352927cd4f4a4aa03d7d1893d950b8","email":"bench@example.com","locale":"en-US","verified":true}'
 # FxA's introspection answer: exp/iat in milliseconds (exp: 2100-01-01).
 INTROSPECT='{"active":true,"scope":"profile","sub":"0123456789abcdef0123456789abcdef","client_id":"abcdef0123456789","token_type":"access_token","exp":4102444800000,"iat":1700000000000}'
+# What the fake answers for tokens that start with "0bad": active, but without the profile scope.
+INTROSPECT_WRONG_SCOPE='{"active":true,"scope":"email","sub":"0123456789abcdef0123456789abcdef","client_id":"abcdef0123456789","token_type":"access_token","exp":4102444800000,"iat":1700000000000}'
 KEEPALIVE=$((CONNS * 2))
 ((KEEPALIVE >= 256)) || KEEPALIVE=256
 # Above TOKENS, so that the memory part measures TOKENS entries, not eviction.
@@ -115,6 +129,8 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v openssl >/dev/null || need+=(openssl)
+# nginx's JavaScript module: the fake OAuth server and the auth_request case (r) run njs.
+[[ -e $NJS_MODULE ]] || need+=(libnginx-mod-http-js)
 if ((${#need[@]})); then
     log "installing ${need[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
@@ -123,6 +139,8 @@ if ((${#need[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || die "nginx not found after install"
+[[ -e $NJS_MODULE ]] || die "nginx's JavaScript module not found at $NJS_MODULE (Debian: libnginx-mod-http-js; set NJS_MODULE)"
+NJS_VERSION=$(dpkg-query -W -f='${Version}' libnginx-mod-http-js 2>/dev/null || echo "?")
 
 ncpu=$(nproc --all)
 ((SERVER_CPU < ncpu && CLIENT_CPU < ncpu && SERVER_CPU != CLIENT_CPU)) ||
@@ -198,27 +216,33 @@ if [[ $NGINX_HEADERS == 1 ]]; then
 else
     PROXY_HEADERS='            # NGINX_HEADERS=0: bare proxy_pass'
 fi
-mkdir -p "$TMP/upstream-tmp" "$TMP/proxy-tmp" "$TMP/oauth-tmp"
+mkdir -p "$TMP/upstream-tmp" "$TMP/proxy-tmp" "$TMP/oauth-tmp" "$TMP/auth-tmp" "$TMP/auth-cache"
 WORKER_CONNS=$((CONNS * 4))
 ((WORKER_CONNS >= 4096)) || WORKER_CONNS=4096
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [[ $NOFILE == unlimited ]] && NOFILE=65536
 fill "$HERE/upstream.conf.in" "$TMP/upstream.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
-    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "UPSTREAM_PORT=$UPSTREAM_PORT" "STATUS_PORT=$STATUS_PORT" "BODY=$BODY"
+    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "UPSTREAM_PORT=$UPSTREAM_PORT" "STATUS_PORT=$STATUS_PORT" "BODY=$BODY" \
+    "BULK_FILE=$TMP/bulk.bin"
 fill "$HERE/nginx-proxy.conf.in" "$TMP/nginx-proxy.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
     "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" \
     "UPSTREAM_PORT=$UPSTREAM_PORT" "NGINX_PLAIN_PORT=$NGINX_PLAIN_PORT" \
     "NGINX_TLS_PORT=$NGINX_TLS_PORT" "KEEPALIVE=$KEEPALIVE" "PROXY_HEADERS=$PROXY_HEADERS"
-fill "$HERE/bearer-oauth.conf.in" "$TMP/oauth.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
-    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "OAUTH_PORT=$OAUTH_PORT" "INTROSPECT=$INTROSPECT" \
-    "JWKS=$JWKS"
+fill "$HERE/bearer-oauth.conf.in" "$TMP/oauth.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" "NJS_MODULE=$NJS_MODULE" \
+    "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "OAUTH_PORT=$OAUTH_PORT" "JWKS=$JWKS"
+fill "$HERE/bearer-oauth.js.in" "$TMP/bearer-oauth.js" "INTROSPECT=$INTROSPECT" \
+    "INTROSPECT_WRONG_SCOPE=$INTROSPECT_WRONG_SCOPE"
+cp "$HERE/bearer-auth.js" "$TMP/bearer-auth.js"
+fill "$HERE/bearer-nginx-auth.conf.in" "$TMP/nginx-auth.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
+    "NJS_MODULE=$NJS_MODULE" "NOFILE=$NOFILE" "WORKER_CONNS=$WORKER_CONNS" "UPSTREAM_PORT=$UPSTREAM_PORT" \
+    "OAUTH_PORT=$OAUTH_PORT" "AUTH_PORT=$AUTH_PORT" "KEEPALIVE=$KEEPALIVE" "PROXY_HEADERS=$PROXY_HEADERS"
 fill "$HERE/bearer-gateway.toml.in" "$TMP/gateway.toml" "PLAIN_PORT=$GW_PORT" \
     "UPSTREAM_PORT=$UPSTREAM_PORT" "OAUTH_PORT=$OAUTH_PORT" "KEEPALIVE=$KEEPALIVE" "CACHE_SIZE=$CACHE_SIZE"
 fill "$HERE/bearer-gateway.toml.in" "$TMP/gateway-mem.toml" "PLAIN_PORT=$GWMEM_PORT" \
     "UPSTREAM_PORT=$UPSTREAM_PORT" "OAUTH_PORT=$OAUTH_PORT" "KEEPALIVE=$KEEPALIVE" "CACHE_SIZE=$CACHE_SIZE"
 
-for c in upstream nginx-proxy oauth; do
+for c in upstream nginx-proxy oauth nginx-auth; do
     "$NGINX" -t -q -p "$TMP" -e "$TMP/nginx-t.log" -c "$TMP/$c.conf" 2>"$TMP/nginx-t.err" ||
         die "$c nginx config: $(cat "$TMP/nginx-t.err")"
 done
@@ -243,12 +267,15 @@ start_server "$TMP/oauth.out" "$NGINX" -p "$TMP" -e "$TMP/oauth-error.log" -c "$
 OAUTH_PID=$LAST_PID
 start_server "$TMP/gateway.out" "$GW" --config "$TMP/gateway.toml"
 GW_PID=$LAST_PID
+start_server "$TMP/auth.out" "$NGINX" -p "$TMP" -e "$TMP/auth-error.log" -c "$TMP/nginx-auth.conf"
+AUTH_PID=$LAST_PID
 
 wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID" "upstream nginx"
 wait_port "$STATUS_PORT" "$UPSTREAM_PID" "upstream nginx"
 wait_port "$NGINX_PLAIN_PORT" "$NGINX_PID" "proxy nginx"
 wait_port "$OAUTH_PORT" "$OAUTH_PID" "oauth nginx"
 wait_port "$GW_PORT" "$GW_PID" "fxa-gateway"
+wait_port "$AUTH_PORT" "$AUTH_PID" "nginx auth_request"
 
 worker_of() { # nginx master pid -> its (single) worker pid
     local w
@@ -262,19 +289,24 @@ worker_of() { # nginx master pid -> its (single) worker pid
 UPSTREAM_WORKER=$(worker_of "$UPSTREAM_PID")
 NGINX_WORKER=$(worker_of "$NGINX_PID")
 OAUTH_WORKER=$(worker_of "$OAUTH_PID")
+AUTH_WORKER=$(worker_of "$AUTH_PID")
 
 OAUTH_LOG=$TMP/oauth-access.log
 introspections() { # calls the fake OAuth server has answered so far
     if [[ -f $OAUTH_LOG ]]; then wc -l <"$OAUTH_LOG" | tr -d ' '; else echo 0; fi
 }
-# A fixed token for the throughput part: 64 hex digits, different every run.
+# A fixed token for the throughput part: 64 hex digits, different every run; it starts with
+# "a", so never with the fake's "dead" (inactive) or "0bad" (no profile scope).
 hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
-TOKEN=$(hex 32)
+TOKEN=a$(hex 32 | cut -c2-)
 AUTH_HEADER="Authorization: Bearer $TOKEN"
+INACTIVE_TOKEN=dead$(hex 30)
+WRONG_SCOPE_TOKEN=0bad$(hex 30)
 
 URL_NGINX=http://127.0.0.1:$NGINX_PLAIN_PORT$PLAIN_PATH
 URL_PLAIN=http://127.0.0.1:$GW_PORT$PLAIN_PATH
 URL_AUTHED=http://127.0.0.1:$GW_PORT$AUTHED_PATH
+URL_NGINX_AUTH=http://127.0.0.1:$AUTH_PORT$AUTHED_PATH
 
 check_url() { # url expected-status [curl args...]
     local u=$1 want=$2 out
@@ -285,18 +317,33 @@ check_url() { # url expected-status [curl args...]
         die "$u: unexpected body: $(head -c 300 "$TMP/sanity.body")"
     fi
 }
-# Sanity: the introspection endpoint, every case URL, and a refusal without a token.
+# Sanity: the introspection endpoint, every case URL; both bearer setups (the gateway's route and
+# nginx's auth_request) refuse no token, an inactive token and one without the scope, let the
+# good token through and answer its second request from their cache.
 out=$(curl -sS --max-time 5 -d "token=$TOKEN&token_type_hint=access_token" "http://127.0.0.1:$OAUTH_PORT/v1/introspect") ||
     die "fake OAuth server: curl failed"
 [[ $out == "$INTROSPECT" ]] || die "fake OAuth server answered: $out"
+out=$(curl -sS --max-time 5 -d "token=$INACTIVE_TOKEN" "http://127.0.0.1:$OAUTH_PORT/v1/introspect") || die "fake OAuth server: curl failed"
+[[ $out == '{"active":false}' ]] || die "fake OAuth server answered $out for an inactive token"
+out=$(curl -sS --max-time 5 -d "token=$WRONG_SCOPE_TOKEN" "http://127.0.0.1:$OAUTH_PORT/v1/introspect") || die "fake OAuth server: curl failed"
+[[ $out == "$INTROSPECT_WRONG_SCOPE" ]] || die "fake OAuth server answered $out for a token without the scope"
 : >"$OAUTH_LOG"
 check_url "$URL_NGINX" 200 -H "$AUTH_HEADER"
 check_url "$URL_PLAIN" 200 -H "$AUTH_HEADER"
-check_url "$URL_AUTHED" 401
-check_url "$URL_AUTHED" 200 -H "$AUTH_HEADER"
-check_url "$URL_AUTHED" 200 -H "$AUTH_HEADER"
+for u in "$URL_AUTHED" "$URL_NGINX_AUTH"; do
+    check_url "$u" 401
+    check_url "$u" 401 -H "Authorization: Bearer $INACTIVE_TOKEN"
+    check_url "$u" 403 -H "Authorization: Bearer $WRONG_SCOPE_TOKEN"
+    n0=$(introspections)
+    check_url "$u" 200 -H "$AUTH_HEADER"
+    check_url "$u" 200 -H "$AUTH_HEADER"
+    sleep 0.2 # (nginx writes its access log line after the answer)
+    n=$(introspections)
+    [[ $((n - n0)) == 1 ]] || die "$u: expected 1 introspection call for two requests with one token, saw $((n - n0))"
+done
+REFUSALS="both bearer setups refused no token (401), an inactive token (401) and one without the scope (403)"
+log "sanity: $REFUSALS; the good token passed, its second request came from the cache"
 n=$(introspections)
-[[ $n == 1 ]] || die "expected 1 introspection call after two requests with one token, saw $n"
 # The JWT: verified locally once the gateway holds the JWK set (fetched at start).
 for _ in $(seq 50); do
     code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H "$JWT_HEADER_LINE" "$URL_AUTHED" || true)
@@ -304,8 +351,8 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 check_url "$URL_AUTHED" 200 -H "$JWT_HEADER_LINE"
-n=$(introspections)
-[[ $n == 1 ]] || die "the JWT was introspected ($n calls): not verified locally"
+sleep 0.2 # (nginx writes its access log line after the answer)
+[[ $(introspections) == "$n" ]] || die "the JWT was introspected: not verified locally"
 INTROSPECT_START=$n
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +374,8 @@ defcase n "(n) nginx, plain proxy" "$URL_NGINX" "$NGINX_WORKER" "$AUTH_HEADER"
 defcase p "(p) fxa-gateway, plain route" "$URL_PLAIN" "$GW_PID" "$AUTH_HEADER"
 defcase t "(t) fxa-gateway, bearer route (warm)" "$URL_AUTHED" "$GW_PID" "$AUTH_HEADER"
 defcase j "(j) fxa-gateway, bearer, local JWT" "$URL_AUTHED" "$GW_PID" "$JWT_HEADER_LINE"
-CASES="n p t j"
+defcase r "(r) nginx auth_request + cache (warm)" "$URL_NGINX_AUTH" "$AUTH_WORKER" "$AUTH_HEADER"
+CASES="n p t j r"
 
 
 load_cmd() { # case seconds -> LOAD[]; (n), (p), (t) send the same opaque token, (j) the JWT
@@ -420,11 +468,11 @@ run_case() { # round case
 
 # ---------------------------------------------------------------------------------------------
 # Part 1: throughput
-total=$((ROUNDS * 4 * (WARMUP + RUNS * (DURATION + 1) + 1)))
-log "part 1: $ROUNDS round(s) x 4 cases x ($WARMUP s warm-up + $RUNS x $DURATION s):" \
+total=$((ROUNDS * 5 * (WARMUP + RUNS * (DURATION + 1) + 1)))
+log "part 1: $ROUNDS round(s) x 5 cases x ($WARMUP s warm-up + $RUNS x $DURATION s):" \
     "about $((total / 60)) min $((total % 60)) s, more if runs are discarded and repeated"
 for ((r = 1; r <= ROUNDS; r++)); do
-    if ((r % 2 == 1)); then order="n p t j"; else order="j t p n"; fi
+    if ((r % 2 == 1)); then order="n p t j r"; else order="r j t p n"; fi
     log "round $r/$ROUNDS ($order)"
     for k in $order; do
         run_case "$r" "$k"
@@ -432,12 +480,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 kill -0 "$GW_PID" 2>/dev/null || die "fxa-gateway died during the benchmark (log: $TMP/gateway.out)"
 kill -0 "$NGINX_PID" 2>/dev/null || die "proxy nginx died during the benchmark (log: $TMP/proxy-error.log)"
+kill -0 "$AUTH_PID" 2>/dev/null || die "nginx auth_request died during the benchmark (log: $TMP/auth-error.log)"
 INTROSPECT_PART1=$(($(introspections) - INTROSPECT_START))
 status_kb() { # pid field -> kB (VmRSS, VmHWM)
     awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 GW_HWM=$(status_kb "$GW_PID" VmHWM)
 NGINX_HWM=$(status_kb "$NGINX_WORKER" VmHWM)
+AUTH_HWM=$(status_kb "$AUTH_WORKER" VmHWM)
 # The throughput gateway is done: stop it so that it takes no memory or CPU in part 2.
 kill -TERM "$GW_PID" 2>/dev/null || true
 
@@ -453,7 +503,7 @@ if ((TOKENS > 0)); then
         ALLOCATOR="LD_PRELOAD=$MEM_PRELOAD"
     else
         start_server "$TMP/gateway-mem.out" "$GW" --config "$TMP/gateway-mem.toml"
-        ALLOCATOR="the binary's own (glibc malloc unless it sets a global allocator)"
+        ALLOCATOR="the binary's own (mimalloc, the gateway's global allocator)"
     fi
     GWM_PID=$LAST_PID
     wait_port "$GWMEM_PORT" "$GWM_PID" "fxa-gateway (memory)"
@@ -466,7 +516,7 @@ if ((TOKENS > 0)); then
     sleep 1
     RSS0=$(status_kb "$GWM_PID" VmRSS); HWM0=$(status_kb "$GWM_PID" VmHWM); I0=$(introspections)
     log "  before: VmRSS $RSS0 kB, VmHWM $HWM0 kB"
-    PREFIX=$(hex 28)
+    PREFIX=a$(hex 28 | cut -c2-)
     T0=$SECONDS
     TOKENS_SENT=0
     # The script stops sending after TOKENS answers and creates DONE; then SIGINT makes wrk
@@ -518,7 +568,7 @@ REPORT=$OUT_DIR/report-$stamp.txt
 cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
 {
     echo "fxa-gateway bearer route — $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $ncpu cores"
-    echo "$GW_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}')"
+    echo "$GW_VERSION; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') with njs $NJS_VERSION; $(wrk --version 2>&1 | awk 'NR == 1 {print "wrk " $2}')"
     echo "plain HTTP/1.1, $CONNS connections, one fixed Bearer token in every request, ${DURATION} s per run after"
     echo "${WARMUP} s warm-up, $RUNS run(s) x $ROUNDS round(s); server core $SERVER_CPU (proxy, upstream, fake OAuth server),"
     echo "load generator on core $CLIENT_CPU; discarded: runs with errors or non-2xx, the server core under ${MIN_BUSY}% busy,"
@@ -527,9 +577,11 @@ cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
     awk -F'\t' -v target="$TARGET_RATIO" \
         -v labels="$(for k in $CASES; do printf '%s=%s;' "$k" "${C_LABEL[$k]}"; done)" \
         -f "$HERE/bearer-report.awk" "$RESULTS"
-    echo "introspection calls during part 1: $INTROSPECT_PART1 (0 = the cache stayed warm; the JWT is never introspected)"
-    awk -v g="$GW_HWM" -v n="$NGINX_HWM" 'BEGIN {
-        printf "peak RSS (VmHWM) after part 1: fxa-gateway %.1f MB, nginx worker %.1f MB\n", g / 1024, n / 1024 }'
+    echo "checked before part 1: $REFUSALS, and let the good token through."
+    echo "introspection calls during part 1: $INTROSPECT_PART1 (0 = both caches stayed warm; the JWT is never introspected)"
+    awk -v g="$GW_HWM" -v n="$NGINX_HWM" -v a="$AUTH_HWM" 'BEGIN {
+        printf "peak RSS (VmHWM) after part 1: fxa-gateway %.1f MB, nginx worker %.1f MB, nginx auth_request worker %.1f MB\n",
+            g / 1024, n / 1024, a / 1024 }'
     echo
     echo "$MEM_LINE"
     echo

@@ -484,3 +484,6 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for SendWatched<F>
         }
     }
 }
+
+#[cfg(test)]
+mod sizes;

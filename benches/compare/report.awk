@@ -1,5 +1,10 @@
-# Summary of benches/compare.sh's runs.tsv (mawk-compatible).
-#   awk -F'\t' [-v labels="a=(a) ...;b=...;"] -f report.awk runs.tsv
+# Summary of benches/compare.sh's runs.tsv and bulk.tsv (mawk-compatible).
+#   awk -F'\t' [-v labels="a=(a) ...;b=...;"] [-v cmps="..."] -f report.awk runs.tsv
+# cmps: the comparisons to print, ";"-separated, each "cand|base[,base...]|name|kind|target":
+#   kind "tput": cand / base per round, throughput and p99; target "ge:1.10" (ratio >= 1.10),
+#                "gt:1.00" (ratio above 1.00, "ahead") or "-" (none)
+#   kind "p99best": cand's p99 / the lowest p99 of the bases per round; target "le:1.00"
+# Without cmps: fxa-gateway vs nginx as before (b c, d e, f g; c h for the access log).
 # Columns: round case attempt kept reason rps p50_us p99_us requests busy_pct core_us_req
 #          proxy_us_req upstream_us_req client_busy_pct foreign_pct client_foreign_pct
 #          upstream_new_conns
@@ -60,36 +65,47 @@ END {
     print "keep-alive pool did not hold; tens to hundreds are the pool refilling after the previous run"
     print "cut its in-flight requests; for (a) the load generator's own connections."
     print ""
-    print "fxa-gateway / nginx per round (ratio of round medians): median (min..max) over rounds"
-    fmt = "%-22s %-20s %-20s %-7s %s\n"
-    printf fmt, "", "throughput", "p99", "rounds", "target (>= 1.00, <= 1.00)"
-    pairs[1] = "b c plain HTTP/1.1"
-    pairs[2] = "d e TLS HTTP/1.1"
-    pairs[3] = "f g TLS HTTP/2"
-    pairs[4] = "c h access log on/off"
-    for (q = 1; q <= 4; q++) {
-        split(pairs[q], w, " "); base = w[1]; cand = w[2]
-        name = pairs[q]; sub(/^[a-z] [a-z] /, "", name)
+    if (cmps == "")
+        cmps = "c|b|plain HTTP/1.1 vs nginx|tput|ge:1.00;e|d|TLS HTTP/1.1 vs nginx|tput|ge:1.00;" \
+            "g|f|TLS HTTP/2 vs nginx|tput|ge:1.00;h|c|access log on / off|tput|-"
+    print "ratios per round (ratio of round medians): median (min..max) over rounds"
+    fmt = "%-34s %-20s %-20s %-6s %-9s %s\n"
+    printf fmt, "", "throughput", "p99", "rounds", "target", "verdict"
+    nc = split(cmps, CM, ";")
+    for (q = 1; q <= nc; q++) {
+        if (CM[q] == "") continue
+        split(CM[q], w, "|"); cand = w[1]; nb = split(w[2], B, ","); name = w[3]; kind = w[4]; tgt = w[5]
         tr = ""; pr = ""; cnt = 0; tmin = 1e18; tmax = 0; pmin = 1e18; pmax = 0
         for (r in rounds) {
-            if (!((base SUBSEP r) in rrps) || !((cand SUBSEP r) in rrps)) continue
-            t = median(rrps[cand SUBSEP r]) / median(rrps[base SUBSEP r])
-            p = median(rp99[cand SUBSEP r]) / median(rp99[base SUBSEP r])
+            if (!((cand SUBSEP r) in rrps)) continue
+            best = ""; bt = ""
+            for (b = 1; b <= nb; b++) {
+                if (!((B[b] SUBSEP r) in rrps)) continue
+                v = median(rp99[B[b] SUBSEP r])
+                if (best == "" || v < best) best = v
+                if (bt == "") bt = median(rrps[B[b] SUBSEP r])
+            }
+            if (best == "" || best <= 0) continue
+            p = median(rp99[cand SUBSEP r]) / best
+            t = (kind == "tput") ? median(rrps[cand SUBSEP r]) / bt : 0
             tr = tr " " t; pr = pr " " p; cnt++
             if (t < tmin) tmin = t
             if (t > tmax) tmax = t
             if (p < pmin) pmin = p
             if (p > pmax) pmax = p
         }
-        if (cnt == 0) { printf fmt, name, "-", "-", "0", "-"; continue }
+        if (cnt == 0) { printf fmt, name, "-", "-", "0", tgt, "no data"; continue }
         tm = median(tr); pm = median(pr)
-        verdict = "-"
-        if (q <= 3) {
-            if (tm >= 1.0 && pm <= 1.0) verdict = "met"
-            else if (tm >= 0.95 && pm <= 1.10) verdict = "missed, within noise"
-            else verdict = "MISSED"
-        }
-        printf fmt, name, sprintf("%.2f (%.2f..%.2f)", tm, tmin, tmax),
-            sprintf("%.2f (%.2f..%.2f)", pm, pmin, pmax), cnt, verdict
+        split(tgt, g, ":"); verdict = "-"
+        x = (kind == "tput") ? tm : pm
+        if (g[1] == "ge") verdict = (x >= g[2] ? "met" : "MISSED")
+        else if (g[1] == "gt") verdict = (x > g[2] ? "met" : "MISSED")
+        else if (g[1] == "le") verdict = (x <= g[2] ? "met" : "MISSED")
+        target = (g[1] == "ge") ? ">= " g[2] : (g[1] == "gt") ? "> " g[2] : (g[1] == "le") ? "<= " g[2] : "-"
+        if (kind == "tput")
+            printf fmt, name, sprintf("%.2f (%.2f..%.2f)", tm, tmin, tmax), sprintf("%.2f (%.2f..%.2f)", pm, pmin, pmax),
+                cnt, target, verdict
+        else
+            printf fmt, name, "", sprintf("%.2f (%.2f..%.2f)", pm, pmin, pmax), cnt, target, verdict
     }
 }

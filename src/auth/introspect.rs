@@ -24,6 +24,8 @@ mod cache;
 mod call;
 
 #[cfg(test)]
+mod sizes;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
