@@ -15,9 +15,9 @@ use crate::admin::AdminServer;
 use crate::clock::SharedClock;
 use crate::config::{Config, Limits, Sources};
 use crate::listener::{BoundListener, ConnectionSlots};
+use crate::metrics::Metrics;
 use crate::pipeline::{ConfigVersion, Snapshot, State};
 use crate::reload::{self, ConfigFile, ListenerSet, ReloadHandle, Supervisor};
-use crate::metrics::Metrics;
 use crate::shared::Store;
 
 /// A gateway with its sockets bound (so tests can bind port 0 and read the address).

@@ -347,11 +347,10 @@ impl Refresher {
                                 refresh_token,
                                 old_key,
                                 ids,
-                                scope,
-                                users,
+                                flight::Ask { scope, users },
                                 called,
                             )
-                                .await
+                            .await
                         }
                         None => {
                             called.store(true, Ordering::Relaxed);

@@ -10,8 +10,8 @@ pub mod h2raw;
 pub mod probe;
 pub mod process;
 pub mod raw;
-pub mod reloading;
 pub mod redis;
+pub mod reloading;
 
 use std::net::SocketAddr;
 use std::path::Path;

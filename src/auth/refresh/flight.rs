@@ -43,6 +43,13 @@ struct Shared {
     s: String,
 }
 
+/// What one request asks of a refresh: the route's narrowed `scope`, and every id the old
+/// token's user is known by (a security event about one of them drops the grant).
+pub(super) struct Ask {
+    pub scope: Option<String>,
+    pub users: Vec<String>,
+}
+
 /// One refresh as the fleet makes it. `called` is set when this replica makes the call.
 pub(super) async fn refresh(
     store: Arc<Store>,
@@ -50,10 +57,10 @@ pub(super) async fn refresh(
     refresh_token: String,
     old: TokenKey,
     ids: FleetIds,
-    scope: Option<String>,
-    users: Vec<String>,
+    ask: Ask,
     called: Arc<AtomicBool>,
 ) -> Result<Arc<Grant>, RefreshError> {
+    let Ask { scope, users } = ask;
     // A waiter waits at most as long as the token call may take; the leader's lease covers
     // its call with a second to spare (then another replica may lead).
     let call_timeout = call.upstream.response_timeout();
@@ -96,7 +103,9 @@ pub(super) async fn refresh(
             Some(RefreshClaim::Reauth) => return Err(RefreshError::Reauth),
             Some(RefreshClaim::Lead) => {
                 called.store(true, Ordering::Relaxed);
-                let result = Arc::clone(&call).exchange(refresh_token, old, scope, users).await;
+                let result = Arc::clone(&call)
+                    .exchange(refresh_token, old, scope, users)
+                    .await;
                 leave(&store, &call, &ids, &result).await;
                 return result;
             }
