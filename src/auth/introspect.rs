@@ -161,14 +161,7 @@ impl Introspector {
             cache,
             revocations: None,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-            fetcher: Arc::new(Fetcher {
-                breaker: Breaker::new(settings.breaker),
-                upstream,
-                upstream_index,
-                gate,
-                clock,
-                settings,
-            }),
+            fetcher: Fetcher::new(upstream, upstream_index, gate, clock, settings),
         }
     }
 
@@ -187,14 +180,7 @@ impl Introspector {
             cache: old.cache.clone(),
             revocations: old.revocations.clone(),
             key: old.key.clone(),
-            fetcher: Arc::new(Fetcher {
-                breaker: Breaker::new(settings.breaker),
-                upstream,
-                upstream_index,
-                gate,
-                clock,
-                settings,
-            }),
+            fetcher: Fetcher::new(upstream, upstream_index, gate, clock, settings),
         }
     }
 
@@ -320,6 +306,23 @@ impl std::fmt::Debug for Introspector {
 // === impl Fetcher ===
 
 impl Fetcher {
+    fn new(
+        upstream: Arc<Upstream>,
+        upstream_index: usize,
+        gate: Arc<BackoffGate>,
+        clock: SharedClock,
+        settings: IntrospectSettings,
+    ) -> Arc<Fetcher> {
+        Arc::new(Fetcher {
+            breaker: Breaker::new(settings.breaker),
+            upstream,
+            upstream_index,
+            gate,
+            clock,
+            settings,
+        })
+    }
+
     /// One cache miss: breaker, back-off gate, the call, then bookkeeping of its answer.
     async fn fetch(self: Arc<Self>, token: String) -> Result<Cached, IntrospectError> {
         let now = self.clock.now();
