@@ -117,7 +117,7 @@ USER_LINE=
 [[ $EUID -eq 0 ]] && USER_LINE="user root;"
 fill "$HERE/upstream.conf.in" "$TMP/upstream.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
     "NOFILE=$NOFILE" "WORKER_CONNS=8192" "UPSTREAM_PORT=$UPSTREAM_PORT" \
-    "STATUS_PORT=$STATUS_PORT" "BODY=$BODY"
+    "STATUS_PORT=$STATUS_PORT" "BODY=$BODY" "BULK_FILE=$TMP/bulk.bin"
 taskset -c "$SERVER_CPU" nginx -c "$TMP/upstream.conf" -p "$TMP" >"$TMP/upstream.out" 2>&1 &
 PIDS+=($!)
 wait_port "$UPSTREAM_PORT" "${PIDS[-1]}" "the nginx upstream"

@@ -302,6 +302,13 @@ async fn serve_connection(
     shutdown: watch::Receiver<Phase>,
 ) {
     let limits = state.limits();
+    // A client that stops reading gets at most this much of our output held unsent in the
+    // kernel (beside its own receive window): past it our writes wait, hyper stops taking its
+    // pipelined requests, and send_timeout ends the connection. Without it the kernel's send
+    // buffer autotunes to megabytes: thousands of small answers worked out for nobody.
+    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(limits.max_unsent_bytes) {
+        tracing::debug!(peer = %conn.peer, error = %e, "TCP_NOTSENT_LOWAT not set");
+    }
     let timeouts = Timeouts {
         header_read: limits.header_read_timeout,
         idle: limits.idle_timeout,

@@ -535,6 +535,57 @@ async fn clients_that_stop_reading_do_not_lock_everyone_out_of_an_upstream() {
     }
 }
 
+/// How many requests the fake has seen once the count has stopped moving for `still`.
+async fn settled_request_count(fake: &FakeUpstream, still: Duration) -> usize {
+    let mut last = fake.request_count();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        tokio::time::sleep(still).await;
+        let now = fake.request_count();
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_pipelines_and_never_reads_gets_little_work_done_for_it() {
+    let fake = FakeUpstream::start().await;
+    fake.set_default(Reply::new().body(vec![b'x'; 1024]));
+    let toml = config(
+        &fake.url(),
+        "response_timeout = \"2s\"",
+        "max_unsent_bytes = \"16KiB\"\nsend_timeout = \"30s\"",
+    );
+    let gw = TestGateway::start(&toml).await;
+    // 4,000 pipelined requests (about 4 MiB of answers) in one go, from a client whose
+    // receive buffer is small and which never reads.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(gw.addr).await.unwrap();
+    let (_read_half, mut write_half) = stream.into_split();
+    let requests = b"GET /api/v1/item HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4000);
+    let writer = tokio::spawn(async move {
+        // Blocks once the gateway stops reading: that is the point.
+        let _ = write_half.write_all(&requests).await;
+        write_half
+    });
+    assert!(fake.wait_for_requests(1, WAIT).await);
+    let worked = settled_request_count(&fake, Duration::from_millis(300)).await;
+    // What fits unsent (16 KiB) and in the client's window, a few dozen answers of 1 KiB;
+    // the kernel's autotuned send buffer alone would hold thousands.
+    assert!(
+        worked < 200,
+        "{worked} requests worked out for a client that reads nothing"
+    );
+    // The gateway still serves everyone else.
+    let mut other = TcpStream::connect(gw.addr).await.unwrap();
+    other.write_all(GOOD).await.unwrap();
+    assert_eq!(read_response(&mut other).await.status, 200);
+    writer.abort();
+}
+
 #[tokio::test]
 async fn max_connections_counts_across_listeners_and_the_rest_wait() {
     let fake = FakeUpstream::start().await;
@@ -629,6 +680,18 @@ fn max_connections_per_peer_defaults_below_the_total_and_may_not_exceed_it() {
     );
     let err = parse(&config("http://127.0.0.1:1", "", "send_timeout = \"0s\"")).expect_err("zero");
     assert!(err.to_string().contains("limits.send_timeout"), "{err}");
+    assert_eq!(c.limits.max_unsent_bytes, 16 * 1024);
+    let err = parse(&config(
+        "http://127.0.0.1:1",
+        "",
+        "max_unsent_bytes = \"1KiB\"",
+    ))
+    .expect_err("too small");
+    assert!(
+        err.to_string()
+            .contains(r#"limits.max_unsent_bytes: must be from "4KiB" to "64MiB""#),
+        "{err}"
+    );
 }
 
 // --- HTTP/2 by hand: a client that opens no flow-control window ---

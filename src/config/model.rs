@@ -459,6 +459,9 @@ pub struct Limits {
     /// A client that takes nothing of a response for this long loses its connection (HTTP/1.1)
     /// or stream (HTTP/2).
     pub send_timeout: Duration,
+    /// Bytes written to a client connection that the kernel may hold unsent
+    /// (`TCP_NOTSENT_LOWAT`): past it, writes wait until the client takes some.
+    pub max_unsent_bytes: u32,
     /// Keep-alive connections with no traffic are closed after this.
     pub idle_timeout: Duration,
     /// TLS handshake must finish within this.

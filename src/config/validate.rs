@@ -248,6 +248,13 @@ fn limits(raw: RawLimits, p: &mut Problems) -> Limits {
         header_read_timeout: nonzero(raw.header_read_timeout, &k("header_read_timeout"), p),
         body_read_timeout: nonzero(raw.body_read_timeout, &k("body_read_timeout"), p),
         send_timeout: nonzero(raw.send_timeout, &k("send_timeout"), p),
+        max_unsent_bytes: {
+            let (key, n) = (k("max_unsent_bytes"), raw.max_unsent_bytes.0);
+            if !(MIN_UNSENT_BYTES..=MAX_UNSENT_BYTES).contains(&n) {
+                p.at(key, r#"must be from "4KiB" to "64MiB""#);
+            }
+            n.clamp(MIN_UNSENT_BYTES, MAX_UNSENT_BYTES) as u32
+        },
         idle_timeout: nonzero(raw.idle_timeout, &k("idle_timeout"), p),
         tls_handshake_timeout: nonzero(raw.tls_handshake_timeout, &k("tls_handshake_timeout"), p),
         max_connections,
@@ -280,6 +287,11 @@ fn limits(raw: RawLimits, p: &mut Problems) -> Limits {
         max_error_body_bytes: size_usize(raw.max_error_body_bytes, &k("max_error_body_bytes"), p),
     }
 }
+
+/// Bounds of `limits.max_unsent_bytes`: below a few KiB every write of a response would wait
+/// for the client; above tens of MiB the limit no longer bounds anything the kernel allows.
+const MIN_UNSENT_BYTES: u64 = 4 * 1024;
+const MAX_UNSENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A duration that must not be zero.
 pub(super) fn nonzero(v: DurationValue, key: &str, p: &mut Problems) -> Duration {
