@@ -184,6 +184,11 @@ impl Introspector {
         }
     }
 
+    /// The revocations cached answers are judged by.
+    pub fn revocations(&self) -> Option<&Arc<dyn Revocations>> {
+        self.revocations.as_ref()
+    }
+
     /// Judges cached answers against `revocations` (security events) from now on.
     pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
         self.revocations = Some(revocations);
@@ -258,10 +263,12 @@ impl Introspector {
         self.cache.invalidate(&self.cache_key(token)).await;
     }
 
-    /// Caches `info` for `token` as if the OAuth server had just said it (same TTL rules).
-    pub async fn seed(&self, token: &str, info: TokenInfo) {
+    /// Caches `info` for `token` as if the OAuth server had said it when asked at `asked_at`
+    /// (same TTL rules; a security event recorded after `asked_at` covers it).
+    pub async fn seed(&self, token: &str, info: TokenInfo, asked_at: SystemTime) {
         let now = self.fetcher.clock.now();
-        let cached = Cached::new(Some(Arc::new(info)), now, &self.fetcher.settings);
+        let cached =
+            Cached::new(Some(Arc::new(info)), now, &self.fetcher.settings).asked_at(asked_at);
         self.cache.insert(self.cache_key(token), cached).await;
     }
 

@@ -104,6 +104,8 @@ impl TokenSource {
         token: &str,
     ) -> Result<Arc<TokenInfo>, GatewayError> {
         if verified.is_revoked() {
+            jwt.metrics()
+                .verification(Refusal::RevokedAtRecheck.outcome());
             tracing::debug!(
                 reason = Refusal::RevokedAtRecheck.label(),
                 "JWT access token refused"
