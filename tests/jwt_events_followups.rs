@@ -15,9 +15,7 @@ use serde_json::json;
 use support::TestGateway;
 use support::client::{self, TestResponse};
 use support::fake::{FakeUpstream, Reply};
-use support::fxa_jwt::{
-    self, CLIENT_ID, FakeFxa, PASSWORD_CHANGE, SigningKey, claims, set_claims,
-};
+use support::fxa_jwt::{self, CLIENT_ID, FakeFxa, PASSWORD_CHANGE, SigningKey, claims, set_claims};
 
 const UID: &str = "0123456789abcdef0123456789abcdef";
 const UID_B: &str = "fedcba9876543210fedcba9876543210";
@@ -126,8 +124,7 @@ impl Env {
     fn password_change(&self, uid: &str, jti: &str) -> String {
         let change = fxa_jwt::unix_ms(self.now());
         let events = json!({PASSWORD_CHANGE: {"changeTime": change}});
-        self.key
-            .set(&set_claims(uid, events, self.now(), jti))
+        self.key.set(&set_claims(uid, events, self.now(), jti))
     }
 
     async fn deliver(&self, set: &str) -> TestResponse {
@@ -173,7 +170,10 @@ async fn a_refresh_that_started_before_an_event_is_not_reused_after_it() {
             refresh.clone(),
         );
         tokio::spawn(async move {
-            let headers = [("authorization", auth.as_str()), ("x-fxa-refresh-token", &rt)];
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("x-fxa-refresh-token", &rt),
+            ];
             client::send("GET", &url, &headers, Bytes::new()).await
         })
     };
@@ -244,7 +244,10 @@ async fn a_jwk_set_without_max_age_is_kept_for_its_expires() {
     // Without Expires the set would be kept the default 300 s; with it, about 12 s.
     let deadline = Instant::now() + Duration::from_secs(20);
     while env.fxa.jwks_fetches() < 2 {
-        assert!(Instant::now() < deadline, "not fetched again by its Expires");
+        assert!(
+            Instant::now() < deadline,
+            "not fetched again by its Expires"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let waited = started.elapsed();

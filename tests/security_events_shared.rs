@@ -398,7 +398,8 @@ async fn with_redis_down_each_replica_decides_alone_counts_it_and_catches_up_aft
     assert_eq!(api(b, &token_x).await.status_u16(), 200, "B's cache");
     let text = metrics(a).await;
     for state in ["revocations", "set_jti"] {
-        let line = format!("fxa_gateway_redis_fallbacks_total{{state=\"{state}\",outcome=\"local\"}}");
+        let line =
+            format!("fxa_gateway_redis_fallbacks_total{{state=\"{state}\",outcome=\"local\"}}");
         assert!(series(&text, &line) >= 1.0, "{state}: {text}");
     }
     let body = heartbeat(a).await;
@@ -420,7 +421,9 @@ async fn a_replica_started_after_the_event_still_refuses_the_old_token() {
     let mut fleet = Fleet::start(1).await;
     let issued = fleet.now() - Duration::from_secs(60);
     // Short-lived JWTs: verified locally, never stored at FxA (its word is `active: false`).
-    let old = fleet.key.access_token(&claims(UID, "profile", issued, HOUR));
+    let old = fleet
+        .key
+        .access_token(&claims(UID, "profile", issued, HOUR));
     let other = fleet
         .key
         .access_token(&claims(UID_B, "profile", issued, HOUR));
@@ -434,5 +437,9 @@ async fn a_replica_started_after_the_event_still_refuses_the_old_token() {
     wait_remote_revocations(b, 1.0).await;
     let resp = api(b, &old).await;
     assert_eq!(resp.status_u16(), 401, "{}", resp.text());
-    assert_eq!(api(b, &other).await.status_u16(), 200, "other users verify locally");
+    assert_eq!(
+        api(b, &other).await.status_u16(),
+        200,
+        "other users verify locally"
+    );
 }

@@ -263,9 +263,15 @@ impl Introspector {
         self.cache.invalidate(&self.cache_key(token)).await;
     }
 
+    /// Caches `info` for `token` as if the OAuth server had just said it (same TTL rules).
+    pub async fn seed(&self, token: &str, info: TokenInfo) {
+        let now = self.fetcher.clock.now();
+        self.seed_asked_at(token, info, now).await;
+    }
+
     /// Caches `info` for `token` as if the OAuth server had said it when asked at `asked_at`
     /// (same TTL rules; a security event recorded after `asked_at` covers it).
-    pub async fn seed(&self, token: &str, info: TokenInfo, asked_at: SystemTime) {
+    pub async fn seed_asked_at(&self, token: &str, info: TokenInfo, asked_at: SystemTime) {
         let now = self.fetcher.clock.now();
         let cached =
             Cached::new(Some(Arc::new(info)), now, &self.fetcher.settings).asked_at(asked_at);

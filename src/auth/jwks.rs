@@ -326,8 +326,15 @@ mod tests {
         // The server's clock is 100 s behind ours: its Date is what Expires counts from.
         h.insert(DATE, date(now - Duration::from_secs(100)));
         assert_eq!(response_ttl(&h, now), Duration::from_secs(700));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
-        assert_eq!(response_ttl(&h, now), Duration::from_secs(60), "max-age wins");
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        assert_eq!(
+            response_ttl(&h, now),
+            Duration::from_secs(60),
+            "max-age wins"
+        );
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         assert_eq!(response_ttl(&h, now), MIN_TTL);
         h.insert(CACHE_CONTROL, HeaderValue::from_static("public"));

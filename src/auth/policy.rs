@@ -22,9 +22,7 @@ use super::jwks::Jwks;
 use super::jwt_access::{JwtSettings, LocalVerifier};
 use super::outcome::{AuthOutcome, Refreshed};
 use super::refresh::{Grant, OldToken, RefreshError, Refresher};
-use super::revocation::{
-    LocalRevocations, Revocation, Revocations, SharedRevocations, UserCaches,
-};
+use super::revocation::{LocalRevocations, Revocation, Revocations, SharedRevocations, UserCaches};
 use super::scheme::{self, bearer_value};
 use super::security_events::{
     JtiLedger, LocalJtiLedger, SecurityEvent, SetError, SetRejection, SetSettings, SetVerifier,
@@ -203,7 +201,14 @@ impl AuthRuntime {
                 introspector.with_revocations(Arc::clone(&revocations)),
             ))
         });
-        let jwks = Self::jwks(config, upstreams, gate, clock, introspector.is_some(), &metrics);
+        let jwks = Self::jwks(
+            config,
+            upstreams,
+            gate,
+            clock,
+            introspector.is_some(),
+            &metrics,
+        );
         let local = jwks
             .as_ref()
             .filter(|_| config.jwt.local_verification)
@@ -463,15 +468,17 @@ impl AuthRuntime {
     ) -> Option<Arc<Jwks>> {
         let used = (bearer && config.jwt.local_verification) || config.security_events.is_some();
         let index = config.jwt.oauth_upstream.filter(|_| used)?;
-        let jwks = Arc::new(Jwks::new(
-            upstreams.get(index)?.clone(),
-            index,
-            gate.clone(),
-            clock.clone(),
-            config.jwt.jwks_path.clone(),
-            config.jwt.jwks_refetch_interval,
-        )
-        .with_metrics(metrics.clone()));
+        let jwks = Arc::new(
+            Jwks::new(
+                upstreams.get(index)?.clone(),
+                index,
+                gate.clone(),
+                clock.clone(),
+                config.jwt.jwks_path.clone(),
+                config.jwt.jwks_refetch_interval,
+            )
+            .with_metrics(metrics.clone()),
+        );
         jwks.spawn_refresher();
         Some(jwks)
     }

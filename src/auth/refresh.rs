@@ -502,7 +502,7 @@ impl Refresher {
                 iat: Some(grant.asked_at),
             };
             introspector
-                .seed(&grant.access_token, info, grant.asked_at)
+                .seed_asked_at(&grant.access_token, info, grant.asked_at)
                 .await;
         }
         let lineage = Lineage {

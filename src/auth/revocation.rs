@@ -14,8 +14,8 @@ mod shared;
 pub use shared::SharedRevocations;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 /// One user's revocation.

@@ -516,7 +516,11 @@ impl Store {
                     .await
             })
             .await?;
-        Some(rows.iter().filter_map(|r| self.read_revocation(r)).collect())
+        Some(
+            rows.iter()
+                .filter_map(|r| self.read_revocation(r))
+                .collect(),
+        )
     }
 
     /// `field at not_before sealed` as stored and published; `None` when it does not open

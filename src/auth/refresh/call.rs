@@ -109,7 +109,11 @@ impl TokenCall {
         self.gate.record(&caller, &answer, now);
         match verdict {
             TokenAnswer::Granted(new) => {
-                let asked = Asked { scope, users, at: asked_at };
+                let asked = Asked {
+                    scope,
+                    users,
+                    at: asked_at,
+                };
                 Ok(Arc::new(self.grant(new, old, asked, now)))
             }
             TokenAnswer::Reauth => {

@@ -83,7 +83,11 @@ impl SharedRevocations {
 
     /// Writes one revocation for the fleet; kept for later when Redis does not take it.
     async fn write(&self, uid: Box<str>, not_before_ms: Option<u64>) {
-        match self.store.revoke(&uid, not_before_ms, self.remember_ms()).await {
+        match self
+            .store
+            .revoke(&uid, not_before_ms, self.remember_ms())
+            .await
+        {
             Some(at_ms) => {
                 self.mark_applied(&uid, at_ms);
             }
