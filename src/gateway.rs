@@ -82,7 +82,7 @@ impl Gateway {
         let snapshot = Snapshot::with_store(config, &clock, store.clone())?.with_version(version);
         let mut state = State::new(snapshot, clock);
         if let Some(store) = &store {
-            let metrics = Metrics::with_redis();
+            let metrics = Metrics::with_redis().with_auth(state.snapshot.load().auth.metrics());
             if let Some(redis) = metrics.redis() {
                 store.attach_metrics(redis);
             }

@@ -109,6 +109,123 @@ impl RedisMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthOutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `password_change`, `delete_user`, `profile_change`, `subscription_state_change`,
+    /// `other`, or `unknown` (a SET refused before its events could be trusted).
+    pub event: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `local` (an event this replica verified) or `remote` (another replica's, via Redis).
+    pub source: &'static str,
+}
+
+/// The local-JWT and security-event series. One per process, handed to every configuration's
+/// auth runtime (a reload keeps counting into the same series). Labels are static words:
+/// never a token, a `kid`, a uid or a `jti`.
+#[derive(Clone, Default)]
+pub struct AuthMetrics {
+    verifications: Family<AuthOutcomeLabels, Counter>,
+    claim_cache_hits: Counter,
+    jwks_fetches: Family<AuthOutcomeLabels, Counter>,
+    rechecks: Family<AuthOutcomeLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    revocations: Family<SourceLabels, Counter>,
+}
+
+impl AuthMetrics {
+    /// A JWT access token checked locally (RS256 and claims): `verified`, `refused_<class>`,
+    /// or `no_keys` (introspected instead).
+    pub fn verification(&self, outcome: &'static str) {
+        self.verifications
+            .get_or_create(&AuthOutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A JWT access token served from the verified-claims cache.
+    pub fn claim_cache_hit(&self) {
+        self.claim_cache_hits.inc();
+    }
+
+    /// One `/v1/jwks` fetch: `ok`, `failed` or `backed_off`.
+    pub fn jwks_fetch(&self, outcome: &'static str) {
+        self.jwks_fetches
+            .get_or_create(&AuthOutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// One revocation-window recheck: `active`, `revoked` or `failed` (kept for a window).
+    pub fn recheck(&self, outcome: &'static str) {
+        self.rechecks
+            .get_or_create(&AuthOutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// One security event received.
+    pub fn security_event(&self, event: &'static str, outcome: &'static str) {
+        self.events
+            .get_or_create(&EventLabels { event, outcome })
+            .inc();
+    }
+
+    /// One revocation applied to this replica's cached state.
+    pub fn revocation_applied(&self, source: &'static str) {
+        self.revocations
+            .get_or_create(&SourceLabels { source })
+            .inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "jwt_local_verifications",
+            "JWT access tokens checked locally (signature and claims), by outcome: verified, \
+             refused_format, refused_signature (alg, kid, signature), refused_claims (iss, aud, \
+             claims), refused_revoked (at a revocation-window recheck), no_keys (introspected \
+             instead)",
+            self.verifications.clone(),
+        );
+        registry.register(
+            "jwt_claim_cache_hits",
+            "JWT access tokens served from the verified-claims cache (no signature check)",
+            self.claim_cache_hits.clone(),
+        );
+        registry.register(
+            "jwks_fetches",
+            "Fetches of the OAuth server's /v1/jwks, by outcome: ok, failed, backed_off (not \
+             sent: the OAuth server is in a back-off window)",
+            self.jwks_fetches.clone(),
+        );
+        registry.register(
+            "jwt_rechecks",
+            "Revocation-window rechecks of locally verified JWTs (introspection), by outcome: \
+             active, revoked, failed (the verified state kept for another window)",
+            self.rechecks.clone(),
+        );
+        registry.register(
+            "security_events",
+            "Security Event Tokens received on security-events routes, by event type and \
+             outcome: accepted (verified, forwarded to the RP), replayed (jti delivered \
+             before), refused (401 errno 110), unavailable (no JWK set yet), busy (jti ledger \
+             full)",
+            self.events.clone(),
+        );
+        registry.register(
+            "revocations_applied",
+            "Security-event revocations applied to this replica's cached tokens, by source: \
+             local (verified here) or remote (another replica's, through Redis)",
+            self.revocations.clone(),
+        );
+    }
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// Handles into the request families (shared with them: the same series), per thread.
@@ -209,6 +326,12 @@ impl Metrics {
         );
         metrics.redis = Some(redis);
         metrics
+    }
+
+    /// Registers the local-JWT and security-event series (the auth runtime counts into them).
+    pub fn with_auth(mut self, auth: &AuthMetrics) -> Metrics {
+        auth.register(&mut self.registry);
+        self
     }
 
     /// The shared-state series, when registered.

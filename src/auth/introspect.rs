@@ -184,6 +184,11 @@ impl Introspector {
         }
     }
 
+    /// The revocations cached answers are judged by.
+    pub fn revocations(&self) -> Option<&Arc<dyn Revocations>> {
+        self.revocations.as_ref()
+    }
+
     /// Judges cached answers against `revocations` (security events) from now on.
     pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
         self.revocations = Some(revocations);
@@ -261,7 +266,15 @@ impl Introspector {
     /// Caches `info` for `token` as if the OAuth server had just said it (same TTL rules).
     pub async fn seed(&self, token: &str, info: TokenInfo) {
         let now = self.fetcher.clock.now();
-        let cached = Cached::new(Some(Arc::new(info)), now, &self.fetcher.settings);
+        self.seed_asked_at(token, info, now).await;
+    }
+
+    /// Caches `info` for `token` as if the OAuth server had said it when asked at `asked_at`
+    /// (same TTL rules; a security event recorded after `asked_at` covers it).
+    pub async fn seed_asked_at(&self, token: &str, info: TokenInfo, asked_at: SystemTime) {
+        let now = self.fetcher.clock.now();
+        let cached =
+            Cached::new(Some(Arc::new(info)), now, &self.fetcher.settings).asked_at(asked_at);
         self.cache.insert(self.cache_key(token), cached).await;
     }
 

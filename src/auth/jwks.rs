@@ -4,8 +4,9 @@
 //!
 //! - Fetched at start in the background: a failure never stops the start; until keys arrive,
 //!   JWTs fall back to introspection and SETs are refused.
-//! - Kept for the server's `Cache-Control: max-age` (bounded to [`MIN_TTL`, `MAX_TTL`],
-//!   [`DEFAULT_TTL`] without one), then fetched again; a failed fetch keeps the keys it has and
+//! - Kept for the server's `Cache-Control: max-age` (`no-store`/`no-cache`: the minimum), or
+//!   without either for its `Expires` (minus its `Date`), bounded to [`MIN_TTL`, `MAX_TTL`]
+//!   ([`DEFAULT_TTL`] without any), then fetched again; a failed fetch keeps the keys it has and
 //!   retries sooner. A key leaves only when a successful fetch no longer lists it.
 //! - A token naming an unknown `kid` may trigger one fetch at most once per `refetch_interval`
 //!   (real time), however many such tokens arrive: made-up `kid`s cost the OAuth server nothing.
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL};
+use http::header::{ACCEPT, CACHE_CONTROL, DATE, EXPIRES};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
@@ -27,6 +28,7 @@ use super::jose::KeySet;
 use crate::backoff::{BackoffGate, Gate as _};
 use crate::body::UpstreamBody;
 use crate::clock::SharedClock;
+use crate::metrics::AuthMetrics;
 use crate::upstream::Upstream;
 
 /// Keys are kept at least this long whatever the server says (FxA sends `max-age=10`).
@@ -54,6 +56,7 @@ pub struct Jwks {
     /// One fetch at a time; unknown-`kid` callers queue here and see its result.
     fetching: tokio::sync::Mutex<()>,
     fetches: AtomicU64,
+    metrics: AuthMetrics,
 }
 
 /// Why a fetch gave no keys (logged).
@@ -89,7 +92,14 @@ impl Jwks {
             last_fetch: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(0),
+            metrics: AuthMetrics::default(),
         }
+    }
+
+    /// Counts fetches into `metrics` (the process's series).
+    pub fn with_metrics(mut self, metrics: AuthMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The keys held now (`None` until a fetch succeeded).
@@ -145,11 +155,16 @@ impl Jwks {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match self.get().await {
             Ok((set, ttl)) => {
+                self.metrics.jwks_fetch("ok");
                 tracing::info!(upstream = %self.upstream.name, kids = ?set.kids(), "JWK set fetched");
                 self.keys.store(Some(Arc::new(set)));
                 Ok(ttl)
             }
             Err(e) => {
+                self.metrics.jwks_fetch(match e {
+                    FetchError::BackedOff => "backed_off",
+                    _ => "failed",
+                });
                 tracing::warn!(upstream = %self.upstream.name, error = %e, held = self.keys().map_or(0, |k| k.len()), "JWK set fetch failed; keeping the keys held");
                 Err(())
             }
@@ -197,12 +212,7 @@ impl Jwks {
         };
         let previous = self.keys();
         let set = KeySet::parse(&body, previous.as_deref()).ok_or(FetchError::NotAKeySet)?;
-        let ttl = parts
-            .headers
-            .get(CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .map_or(DEFAULT_TTL, cache_ttl);
-        Ok((set, ttl))
+        Ok((set, response_ttl(&parts.headers, now)))
     }
 }
 
@@ -237,6 +247,41 @@ async fn refresh_loop(jwks: Weak<Jwks>) {
     }
 }
 
+/// How long an answer's keys are kept (RFC 9111 §4.2.1): `Cache-Control` (`max-age`,
+/// `no-store`/`no-cache`) first; without either, `Expires` minus the answer's `Date` (the
+/// server's own clock, so skew does not matter; `now` without a `Date`), an unparsable or past
+/// `Expires` meaning already stale; without any, [`DEFAULT_TTL`]. Always within [`MIN_TTL`,
+/// `MAX_TTL`].
+pub fn response_ttl(headers: &http::HeaderMap, now: std::time::SystemTime) -> Duration {
+    let text = |name| {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    if let Some(cc) = text(CACHE_CONTROL) {
+        let lower = cc.to_ascii_lowercase();
+        if ["max-age", "no-store", "no-cache"]
+            .iter()
+            .any(|d| lower.contains(d))
+        {
+            return cache_ttl(&cc);
+        }
+    }
+    let Some(expires) = text(EXPIRES) else {
+        return DEFAULT_TTL;
+    };
+    let date = text(DATE)
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+        .unwrap_or(now);
+    httpdate::parse_http_date(expires.trim())
+        .ok()
+        .and_then(|at| at.duration_since(date).ok())
+        .map_or(MIN_TTL, |ttl| ttl.clamp(MIN_TTL, MAX_TTL))
+}
+
 /// The TTL a `Cache-Control` value allows: `max-age` bounded to [`MIN_TTL`, `MAX_TTL`];
 /// `no-store`/`no-cache` mean the minimum; neither, [`DEFAULT_TTL`].
 pub fn cache_ttl(cache_control: &str) -> Duration {
@@ -267,5 +312,38 @@ mod tests {
         assert_eq!(cache_ttl("no-store"), MIN_TTL);
         assert_eq!(cache_ttl("public"), DEFAULT_TTL);
         assert_eq!(cache_ttl("max-age=abc"), DEFAULT_TTL);
+    }
+
+    #[test]
+    fn expires_counts_only_without_max_age_and_from_the_answers_date() {
+        use http::{HeaderMap, HeaderValue};
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let date = |t| HeaderValue::from_str(&httpdate::fmt_http_date(t)).unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(response_ttl(&h, now), DEFAULT_TTL);
+        h.insert(EXPIRES, date(now + Duration::from_secs(600)));
+        assert_eq!(response_ttl(&h, now), Duration::from_secs(600));
+        // The server's clock is 100 s behind ours: its Date is what Expires counts from.
+        h.insert(DATE, date(now - Duration::from_secs(100)));
+        assert_eq!(response_ttl(&h, now), Duration::from_secs(700));
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        assert_eq!(
+            response_ttl(&h, now),
+            Duration::from_secs(60),
+            "max-age wins"
+        );
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        assert_eq!(response_ttl(&h, now), MIN_TTL);
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("public"));
+        assert_eq!(response_ttl(&h, now), Duration::from_secs(700));
+        h.insert(EXPIRES, HeaderValue::from_static("0"));
+        assert_eq!(response_ttl(&h, now), MIN_TTL, "invalid: already stale");
+        h.insert(EXPIRES, date(now - Duration::from_secs(3600)));
+        assert_eq!(response_ttl(&h, now), MIN_TTL, "in the past");
+        h.insert(EXPIRES, date(now + Duration::from_secs(10 * 24 * 3600)));
+        assert_eq!(response_ttl(&h, now), MAX_TTL);
     }
 }

@@ -32,6 +32,7 @@ use super::jwks::Jwks;
 use super::revocation::Revocation;
 use super::ttl::{Ttl, TtlExpiry};
 use crate::clock::SharedClock;
+use crate::metrics::AuthMetrics;
 
 /// FxA's `SHORT_ACCESS_TOKEN_TTL_IN_MS` (`fxa-shared/oauth/constants`): JWTs living at most
 /// this long are not stored, so introspection cannot speak for them.
@@ -109,6 +110,7 @@ pub struct LocalVerifier {
     clock: SharedClock,
     key: hmac::Key,
     cache: Cache<CacheKey, Arc<Verified>>,
+    metrics: AuthMetrics,
 }
 
 // === impl Refusal ===
@@ -129,6 +131,20 @@ impl Refusal {
             Refusal::Claims => "claims",
             Refusal::NotYetValid => "not-yet-valid",
             Refusal::RevokedAtRecheck => "revoked",
+        }
+    }
+
+    /// The metric outcome of this refusal's class.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Refusal::Malformed | Refusal::Type | Refusal::Critical => "refused_format",
+            Refusal::Algorithm | Refusal::MissingKid | Refusal::UnknownKid | Refusal::Signature => {
+                "refused_signature"
+            }
+            Refusal::Issuer | Refusal::Audience | Refusal::Claims | Refusal::NotYetValid => {
+                "refused_claims"
+            }
+            Refusal::RevokedAtRecheck => "refused_revoked",
         }
     }
 }
@@ -226,7 +242,18 @@ impl LocalVerifier {
             clock,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             cache,
+            metrics: AuthMetrics::default(),
         }
+    }
+
+    /// Counts into `metrics` (the process's series).
+    pub fn with_metrics(mut self, metrics: AuthMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &AuthMetrics {
+        &self.metrics
     }
 
     pub fn settings(&self) -> &JwtSettings {
@@ -246,13 +273,21 @@ impl LocalVerifier {
     pub async fn verify(&self, token: &str) -> Verdict {
         let key = self.cache_key(token);
         if let Some(verified) = self.cache.get(&key).await {
+            self.metrics.claim_cache_hit();
             return Verdict::Verified(verified);
         }
         let now = self.clock.now();
         let verified = match self.check(token, now).await {
             Ok(v) => Arc::new(v),
-            Err(verdict) => return verdict,
+            Err(verdict) => {
+                self.metrics.verification(match &verdict {
+                    Verdict::Refused(r) => r.outcome(),
+                    _ => "no_keys",
+                });
+                return verdict;
+            }
         };
+        self.metrics.verification("verified");
         if !verified.ttl.is_zero() {
             self.cache.insert(key, Arc::clone(&verified)).await;
         }
@@ -272,6 +307,7 @@ impl LocalVerifier {
             return;
         }
         let (verified, introspector) = (Arc::clone(verified), Arc::clone(introspector));
+        let metrics = self.metrics.clone();
         let (token, clock, window) = (
             token.to_owned(),
             self.clock.clone(),
@@ -282,6 +318,11 @@ impl LocalVerifier {
             async move {
                 let answer = introspector.introspect_uncached(&token).await;
                 drop(token);
+                metrics.recheck(match &answer {
+                    Ok(info) if info.is_active_access_token() => "active",
+                    Ok(_) | Err(IntrospectError::Refused) => "revoked",
+                    Err(IntrospectError::Unavailable { .. }) => "failed",
+                });
                 verified.finish_recheck(answer, clock.now(), window);
             }
             .instrument(span),

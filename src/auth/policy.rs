@@ -22,14 +22,18 @@ use super::jwks::Jwks;
 use super::jwt_access::{JwtSettings, LocalVerifier};
 use super::outcome::{AuthOutcome, Refreshed};
 use super::refresh::{Grant, OldToken, RefreshError, Refresher};
-use super::revocation::{LocalRevocations, Revocations};
+use super::revocation::{LocalRevocations, Revocation, Revocations, SharedRevocations, UserCaches};
 use super::scheme::{self, bearer_value};
-use super::security_events::{LocalJtiLedger, SecurityEvent, SetError, SetSettings, SetVerifier};
+use super::security_events::{
+    JtiLedger, LocalJtiLedger, SecurityEvent, SetError, SetRejection, SetSettings, SetVerifier,
+    SharedJtiLedger,
+};
 use super::tokens::TokenSource;
 use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
 use crate::config::{AuthPolicy, BearerPolicy, Config, IpNet};
 use crate::errno::GatewayError;
+use crate::metrics::AuthMetrics;
 use crate::shared::Store;
 use crate::upstream::Upstream;
 
@@ -41,13 +45,40 @@ pub const AMO_ISSUER_HEADER: HeaderName = HeaderName::from_static("x-fxa-amo-iss
 /// Auth state built once per configuration.
 pub struct AuthRuntime {
     tokens: Option<TokenSource>,
-    refresher: Option<Refresher>,
+    refresher: Option<Arc<Refresher>>,
+    /// What security events revoke (kept across a reload; with `[redis]`, the fleet's).
+    revocations: Arc<dyn Revocations>,
+    /// This configuration's cached user state, which revocations from other replicas drop
+    /// (the revocations hold it weakly).
+    caches: Arc<RuntimeCaches>,
+    metrics: AuthMetrics,
     /// FxA's JWK set (JWT access tokens, security events); its refresher task lives as long.
     jwks: Option<Arc<Jwks>>,
     events: Option<SetVerifier>,
     credentials: Vec<SigningCredential>,
     verifier: Option<AmoVerifier>,
     issuer_keys: Vec<String>,
+}
+
+/// The caches of one configuration that hold state about a user's tokens.
+struct RuntimeCaches {
+    introspector: Option<Arc<Introspector>>,
+    jwt: Option<Arc<LocalVerifier>>,
+    refresher: Option<Arc<Refresher>>,
+}
+
+impl UserCaches for RuntimeCaches {
+    fn drop_user(&self, uid: &str, revocation: Revocation) {
+        if let Some(introspector) = &self.introspector {
+            introspector.invalidate_user(uid, revocation);
+        }
+        if let Some(jwt) = &self.jwt {
+            jwt.invalidate_user(uid, revocation);
+        }
+        if let Some(refresher) = &self.refresher {
+            refresher.invalidate_user(uid);
+        }
+    }
 }
 
 struct SigningCredential {
@@ -131,12 +162,21 @@ impl AuthRuntime {
                 })
         };
         let remember = remembering(config);
+        let metrics = previous.map_or_else(AuthMetrics::default, |(_, r)| r.metrics.clone());
         let revocations: Arc<dyn Revocations> = previous
             .and_then(|(old, runtime)| {
-                let kept = runtime.tokens.as_ref()?.revocations();
-                (remembering(old) == remember).then(|| Arc::clone(kept))
+                (remembering(old) == remember).then(|| Arc::clone(&runtime.revocations))
             })
-            .unwrap_or_else(|| Arc::new(LocalRevocations::new(remember.0, remember.1)));
+            .unwrap_or_else(|| match &store {
+                Some(store) => SharedRevocations::new(
+                    store.clone(),
+                    clock.clone(),
+                    remember.0,
+                    remember.1,
+                    metrics.clone(),
+                ),
+                None => Arc::new(LocalRevocations::new(remember.0, remember.1)),
+            });
         let introspector = config.bearer.as_ref().and_then(|b| {
             let upstream = upstreams.get(b.oauth_upstream)?.clone();
             let settings = IntrospectSettings {
@@ -161,7 +201,14 @@ impl AuthRuntime {
                 introspector.with_revocations(Arc::clone(&revocations)),
             ))
         });
-        let jwks = Self::jwks(config, upstreams, gate, clock, introspector.is_some());
+        let jwks = Self::jwks(
+            config,
+            upstreams,
+            gate,
+            clock,
+            introspector.is_some(),
+            &metrics,
+        );
         let local = jwks
             .as_ref()
             .filter(|_| config.jwt.local_verification)
@@ -172,11 +219,10 @@ impl AuthRuntime {
                     revocation_window: config.jwt.revocation_window,
                     cache_size: config.jwt.cache_size,
                 };
-                Arc::new(LocalVerifier::new(
-                    settings,
-                    Arc::clone(jwks),
-                    clock.clone(),
-                ))
+                Arc::new(
+                    LocalVerifier::new(settings, Arc::clone(jwks), clock.clone())
+                        .with_metrics(metrics.clone()),
+                )
             });
         let events = match (&config.security_events, &jwks) {
             (Some(e), Some(jwks)) => {
@@ -187,7 +233,22 @@ impl AuthRuntime {
                         let kept = runtime.events.as_ref()?.ledger();
                         same.then(|| Arc::clone(kept))
                     })
-                    .unwrap_or_else(|| LocalJtiLedger::new(capacity));
+                    .unwrap_or_else(|| {
+                        let local = LocalJtiLedger::new(capacity);
+                        match &store {
+                            Some(store) => {
+                                let pending = webhook_timeout(config) + PENDING_MARGIN;
+                                let shared = SharedJtiLedger::new(
+                                    local,
+                                    store.clone(),
+                                    clock.clone(),
+                                    pending,
+                                );
+                                shared as Arc<dyn JtiLedger>
+                            }
+                            None => local,
+                        }
+                    });
                 Some(SetVerifier::new(
                     SetSettings {
                         client_id: e.client_id.clone(),
@@ -219,10 +280,10 @@ impl AuthRuntime {
                 Some(old) => Refresher::carry_over(old, r, upstream, gate, clock, introspector),
                 None => Refresher::new(r, upstream, gate, clock, introspector),
             };
-            Some(match &store {
+            Some(Arc::new(match &store {
                 Some(store) => refresher.with_store(store.clone()),
                 None => refresher,
-            })
+            }))
         });
         let credentials = config
             .amo_credentials
@@ -281,11 +342,23 @@ impl AuthRuntime {
             .iter()
             .map(|i| i.api_key.clone())
             .collect();
-        let tokens = introspector
-            .map(|introspector| TokenSource::new(introspector, local, revocations, clock.clone()));
+        let caches = Arc::new(RuntimeCaches {
+            introspector: introspector.clone(),
+            jwt: local.clone(),
+            refresher: refresher.clone(),
+        });
+        let weak: std::sync::Weak<RuntimeCaches> = Arc::downgrade(&caches);
+        revocations.attach(weak);
+        let tokens = introspector.map(|introspector| {
+            let revocations = Arc::clone(&revocations);
+            TokenSource::new(introspector, local, revocations, clock.clone())
+        });
         Ok(AuthRuntime {
             tokens,
             refresher,
+            revocations,
+            caches,
+            metrics,
             jwks,
             events,
             credentials,
@@ -391,17 +464,21 @@ impl AuthRuntime {
         gate: &Arc<BackoffGate>,
         clock: &SharedClock,
         bearer: bool,
+        metrics: &AuthMetrics,
     ) -> Option<Arc<Jwks>> {
         let used = (bearer && config.jwt.local_verification) || config.security_events.is_some();
         let index = config.jwt.oauth_upstream.filter(|_| used)?;
-        let jwks = Arc::new(Jwks::new(
-            upstreams.get(index)?.clone(),
-            index,
-            gate.clone(),
-            clock.clone(),
-            config.jwt.jwks_path.clone(),
-            config.jwt.jwks_refetch_interval,
-        ));
+        let jwks = Arc::new(
+            Jwks::new(
+                upstreams.get(index)?.clone(),
+                index,
+                gate.clone(),
+                clock.clone(),
+                config.jwt.jwks_path.clone(),
+                config.jwt.jwks_refetch_interval,
+            )
+            .with_metrics(metrics.clone()),
+        );
         jwks.spawn_refresher();
         Some(jwks)
     }
@@ -413,9 +490,12 @@ impl AuthRuntime {
 
     /// Forgets revocations no token can fall under any more.
     pub fn housekeeping(&self, now: SystemTime) {
-        if let Some(tokens) = &self.tokens {
-            tokens.housekeeping(now);
-        }
+        self.revocations.sweep(now);
+    }
+
+    /// The local-JWT and security-event series (one per process, kept across reloads).
+    pub fn metrics(&self) -> &AuthMetrics {
+        &self.metrics
     }
 
     /// A `security-events` route: the SET verified and its delivery claimed, and the user's
@@ -424,7 +504,9 @@ impl AuthRuntime {
         let verifier = self.events.as_ref().ok_or_else(|| {
             GatewayError::Misconfigured("security-events route without [security_events]".into())
         })?;
-        let accepted = verifier.verify(headers).await.map_err(|e| match e {
+        let verified = verifier.verify(headers).await;
+        self.count_event(&verified);
+        let accepted = verified.map_err(|e| match e {
             SetError::Rejected(r) => GatewayError::SecurityEventRejected(r),
             SetError::NoKeys => GatewayError::IntrospectionUnavailable {
                 retry_after: Some(1),
@@ -442,25 +524,40 @@ impl AuthRuntime {
         })
     }
 
-    /// Applies what a verified event revokes. Per process: other replicas do not hear of it
-    /// until revocations are shared.
+    /// Applies what a verified event revokes: recorded (with `[redis]`, for every replica,
+    /// which drop the user's cached state when they hear of it) and this replica's cached
+    /// state of the user dropped now.
     fn revoke(&self, event: &SecurityEvent) {
         let Some(revocation) = event.revocation else {
             tracing::info!(events = ?event.events, "security event verified; nothing to revoke");
             return;
         };
         tracing::info!(events = ?event.events, "security event verified; revoking the user's cached tokens");
-        if let Some(tokens) = &self.tokens {
-            tokens.revoke_user(&event.uid, revocation);
-        }
-        if let Some(refresher) = &self.refresher {
-            refresher.invalidate_user(&event.uid);
-        }
+        self.revocations.record(&event.uid, revocation);
+        self.caches.drop_user(&event.uid, revocation);
+        self.metrics.revocation_applied("local");
+    }
+
+    /// Counts a received SET by event type and outcome.
+    fn count_event(&self, verified: &Result<super::security_events::Accepted, SetError>) {
+        let outcome = match verified {
+            Ok(accepted) => {
+                for event in &accepted.event.events {
+                    self.metrics.security_event(event_label(event), "accepted");
+                }
+                return;
+            }
+            Err(SetError::Rejected(SetRejection::AlreadyDelivered)) => "replayed",
+            Err(SetError::Rejected(_)) => "refused",
+            Err(SetError::NoKeys) => "unavailable",
+            Err(SetError::LedgerFull) => "busy",
+        };
+        self.metrics.security_event("unknown", outcome);
     }
 
     /// The refresher, on a configuration with `[refresh]`.
     pub fn refresher(&self) -> Option<&Refresher> {
-        self.refresher.as_ref()
+        self.refresher.as_deref()
     }
 
     /// A bearer route with a refresh token at hand: refresh before forwarding when the token
@@ -618,6 +715,36 @@ impl AuthRuntime {
     /// Whether the policy replaces the caller's `Authorization`.
     pub fn replaces_authorization(policy: &AuthPolicy) -> bool {
         matches!(policy, AuthPolicy::AmoJwt { .. })
+    }
+}
+
+/// How much longer than the webhook's response timeout a copy of a SET on another replica
+/// waits for the first copy's delivery.
+const PENDING_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest response timeout of the upstreams `security-events` routes forward to.
+fn webhook_timeout(config: &Config) -> std::time::Duration {
+    config
+        .routes
+        .iter()
+        .filter(|r| matches!(r.auth, AuthPolicy::SecurityEvents))
+        .filter_map(|r| config.upstreams.get(r.upstream))
+        .map(|u| u.response_timeout)
+        .max()
+        .unwrap_or(std::time::Duration::from_secs(30))
+}
+
+/// A metric label for a security event type (a fixed set: never the URI from the token).
+fn event_label(uri: &str) -> &'static str {
+    use super::security_events::{
+        DELETE_USER, PASSWORD_CHANGE, PROFILE_CHANGE, SUBSCRIPTION_STATE_CHANGE,
+    };
+    match uri {
+        PASSWORD_CHANGE => "password_change",
+        DELETE_USER => "delete_user",
+        PROFILE_CHANGE => "profile_change",
+        SUBSCRIPTION_STATE_CHANGE => "subscription_state_change",
+        _ => "other",
     }
 }
 

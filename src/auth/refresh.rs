@@ -38,6 +38,7 @@ pub use answer::{NewToken, TokenAnswer, judge};
 use call::TokenCall;
 
 use super::introspect::{Introspector, TokenInfo};
+use super::revocation::Revocations;
 use super::ttl::{Ttl, TtlExpiry};
 use crate::backoff::BackoffGate;
 use crate::clock::SharedClock;
@@ -119,6 +120,10 @@ pub struct Grant {
     /// Every id the old token's user was known by (its `sub`, the grant's user): a security
     /// event about one of them drops the grant.
     users: Vec<String>,
+    /// When the token endpoint was asked (gateway clock): the new token was minted no earlier,
+    /// so a security event recorded after this may cover it (a refresh that started before the
+    /// event and finished after it).
+    asked_at: SystemTime,
 }
 
 impl std::fmt::Debug for Grant {
@@ -145,6 +150,16 @@ impl Grant {
 
     fn reusable_for(&self, old: TokenKey, scope: Option<&str>, now: SystemTime) -> bool {
         self.old == old && self.asked_scope.as_deref() == scope && now < self.reuse_until
+    }
+
+    /// Whether a security event recorded after the token endpoint was asked covers the new
+    /// token (minted after `asked_at`, possibly before the change): not served from memory.
+    fn revoked_by(&self, revocations: &dyn Revocations, now: SystemTime) -> bool {
+        self.users.iter().any(|uid| {
+            revocations
+                .get(uid, now)
+                .is_some_and(|r| r.invalidates(Some(self.asked_at), self.asked_at))
+        })
     }
 }
 
@@ -311,7 +326,10 @@ impl Refresher {
         let old_key = self.key_of(old.token);
         let now = self.call.clock.now();
         if let Some(grant) = self.grants.get(&refresh_key).await {
-            if grant.reusable_for(old_key, scope, now) {
+            let revoked = self
+                .revocations()
+                .is_some_and(|r| grant.revoked_by(r.as_ref(), now));
+            if grant.reusable_for(old_key, scope, now) && !revoked {
                 return (Ok(grant), Source::Reused);
             }
             self.forget_grant_if_same(refresh_key, &grant).await;
@@ -433,6 +451,12 @@ impl Refresher {
         }
     }
 
+    /// The revocations security events recorded (through the introspector that judges by
+    /// them).
+    fn revocations(&self) -> Option<&Arc<dyn Revocations>> {
+        self.call.introspector.as_ref()?.revocations()
+    }
+
     fn key_of(&self, token: &str) -> TokenKey {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(hmac::sign(&self.key, token.as_bytes()).as_ref());
@@ -466,6 +490,8 @@ impl Refresher {
             return;
         }
         if let (Some(sub), Some(introspector)) = (&sub, &self.call.introspector) {
+            // Issued no earlier than the call: a security event recorded since it began
+            // covers the seed as it would FxA's own answer asked for then.
             let info = TokenInfo {
                 active: true,
                 sub: Some(sub.clone()),
@@ -473,9 +499,11 @@ impl Refresher {
                 scope: grant.granted_scope.clone(),
                 token_type: Some("access_token".to_owned()),
                 exp: Some(grant.expires_at),
-                iat: Some(now),
+                iat: Some(grant.asked_at),
             };
-            introspector.seed(&grant.access_token, info).await;
+            introspector
+                .seed_asked_at(&grant.access_token, info, grant.asked_at)
+                .await;
         }
         let lineage = Lineage {
             refresh,

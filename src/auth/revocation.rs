@@ -4,13 +4,18 @@
 //! locally verified JWT) is judged against this on every use: a token the revocation covers
 //! is not accepted again without FxA's word (a fresh introspection, or a refresh).
 //!
-//! [`Revocations`] is the seam for sharing this state between replicas (issue "Many replicas,
-//! one gateway"): [`LocalRevocations`] keeps it in this process only, so today an event reaches
-//! only the replica that received it.
+//! [`Revocations`] is the seam for sharing this state between replicas: [`LocalRevocations`]
+//! keeps it in this process only; [`SharedRevocations`] (`[redis]`) also writes each one to
+//! Redis and publishes it, so every replica records it and drops the user's cached state at
+//! once, and reads the ones it missed whenever it (re)subscribes.
+
+mod shared;
+
+pub use shared::SharedRevocations;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 /// One user's revocation.
@@ -33,6 +38,16 @@ pub trait Revocations: Send + Sync + 'static {
     fn get(&self, uid: &str, now: SystemTime) -> Option<Revocation>;
     /// Drops revocations that no token can fall under any more.
     fn sweep(&self, now: SystemTime);
+    /// Where revocations learnt from other replicas drop cached state (the configuration
+    /// serving now; replaces the previous one). Per process: nothing to learn.
+    fn attach(&self, _caches: Weak<dyn UserCaches>) {}
+}
+
+/// The cached state about a user's tokens one configuration holds (introspection answers,
+/// verified JWTs, refresh grace entries).
+pub trait UserCaches: Send + Sync {
+    /// Drops what `revocation` covers of `uid`'s cached state.
+    fn drop_user(&self, uid: &str, revocation: Revocation);
 }
 
 /// In-process revocations, bounded in number and age.

@@ -25,7 +25,7 @@ use aws_lc_rs::digest;
 use http::HeaderMap;
 use serde_json::Value;
 
-pub use ledger::{Claim, DeliveryTicket, JtiLedger, LocalJtiLedger};
+pub use ledger::{Claim, DeliveryTicket, JtiLedger, LocalJtiLedger, SharedJtiLedger};
 
 use super::introspect::epoch_time;
 use super::jose::{self, JoseError};
@@ -246,7 +246,7 @@ impl SetVerifier {
         let key = jti_key(&self.settings.issuer, jti);
         loop {
             let now = self.clock.now();
-            match Arc::clone(&self.ledger).claim(&key, until, now) {
+            match Arc::clone(&self.ledger).claim(key, until, now).await {
                 Claim::Mine(ticket) => return Ok(Accepted { event, ticket }),
                 Claim::Delivered => return Err(reject(SetRejection::AlreadyDelivered)),
                 Claim::Full => return Err(SetError::LedgerFull),

@@ -8,12 +8,11 @@
 //! FxA's word.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::introspect::{IntrospectError, Introspector, TokenInfo, epoch_time};
 use super::jose;
 use super::jwt_access::{LocalVerifier, Refusal, SHORT_LIVED, Verdict, Verified};
-use super::revocation::{Revocation, Revocations};
+use super::revocation::Revocations;
 use crate::clock::SharedClock;
 use crate::errno::{BearerChallenge, GatewayError};
 
@@ -72,21 +71,6 @@ impl TokenSource {
         self.introspect(token).await
     }
 
-    /// Drops every cached answer about `uid`'s tokens and records the revocation, so none of
-    /// them is accepted again from memory (a security event).
-    pub fn revoke_user(&self, uid: &str, revocation: Revocation) {
-        self.revocations.record(uid, revocation);
-        self.introspector.invalidate_user(uid, revocation);
-        if let Some(jwt) = &self.jwt {
-            jwt.invalidate_user(uid, revocation);
-        }
-    }
-
-    /// Forgets revocations no token can fall under any more.
-    pub fn housekeeping(&self, now: SystemTime) {
-        self.revocations.sweep(now);
-    }
-
     /// The introspection answer, 401/503 mapped.
     pub async fn introspect(&self, token: &str) -> Result<Arc<TokenInfo>, GatewayError> {
         self.introspector
@@ -104,6 +88,8 @@ impl TokenSource {
         token: &str,
     ) -> Result<Arc<TokenInfo>, GatewayError> {
         if verified.is_revoked() {
+            jwt.metrics()
+                .verification(Refusal::RevokedAtRecheck.outcome());
             tracing::debug!(
                 reason = Refusal::RevokedAtRecheck.label(),
                 "JWT access token refused"

@@ -144,12 +144,13 @@ pub struct State {
 
 impl State {
     pub fn new(snapshot: Snapshot, clock: SharedClock) -> State {
+        let metrics = Metrics::new().with_auth(snapshot.auth.metrics());
         State {
             snapshot: ArcSwap::from_pointee(snapshot),
             clock,
             ids: Arc::new(IdGenerator::new()),
             draining: AtomicBool::new(false),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             via: HeaderValue::from_static("1.1 fxa-gateway"),
         }
     }

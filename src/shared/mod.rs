@@ -29,7 +29,7 @@ use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisCon
 use tokio::task::JoinHandle;
 
 pub use crypto::Sealed;
-pub use scripts::{Gcra, RefreshClaim};
+pub use scripts::{Gcra, RefreshClaim, RevocationEntry, SetClaim};
 
 use crate::config::{DownPolicy, OnRedisDown, RedisSettings};
 use crate::metrics::RedisMetrics;
@@ -41,6 +41,10 @@ pub enum Kind {
     Quotas,
     Refresh,
     AmoReplay,
+    /// Security-event revocations (always on local state while Redis is down).
+    Revocations,
+    /// Delivered security-event `jti`s (always on local state while Redis is down).
+    SetLedger,
 }
 
 impl Kind {
@@ -50,6 +54,8 @@ impl Kind {
             Kind::Quotas => "quotas",
             Kind::Refresh => "refresh",
             Kind::AmoReplay => "amo_replay",
+            Kind::Revocations => "revocations",
+            Kind::SetLedger => "set_jti",
         }
     }
 }
@@ -59,6 +65,15 @@ impl Kind {
 pub trait TableListener: Send + Sync {
     /// `entry` as stored, `redis_now_ms` Redis's clock when it was read or published.
     fn apply(&self, entry: &str, redis_now_ms: u64);
+}
+
+/// Receives the security-event revocations other replicas recorded (pub/sub), and is told
+/// after every (re)subscription so it can catch up on what it missed (`auth::revocation`).
+pub trait RevocationListener: Send + Sync {
+    /// One revocation another replica published.
+    fn apply(&self, entry: RevocationEntry);
+    /// The subscription is live (again): read what was recorded meanwhile.
+    fn resubscribed(&self);
 }
 
 /// The connection to the fleet's Redis and everything built on it. One per process.
@@ -84,6 +99,7 @@ pub struct Store {
     anchor_wall: SystemTime,
     metrics: OnceLock<RedisMetrics>,
     listener: Mutex<Option<Weak<dyn TableListener>>>,
+    revocations: Mutex<Option<Weak<dyn RevocationListener>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -120,6 +136,7 @@ impl Store {
             anchor_wall: SystemTime::now(),
             metrics: OnceLock::new(),
             listener: Mutex::new(None),
+            revocations: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         }))
     }
@@ -153,6 +170,14 @@ impl Store {
     /// Where back-off table entries go (replaces the previous listener).
     pub fn set_table_listener(&self, listener: Weak<dyn TableListener>) {
         *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = Some(listener);
+    }
+
+    /// Where published revocations go (replaces the previous listener).
+    pub fn set_revocation_listener(&self, listener: Weak<dyn RevocationListener>) {
+        *self
+            .revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(listener);
     }
 
     pub fn is_up(&self) -> bool {
@@ -223,6 +248,9 @@ impl Store {
             Kind::Quotas => self.on_down.quotas,
             Kind::Refresh => self.on_down.refresh,
             Kind::AmoReplay => self.on_down.amo_replay,
+            // A replica keeps honouring what it knows and delivering on its own ledger: refusing
+            // would make FxA retry events it could take, and refuse nothing more.
+            Kind::Revocations | Kind::SetLedger => DownPolicy::Local,
         }
     }
 
@@ -271,6 +299,14 @@ impl Store {
                 m.up.set(1);
             }
         }
+    }
+
+    fn revocation_listener(&self) -> Option<Arc<dyn RevocationListener>> {
+        self.revocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(Weak::upgrade)
     }
 
     fn listener(&self) -> Option<Arc<dyn TableListener>> {

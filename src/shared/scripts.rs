@@ -6,6 +6,7 @@
 
 use redis::{Script, Value};
 
+use super::crypto::{hex, unhex};
 use super::{Kind, Store};
 
 /// The answer of one GCRA check.
@@ -15,6 +16,27 @@ pub enum Gcra {
     Allowed { remaining: u32, reset_us: u64 },
     /// Refused; the next request would pass in `wait_us`.
     Denied { wait_us: u64 },
+}
+
+/// A revocation the fleet recorded (`Store::revoke`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationEntry {
+    /// When it was last recorded, on Redis's clock (ms): later entries of a user supersede it.
+    pub at_ms: u64,
+    /// Tokens issued before this (Unix ms) are covered; `None`: every token.
+    pub not_before_ms: Option<u64>,
+    pub uid: String,
+}
+
+/// What a replica about to deliver a security event finds in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetClaim {
+    /// This replica delivers it.
+    Mine,
+    /// The RP took it already (through some replica).
+    Delivered,
+    /// Another replica is delivering it; its claim lapses in `ttl_ms`.
+    Elsewhere { ttl_ms: u64 },
 }
 
 /// What a replica about to refresh finds in Redis.
@@ -46,6 +68,9 @@ pub(super) struct Scripts {
     refresh_reauth: Script,
     release: Script,
     first_use: Script,
+    revoke: Script,
+    revocations: Script,
+    set_claim: Script,
 }
 
 const NOW_MS: &str = "local t = redis.call('TIME')\n\
@@ -190,6 +215,57 @@ local ttl = (tonumber(ARGV[1]) - tonumber(t[1])) * 1000
 if ttl < 1000 then ttl = 1000 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', string.format('%.0f', ttl)) then return 1 end
 return 0
+"#,
+            ),
+            // KEYS: the revocation table. ARGV: field (the uid's keyed hash), not before (ms, or
+            // '-': every token), the sealed uid (hex), origin, channel, remember (ms). Widens
+            // a live entry of the same user, stamps it with Redis's clock and publishes it.
+            revoke: Script::new(&format!(
+                "{NOW_MS}{}",
+                r#"
+local nb = ARGV[2]
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local at, old = string.match(cur, '^(%d+) (%S+)')
+  if at and tonumber(at) + tonumber(ARGV[6]) > now then
+    if old == '-' then nb = '-'
+    elseif nb ~= '-' and tonumber(old) > tonumber(nb) then nb = old end
+  end
+end
+local entry = string.format('%.0f', now) .. ' ' .. nb .. ' ' .. ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], entry)
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[5], ARGV[4] .. ' ' .. ARGV[1] .. ' ' .. entry)
+return now
+"#
+            )),
+            // KEYS: the revocation table. ARGV: remember (ms). The live entries as
+            // "field at not_before sealed"; older ones are dropped.
+            revocations: Script::new(&format!(
+                "{NOW_MS}{}",
+                r#"
+local all = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #all, 2 do
+  local at = string.match(all[i + 1], '^(%d+) ')
+  if at and tonumber(at) + tonumber(ARGV[1]) > now then
+    table.insert(live, all[i] .. ' ' .. all[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return live
+"#
+            )),
+            // KEYS: a SET's jti mark. ARGV: origin, pending claim (ms). -2: delivered; -1:
+            // claimed by this replica; else another replica's claim, with its TTL (ms).
+            set_claim: Script::new(
+                r#"
+if redis.call('GET', KEYS[1]) == 'done' then return -2 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then return 0 end
+return ttl
 "#,
             ),
         }
@@ -395,6 +471,125 @@ impl Store {
         Some(first == 1)
     }
 
+    /// Records a security-event revocation of `uid` for the fleet (widening one already
+    /// there) and publishes it. `not_before_ms`: tokens issued before it (Unix ms); `None`:
+    /// every token. Only the uid's keyed hash names it; the uid itself is sealed. Redis's
+    /// time of the entry.
+    pub async fn revoke(
+        &self,
+        uid: &str,
+        not_before_ms: Option<u64>,
+        remember_ms: u64,
+    ) -> Option<u64> {
+        let script = &self.scripts.revoke;
+        let field = self.hash("revocation-uid", uid.as_bytes());
+        let sealed = hex(&self.seal(field.as_bytes(), uid.as_bytes())?);
+        let not_before = not_before_ms.map_or_else(|| "-".to_owned(), |ms| ms.to_string());
+        let (table, channel) = (self.revocation_table(), self.revocation_channel());
+        let at: i64 = self
+            .run(Kind::Revocations, |mut c| async move {
+                script
+                    .key(table)
+                    .arg(&field)
+                    .arg(not_before)
+                    .arg(sealed)
+                    .arg(&self.origin)
+                    .arg(channel)
+                    .arg(remember_ms.max(1))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        u64::try_from(at).ok()
+    }
+
+    /// Every revocation recorded within `remember_ms`, opened.
+    pub async fn revocations(&self, remember_ms: u64) -> Option<Vec<RevocationEntry>> {
+        let script = &self.scripts.revocations;
+        let table = self.revocation_table();
+        let rows: Vec<String> = self
+            .run(Kind::Revocations, |mut c| async move {
+                script
+                    .key(table)
+                    .arg(remember_ms.max(1))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Some(
+            rows.iter()
+                .filter_map(|r| self.read_revocation(r))
+                .collect(),
+        )
+    }
+
+    /// `field at not_before sealed` as stored and published; `None` when it does not open
+    /// (another fleet's key, or garbage).
+    pub(super) fn read_revocation(&self, entry: &str) -> Option<RevocationEntry> {
+        let mut parts = entry.split(' ');
+        let (field, at, not_before, sealed) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let not_before_ms = match not_before {
+            "-" => None,
+            ms => Some(ms.parse().ok()?),
+        };
+        let uid = self.open(field.as_bytes(), &unhex(sealed)?)?;
+        let uid = String::from_utf8(uid).ok()?;
+        let at_ms = at.parse().ok()?;
+        (self.hash("revocation-uid", uid.as_bytes()) == field).then_some(RevocationEntry {
+            at_ms,
+            not_before_ms,
+            uid,
+        })
+    }
+
+    /// Claims the delivery of a security event whose `jti` mark is `id` (a keyed hash) for
+    /// `pending_ms`.
+    pub async fn set_claim(&self, id: &str, pending_ms: u64) -> Option<SetClaim> {
+        let script = &self.scripts.set_claim;
+        let key = self.set_key(id);
+        let reply: i64 = self
+            .run(Kind::SetLedger, |mut c| async move {
+                script
+                    .key(key)
+                    .arg(&self.origin)
+                    .arg(pending_ms.max(1))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Some(match reply {
+            -2 => SetClaim::Delivered,
+            -1 => SetClaim::Mine,
+            ttl => SetClaim::Elsewhere {
+                ttl_ms: u64::try_from(ttl).unwrap_or(0),
+            },
+        })
+    }
+
+    /// The RP took the event: the `jti` is delivered for the fleet for `keep_ms`.
+    pub async fn set_delivered(&self, id: &str, keep_ms: u64) -> Option<()> {
+        let key = self.set_key(id);
+        let _: () = self
+            .run(Kind::SetLedger, |mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg("done")
+                    .arg("PX")
+                    .arg(keep_ms.max(1))
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Some(())
+    }
+
+    /// The delivery failed: gives up this replica's claim so FxA's retry gets through.
+    pub async fn set_release(&self, id: &str) -> Option<()> {
+        let key = self.set_key(id);
+        self.release_key(Kind::SetLedger, key).await
+    }
+
     async fn release_key(&self, kind: Kind, key: String) -> Option<()> {
         let script = &self.scripts.release;
         let _: i64 = self
@@ -407,6 +602,18 @@ impl Store {
 
     pub(super) fn channel(&self) -> String {
         self.key("bo", "events")
+    }
+
+    pub(super) fn revocation_channel(&self) -> String {
+        self.key("rv", "events")
+    }
+
+    fn revocation_table(&self) -> String {
+        self.key("rv", "users")
+    }
+
+    fn set_key(&self, id: &str) -> String {
+        self.key(&format!("set:{id}"), "")
     }
 
     fn table_key(&self) -> String {

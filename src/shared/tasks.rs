@@ -2,6 +2,8 @@
 //! the store between up (share) and down (fall back); `subscribe` keeps the pub/sub
 //! subscription to the back-off channel and, after every (re)subscription, replays the whole
 //! table to the listener, so a replica that missed messages while Redis was away catches up.
+//! The same subscription carries the security-event revocations (their own channel): after
+//! every (re)subscription their listener is told, and reads what it missed.
 //! Both hold only a `Weak` store and end when it is dropped.
 
 use std::sync::Weak;
@@ -57,8 +59,9 @@ async fn subscribed(weak: &Weak<Store>) -> Result<(), String> {
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| e.to_string())?;
+    let revocations = store.revocation_channel();
     pubsub
-        .subscribe(store.channel())
+        .subscribe(&[store.channel(), revocations.clone()])
         .await
         .map_err(|e| e.to_string())?;
     // Messages from now on are queued on the connection: the snapshot cannot miss any.
@@ -78,6 +81,9 @@ async fn subscribed(weak: &Weak<Store>) -> Result<(), String> {
             listener.apply(&row, now);
         }
     }
+    if let Some(listener) = store.revocation_listener() {
+        listener.resubscribed();
+    }
     store.subscribed.store(true, Ordering::Relaxed);
     let mut check = tokio::time::interval(store.health_interval);
     drop(store);
@@ -88,7 +94,11 @@ async fn subscribed(weak: &Weak<Store>) -> Result<(), String> {
                 let Some(msg) = msg else { return Err("connection closed".to_owned()) };
                 let Ok(payload) = msg.get_payload::<String>() else { continue };
                 let store = weak.upgrade().ok_or("store dropped")?;
-                deliver(&store, &payload);
+                if msg.get_channel_name() == revocations {
+                    deliver_revocation(&store, &payload);
+                } else {
+                    deliver(&store, &payload);
+                }
             }
             _ = check.tick() => {
                 let store = weak.upgrade().ok_or("store dropped")?;
@@ -112,5 +122,21 @@ fn deliver(store: &Store, payload: &str) {
     }
     if let Some(listener) = store.listener() {
         listener.apply(entry, now);
+    }
+}
+
+/// `origin field at not_before sealed`: all but the origin to the revocation listener, unless
+/// this replica sent it (it applied the revocation before writing it).
+fn deliver_revocation(store: &Store, payload: &str) {
+    let Some((origin, entry)) = payload.split_once(' ') else {
+        return;
+    };
+    if origin == store.origin() {
+        return;
+    }
+    if let (Some(listener), Some(entry)) =
+        (store.revocation_listener(), store.read_revocation(entry))
+    {
+        listener.apply(entry);
     }
 }

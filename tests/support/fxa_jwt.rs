@@ -173,6 +173,11 @@ struct FxaState {
     introspect_down: bool,
     /// Access token the next `/v1/token` refresh grant hands out.
     next_token: Option<(String, u64)>,
+    /// Answers of `/v1/token` and `/v1/introspect` are decided on arrival and sent this late.
+    token_delay: Duration,
+    introspect_delay: Duration,
+    /// Headers added to `/v1/jwks` answers.
+    jwks_headers: Vec<(String, String)>,
 }
 
 /// The fake FxA OAuth server (the "pairwise id" case: a JWT may carry an `fxa-test-uid`
@@ -214,9 +219,13 @@ impl FakeFxa {
                     .status(503)
                     .json(json!({"code": 503, "errno": 999}));
             }
-            Reply::new()
+            let mut reply = Reply::new()
                 .json(state.jwks.clone())
-                .header("cache-control", &cc.lock().unwrap())
+                .header("cache-control", &cc.lock().unwrap());
+            for (name, value) in &state.jwks_headers {
+                reply = reply.header(name, value);
+            }
+            reply
         });
         let (state, count) = (fxa.state.clone(), fxa.introspections.clone());
         fxa.server.on_fn("/v1/introspect", move |req| {
@@ -225,17 +234,21 @@ impl FakeFxa {
             if state.introspect_down {
                 return Reply::new().status(503).body("down");
             }
-            Reply::new().json(introspect(&state, &form_field(req, "token")))
+            Reply::new()
+                .json(introspect(&state, &form_field(req, "token")))
+                .delay(state.introspect_delay)
         });
         let (state, count) = (fxa.state.clone(), fxa.token_calls.clone());
         fxa.server.on_fn("/v1/token", move |_| {
             count.fetch_add(1, Ordering::SeqCst);
             let state = state.lock().unwrap();
             match &state.next_token {
-                Some((token, expires_in)) => Reply::new().json(json!({
-                    "access_token": token, "token_type": "bearer",
-                    "scope": "profile", "expires_in": expires_in,
-                })),
+                Some((token, expires_in)) => Reply::new()
+                    .json(json!({
+                        "access_token": token, "token_type": "bearer",
+                        "scope": "profile", "expires_in": expires_in,
+                    }))
+                    .delay(state.token_delay),
                 None => Reply::new()
                     .status(400)
                     .json(json!({"code": 400, "errno": 108, "message": "Invalid token"})),
@@ -286,6 +299,22 @@ impl FakeFxa {
     /// What the next refresh grant hands out.
     pub fn next_refresh(&self, token: &str, expires_in: u64) {
         self.state.lock().unwrap().next_token = Some((token.to_owned(), expires_in));
+    }
+
+    /// `/v1/token` grants are decided on arrival and answered `delay` later.
+    pub fn set_token_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().token_delay = delay;
+    }
+
+    /// `/v1/introspect` answers are decided on arrival and sent `delay` later.
+    pub fn set_introspect_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().introspect_delay = delay;
+    }
+
+    /// Adds a header to every `/v1/jwks` answer.
+    pub fn add_jwks_header(&self, name: &str, value: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.jwks_headers.push((name.to_owned(), value.to_owned()));
     }
 
     pub fn jwks_fetches(&self) -> usize {

@@ -17,6 +17,13 @@ use crate::clock::SharedClock;
 use crate::config::{Secret, TokenEndpoint};
 use crate::upstream::Upstream;
 
+/// What a call asked for, and when.
+struct Asked {
+    scope: Option<String>,
+    users: Vec<String>,
+    at: SystemTime,
+}
+
 /// Everything one token endpoint call needs, owned by its spawned task.
 pub(super) struct TokenCall {
     pub(super) upstream: Arc<Upstream>,
@@ -43,6 +50,7 @@ impl TokenCall {
         users: Vec<String>,
     ) -> Result<Arc<Grant>, RefreshError> {
         let now = self.clock.now();
+        let asked_at = now;
         let scopes = [
             Scope::Upstream(self.upstream_index),
             Scope::Client {
@@ -100,7 +108,14 @@ impl TokenCall {
         };
         self.gate.record(&caller, &answer, now);
         match verdict {
-            TokenAnswer::Granted(new) => Ok(Arc::new(self.grant(new, old, scope, users, now))),
+            TokenAnswer::Granted(new) => {
+                let asked = Asked {
+                    scope,
+                    users,
+                    at: asked_at,
+                };
+                Ok(Arc::new(self.grant(new, old, asked, now)))
+            }
             TokenAnswer::Reauth => {
                 tracing::info!(
                     upstream = %self.upstream.name,
@@ -153,19 +168,14 @@ impl TokenCall {
         form
     }
 
-    fn grant(
-        &self,
-        new: NewToken,
-        old: TokenKey,
-        scope: Option<String>,
-        users: Vec<String>,
-        now: SystemTime,
-    ) -> Grant {
+    fn grant(&self, new: NewToken, old: TokenKey, asked: Asked, now: SystemTime) -> Grant {
         let expires_at = now.checked_add(new.expires_in).unwrap_or(now);
         let ttl = self.grace.min(new.expires_in);
+        let Asked { scope, users, at } = asked;
         Grant {
             old,
             asked_scope: scope,
+            asked_at: at,
             access_token: new.access_token,
             granted_scope: new.scope,
             expires_at,

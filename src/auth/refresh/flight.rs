@@ -190,6 +190,10 @@ fn open(
         reuse_until: now.checked_add(reuse)?,
         ttl: reuse,
         users: users.to_vec(),
+        // Another replica's call: minted at most the grace period ago.
+        asked_at: now
+            .checked_sub(call.grace.saturating_sub(reuse))
+            .unwrap_or(now),
     })
 }
 

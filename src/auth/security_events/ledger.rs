@@ -6,7 +6,9 @@
 //! through. Copies that arrive while one is in flight wait for it to settle.
 //!
 //! [`JtiLedger`] is the seam for sharing this between replicas; [`LocalJtiLedger`] keeps it in
-//! this process, bounded in number (`capacity`) and age.
+//! this process, bounded in number (`capacity`) and age; [`SharedJtiLedger`] (`[redis]`) puts
+//! a pending claim with a short TTL in Redis in front of it, confirmed on 2xx and released on
+//! failure, so the fleet delivers one SET once (Redis down: the local ledger alone).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
+
+use crate::clock::SharedClock;
+use crate::shared::{SetClaim, Store};
 
 /// The outcome of a claim.
 pub enum Claim {
@@ -28,10 +33,13 @@ pub enum Claim {
     Full,
 }
 
+/// A claim being decided.
+pub type Claiming = Pin<Box<dyn Future<Output = Claim> + Send>>;
+
 /// Delivery state of SETs by `jti` digest.
 pub trait JtiLedger: Send + Sync + 'static {
     /// Claims the delivery of `key`, remembered until `until` once delivered.
-    fn claim(self: Arc<Self>, key: &[u8; 32], until: SystemTime, now: SystemTime) -> Claim;
+    fn claim(self: Arc<Self>, key: [u8; 32], until: SystemTime, now: SystemTime) -> Claiming;
     /// Records the RP's answer for a claim.
     fn settle(&self, key: &[u8; 32], delivered: bool, until: SystemTime);
 }
@@ -114,14 +122,23 @@ impl LocalJtiLedger {
     }
 }
 
-impl JtiLedger for LocalJtiLedger {
-    fn claim(self: Arc<Self>, key: &[u8; 32], until: SystemTime, now: SystemTime) -> Claim {
+/// What the in-process ledger says about a claim.
+enum Local {
+    /// The slot is this caller's: settle it.
+    Taken,
+    Delivered,
+    InFlight(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Full,
+}
+
+impl LocalJtiLedger {
+    fn take(&self, key: &[u8; 32], now: SystemTime) -> Local {
         let mut slots = self.lock();
         match slots.get(key) {
-            Some(Slot::Delivered { until }) if *until > now => return Claim::Delivered,
+            Some(Slot::Delivered { until }) if *until > now => return Local::Delivered,
             Some(Slot::InFlight { waiters, .. }) => {
                 let mut rx = waiters.clone();
-                return Claim::InFlight(Box::pin(async move {
+                return Local::InFlight(Box::pin(async move {
                     // Resolves when the sender is dropped (the copy in flight settled).
                     let _ = tokio::time::timeout(MAX_WAIT, rx.changed()).await;
                 }));
@@ -131,7 +148,7 @@ impl JtiLedger for LocalJtiLedger {
         if slots.len() >= self.capacity && !slots.contains_key(key) {
             slots.retain(|_, s| !matches!(s, Slot::Delivered { until } if *until <= now));
             if slots.len() >= self.capacity {
-                return Claim::Full;
+                return Local::Full;
             }
         }
         let (tx, rx) = watch::channel(());
@@ -142,13 +159,24 @@ impl JtiLedger for LocalJtiLedger {
                 _settled: tx,
             },
         );
-        drop(slots);
-        Claim::Mine(DeliveryTicket {
-            ledger: self,
-            key: *key,
-            until,
-            settled: false,
-        })
+        Local::Taken
+    }
+}
+
+impl JtiLedger for LocalJtiLedger {
+    fn claim(self: Arc<Self>, key: [u8; 32], until: SystemTime, now: SystemTime) -> Claiming {
+        let claim = match self.take(&key, now) {
+            Local::Taken => Claim::Mine(DeliveryTicket {
+                ledger: self,
+                key,
+                until,
+                settled: false,
+            }),
+            Local::Delivered => Claim::Delivered,
+            Local::InFlight(wait) => Claim::InFlight(wait),
+            Local::Full => Claim::Full,
+        };
+        Box::pin(std::future::ready(claim))
     }
 
     fn settle(&self, key: &[u8; 32], delivered: bool, until: SystemTime) {
@@ -173,6 +201,109 @@ impl std::fmt::Debug for LocalJtiLedger {
     }
 }
 
+/// The fleet's ledger (`[redis]`): the local one first (copies on this replica wait for each
+/// other in memory), then a claim in Redis that lapses after `pending` unless the RP's 2xx
+/// turns it into "delivered" (kept until the SET is too old anyway).
+pub struct SharedJtiLedger {
+    local: Arc<LocalJtiLedger>,
+    store: Arc<Store>,
+    clock: SharedClock,
+    /// How long another replica's copies wait for this one's delivery at most: longer than
+    /// the webhook's response timeout.
+    pending: Duration,
+}
+
+/// How often a copy waiting on another replica's delivery asks Redis again.
+const POLL: Duration = Duration::from_millis(50);
+
+impl SharedJtiLedger {
+    pub fn new(
+        local: Arc<LocalJtiLedger>,
+        store: Arc<Store>,
+        clock: SharedClock,
+        pending: Duration,
+    ) -> Arc<Self> {
+        Arc::new(SharedJtiLedger {
+            local,
+            store,
+            clock,
+            pending,
+        })
+    }
+
+    /// The in-process part (kept across a reload).
+    pub fn local(&self) -> &Arc<LocalJtiLedger> {
+        &self.local
+    }
+
+    fn id(&self, key: &[u8; 32]) -> String {
+        self.store.hash("set-jti", key)
+    }
+}
+
+impl JtiLedger for SharedJtiLedger {
+    fn claim(self: Arc<Self>, key: [u8; 32], until: SystemTime, now: SystemTime) -> Claiming {
+        Box::pin(async move {
+            match self.local.take(&key, now) {
+                Local::Taken => {}
+                Local::Delivered => return Claim::Delivered,
+                Local::InFlight(wait) => return Claim::InFlight(wait),
+                Local::Full => return Claim::Full,
+            }
+            let id = self.id(&key);
+            let pending = u64::try_from(self.pending.as_millis()).unwrap_or(u64::MAX);
+            let store = Arc::clone(&self.store);
+            // Settles the local slot (and the Redis claim) whatever happens from here, even
+            // if this future is dropped.
+            let ticket = DeliveryTicket {
+                ledger: self,
+                key,
+                until,
+                settled: false,
+            };
+            match store.set_claim(&id, pending).await {
+                // Ours, or Redis is down: this replica delivers on its own ledger.
+                Some(SetClaim::Mine) | None => Claim::Mine(ticket),
+                Some(SetClaim::Delivered) => {
+                    ticket.settle(true);
+                    Claim::Delivered
+                }
+                Some(SetClaim::Elsewhere { ttl_ms }) => {
+                    drop(ticket);
+                    let wait = POLL.min(Duration::from_millis(ttl_ms.max(1)));
+                    Claim::InFlight(Box::pin(tokio::time::sleep(wait)))
+                }
+            }
+        })
+    }
+
+    fn settle(&self, key: &[u8; 32], delivered: bool, until: SystemTime) {
+        self.local.settle(key, delivered, until);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, id) = (Arc::clone(&self.store), self.id(key));
+        let keep = until.duration_since(self.clock.now()).unwrap_or_default();
+        runtime.spawn(async move {
+            if delivered {
+                let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+                store.set_delivered(&id, keep).await
+            } else {
+                store.set_release(&id).await
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for SharedJtiLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedJtiLedger")
+            .field("local", &self.local)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +313,8 @@ mod tests {
     }
 
     fn claim(ledger: &Arc<LocalJtiLedger>, key: u8, now: u64) -> Claim {
-        Arc::clone(ledger).claim(&[key; 32], at(100), at(now))
+        let claiming = Arc::clone(ledger).claim([key; 32], at(100), at(now));
+        futures_util::FutureExt::now_or_never(claiming).expect("the local ledger answers at once")
     }
 
     #[tokio::test]
