@@ -12,7 +12,7 @@
 #   plain   HTTP/1.1, h2load --h1 -c 10
 #   tlsh1   TLS, HTTP/1.1, h2load --h1 -c 10     (10 TLS handshakes included)
 #   tlsh2   TLS, HTTP/2, h2load -c 10 -m 10      (10 TLS handshakes included)
-# Prints Ir/request per case. KEEP_TMP=1 keeps the callgrind files (callgrind_annotate).
+# Prints Ir/request per case, and the upstream connections the gateway opened meanwhile. KEEP_TMP=1 keeps the callgrind files (callgrind_annotate).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,7 +55,8 @@ USER_LINE=
 [[ $EUID -eq 0 ]] && USER_LINE="user root;"
 mkdir -p "$TMP/upstream-tmp"
 fill "$HERE/upstream.conf.in" "$TMP/upstream.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
-    "NOFILE=4096" "WORKER_CONNS=4096" "UPSTREAM_PORT=$UPSTREAM_PORT" "STATUS_PORT=$STATUS_PORT" "BODY=$BODY"
+    "NOFILE=4096" "WORKER_CONNS=4096" "UPSTREAM_PORT=$UPSTREAM_PORT" "STATUS_PORT=$STATUS_PORT" "BODY=$BODY" \
+    "BULK_FILE=$TMP/bulk.bin" # compare.sh's bulk location; not requested here
 fill "$HERE/gateway.toml.in" "$TMP/gateway.toml" "ACCESS_LOG=false" "PLAIN_PORT=$GW_PLAIN_PORT" \
     "TLS_PORT=$GW_TLS_PORT" "UPSTREAM_PORT=$UPSTREAM_PORT" "KEEPALIVE=1000"
 
@@ -75,11 +76,13 @@ for _ in $(seq 300); do
 done
 
 measure() { # case-name h2load-args...
-    local name=$1 file ir
+    local name=$1 file ir a0 a1
     shift
     h2load "$@" -n 500 >/dev/null 2>&1 || die "$name: warm-up failed"
     callgrind_control --zero "$VG_PID" >/dev/null 2>&1
+    a0=$(upstream_accepts)
     h2load "$@" -n "$N" >"$TMP/$name.h2load" 2>&1 || die "$name: h2load failed (see $TMP/$name.h2load)"
+    a1=$(upstream_accepts)
     grep -q "$N succeeded" "$TMP/$name.h2load" || die "$name: not all $N requests succeeded"
     callgrind_control --dump="$name" "$VG_PID" >/dev/null 2>&1
     for _ in $(seq 50); do
@@ -89,7 +92,10 @@ measure() { # case-name h2load-args...
     done
     [[ -n $file ]] || die "$name: no callgrind dump"
     ir=$(awk '/^summary:/ {print $2; exit}' "$file")
-    printf '%-6s %8.0f Ir/request  (%s requests)\n' "$name" "$(awk -v ir="$ir" -v n="$N" 'BEGIN {print ir / n}')" "$N"
+    # New upstream connections while measuring (less the second status request): ~0 when the
+    # pool holds its connections (the warm-up filled it).
+    printf '%-6s %8.0f Ir/request  (%s requests, %s new upstream connections)\n' "$name" \
+        "$(awk -v ir="$ir" -v n="$N" 'BEGIN {print ir / n}')" "$N" "$((a1 - a0 - 1))"
 }
 
 echo "$GW_VERSION, $(valgrind --version)"

@@ -201,8 +201,14 @@ impl<T> GuardedIo<T> {
 
 /// Where hyper's automatic answer starts, when `buf` ends with one: its status line, then
 /// exactly `connection: close` (when hyper adds it), `content-length: 0` and hyper's `date`.
+/// Runs on every HTTP/1 write that follows a response: nearly every buffer fails the first
+/// test (the end of the date), and nothing is allocated.
 fn auto_answer_at_end(buf: &[u8]) -> Option<usize> {
     const DATE: usize = "Thu, 01 Jan 1970 00:00:00 GMT".len();
+    const LENGTH_DATE: &[u8] = b"content-length: 0\r\ndate: ";
+    if !buf.ends_with(b" GMT\r\n\r\n") {
+        return None;
+    }
     let status_lines = [
         &b"HTTP/1.1 400 Bad Request\r\n"[..],
         b"HTTP/1.1 414 URI Too Long\r\n",
@@ -213,13 +219,15 @@ fn auto_answer_at_end(buf: &[u8]) -> Option<usize> {
         .iter()
         .flat_map(|s| closes.iter().map(move |c| (s, c)))
     {
-        let fixed = [status_line, close, &b"content-length: 0\r\ndate: "[..]].concat();
-        let Some(at) = buf.len().checked_sub(fixed.len() + DATE + 4) else {
+        let fixed = status_line.len() + close.len() + LENGTH_DATE.len();
+        let Some(at) = buf.len().checked_sub(fixed + DATE + 4) else {
             continue;
         };
         let tail = &buf[at..];
-        if tail.starts_with(&fixed) && tail.ends_with(b" GMT\r\n\r\n") {
-            let date = &tail[fixed.len()..fixed.len() + DATE];
+        let (line, rest) = tail.split_at(status_line.len());
+        let (conn, rest) = rest.split_at(close.len());
+        if line == *status_line && conn == *close && rest.starts_with(LENGTH_DATE) {
+            let date = &tail[fixed..fixed + DATE];
             if !date.contains(&b'\r') && !date.contains(&b'\n') {
                 return Some(at);
             }

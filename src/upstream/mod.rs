@@ -33,7 +33,7 @@ use tower_service::Service as _;
 use crate::body::{ResponseBody, UpstreamBody};
 use crate::config::UpstreamConfig;
 use crate::errno::GatewayError;
-use pool::{H1Conn, Pool, Sender};
+use pool::{Checkout, H1Conn, Pool, Sender};
 pub use resolve::{Resolve, Resolver};
 
 type Connector = HttpsConnector<HttpConnector<Resolver>>;
@@ -178,7 +178,12 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, CallError> {
         // The downstream may be h2; the upstream's version comes from ALPN.
         *req.version_mut() = Version::HTTP_11;
-        let pooled = self.pool.checkout();
+        let pooled = match self.pool.checkout() {
+            Checkout::Ready(sender) => Some(sender),
+            // Boxed: rare, and its future would otherwise size every request's.
+            Checkout::Soon(conn) => Box::pin(self.pool.when_ready(conn)).await,
+            Checkout::Empty => None,
+        };
         let failed = match self.send_once(req, false, pooled).await {
             Ok(response) => return Ok(response),
             Err(failed) => failed,

@@ -7,7 +7,10 @@
 //!
 //! An HTTP/1.1 connection goes back to the pool as soon as it can take the next request: at
 //! once after the response head when hyper is already done with it (the usual small answer),
-//! else when the response body has been read to its end. Nothing is spawned per response. A
+//! else when the response body has been read to its end. A connection back from a body may
+//! still be wrapping up in hyper's task (it has not run since the body ended): a request that
+//! finds no ready connection waits briefly for such a one rather than opening another, or
+//! many concurrent requests (one HTTP/2 client) would each open their own. Nothing is spawned per response. A
 //! connection whose body was dropped early is not reused (hyper closes it). Idle connections
 //! are closed after the idle timeout by one sweeping task per pool, which stops when the pool
 //! is empty or gone.
@@ -23,6 +26,19 @@ use crate::body::{Release, UpstreamBody};
 
 pub(super) type H1Sender = http1::SendRequest<UpstreamBody>;
 pub(super) type H2Sender = http2::SendRequest<UpstreamBody>;
+
+/// How long a request waits for a pooled connection that hyper is still wrapping up, before
+/// it opens a new one: hyper's task is already woken, so it is normally ready within the same
+/// turn of the runtime; this bounds a connection that stays busy for some other reason.
+const SOON: Duration = Duration::from_millis(50);
+
+/// What the pool has for the next request.
+pub(super) enum Checkout {
+    Ready(Sender),
+    /// An idle HTTP/1.1 connection whose last exchange hyper is still wrapping up.
+    Soon(Box<H1Conn>),
+    Empty,
+}
 
 /// A connection ready for one request.
 pub(super) enum Sender {
@@ -75,33 +91,51 @@ impl Pool {
     }
 
     /// A pooled connection that can take a request now, if any: the HTTP/2 one, else the
-    /// warmest ready HTTP/1.1 one.
-    pub(super) fn checkout(&self) -> Option<Sender> {
+    /// warmest ready HTTP/1.1 one, else the warmest one hyper is still wrapping up.
+    pub(super) fn checkout(&self) -> Checkout {
         let now = Instant::now();
         let mut idle = self.shared.lock();
         if let Some((h2, last_used)) = &mut idle.h2 {
             if h2.is_ready() && now.duration_since(*last_used) < self.shared.idle_timeout {
                 *last_used = now;
-                return Some(Sender::H2(h2.clone()));
+                return Checkout::Ready(Sender::H2(h2.clone()));
             }
             idle.h2 = None;
         }
+        let mut soon = None;
         let mut i = idle.h1.len();
         while i > 0 {
             i -= 1;
             let (conn, since) = &idle.h1[i];
-            if conn.sender.is_ready() {
-                if now.duration_since(*since) < self.shared.idle_timeout {
-                    return Some(Sender::H1(idle.h1.remove(i).0));
-                }
+            if now.duration_since(*since) >= self.shared.idle_timeout || conn.sender.is_closed() {
                 idle.h1.remove(i);
-            } else if conn.sender.is_closed() {
-                idle.h1.remove(i);
+                soon = soon.map(|s: usize| s - 1);
+            } else if conn.sender.is_ready() {
+                return Checkout::Ready(Sender::H1(idle.h1.remove(i).0));
+            } else if soon.is_none() {
+                // hyper is still wrapping up its last exchange (the connection task has not
+                // run since the response ended).
+                soon = Some(i);
             }
-            // Else hyper is still wrapping up its last exchange (the connection task has not
-            // run since the response ended): leave it for later.
         }
-        None
+        match soon {
+            Some(i) => Checkout::Soon(idle.h1.remove(i).0),
+            None => Checkout::Empty,
+        }
+    }
+
+    /// `conn` (from `Checkout::Soon`) once hyper has made it ready, if that happens within
+    /// [`SOON`]; else it goes back to the pool (or away, if it closed) and the caller opens a
+    /// new connection.
+    pub(super) async fn when_ready(&self, mut conn: Box<H1Conn>) -> Option<Sender> {
+        match tokio::time::timeout(SOON, conn.sender.ready()).await {
+            Ok(Ok(())) => Some(Sender::H1(conn)),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                self.shared.checkin(conn);
+                None
+            }
+        }
     }
 
     /// A new HTTP/1.1 connection of this pool.

@@ -60,7 +60,7 @@ async fn connection_is_pooled_when_its_body_ends_and_reused() {
     assert_eq!(bytes.len(), 100_000);
     settle().await;
     assert_eq!(pool.idle_count(), 1);
-    let Some(Sender::H1(conn)) = pool.checkout() else {
+    let Checkout::Ready(Sender::H1(conn)) = pool.checkout() else {
         panic!("no pooled connection");
     };
     assert_eq!(pool.idle_count(), 0);
@@ -81,7 +81,7 @@ async fn connection_whose_body_was_dropped_early_is_not_pooled() {
     drop(body);
     settle().await;
     assert_eq!(pool.idle_count(), 0);
-    assert!(pool.checkout().is_none());
+    assert!(matches!(pool.checkout(), Checkout::Empty));
     server.await.expect("server side closed");
 }
 
@@ -115,7 +115,7 @@ async fn closed_connection_is_never_checked_out() {
     server.abort();
     let _ = server.await;
     settle().await;
-    assert!(pool.checkout().is_none());
+    assert!(matches!(pool.checkout(), Checkout::Empty));
 }
 
 #[tokio::test(start_paused = true)]
@@ -132,25 +132,50 @@ async fn idle_connections_over_the_cap_are_closed_oldest_first() {
     servers.remove(0).await.expect("the oldest was closed");
 }
 
-#[tokio::test(start_paused = true)]
-async fn connection_still_busy_with_a_body_is_not_checked_out_until_it_ends() {
-    let pool = Pool::new(IDLE, 8);
-    let (mut conn, _server) = connection(&pool, 100_000).await;
+/// A connection back in the pool while hyper still reads its body (as a body that ended just
+/// before the connection task ran would bring it), and that response.
+async fn busy_in_the_pool(pool: &Pool) -> (Response<Incoming>, JoinHandle<()>) {
+    let (mut conn, server) = connection(pool, 100_000).await;
     let req = Request::builder()
         .uri("/")
         .header("host", "upstream")
         .body(UpstreamBody::Empty)
         .expect("request");
     let resp = conn.sender.send_request(req).await.expect("response");
-    // Back in the pool while hyper still reads the body (as a body that ended just before the
-    // connection task ran would bring it): there, but not handed out.
     assert!(!conn.sender.is_ready());
     Release::release(conn);
     assert_eq!(pool.idle_count(), 1);
-    assert!(pool.checkout().is_none());
+    (resp, server)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_still_busy_stays_pooled_when_it_does_not_get_ready_in_time() {
+    let pool = Pool::new(IDLE, 8);
+    let (resp, _server) = busy_in_the_pool(&pool).await;
+    let Checkout::Soon(conn) = pool.checkout() else {
+        panic!("the busy connection was not offered");
+    };
+    // Its body is not read: it stays busy past the wait, and goes back for later.
+    assert!(pool.when_ready(conn).await.is_none());
     assert_eq!(pool.idle_count(), 1, "kept for when it is ready");
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(body.len(), 100_000);
     settle().await;
-    assert!(matches!(pool.checkout(), Some(Sender::H1(_))));
+    assert!(matches!(pool.checkout(), Checkout::Ready(Sender::H1(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waits_for_a_connection_hyper_is_wrapping_up_rather_than_open_one() {
+    let pool = Pool::new(IDLE, 8);
+    let (resp, _server) = busy_in_the_pool(&pool).await;
+    let Checkout::Soon(conn) = pool.checkout() else {
+        panic!("the busy connection was not offered");
+    };
+    assert_eq!(pool.idle_count(), 0, "taken by the waiting request");
+    let (ready, body) = tokio::join!(pool.when_ready(conn), resp.into_body().collect());
+    assert_eq!(body.expect("body").to_bytes().len(), 100_000);
+    let Some(Sender::H1(conn)) = ready else {
+        panic!("the connection did not become ready");
+    };
+    get(&pool, conn).await.collect().await.expect("body");
 }
