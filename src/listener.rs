@@ -329,8 +329,11 @@ async fn serve_connection(
         }
         Some(acceptor) => {
             let handshake = acceptor.accept(stream);
-            let accepted =
-                Box::pin(tokio::time::timeout(limits.tls_handshake_timeout, handshake)).await;
+            let accepted = Box::pin(tokio::time::timeout(
+                limits.tls_handshake_timeout,
+                handshake,
+            ))
+            .await;
             let tls_stream = match accepted {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -387,7 +390,9 @@ where
                 // without a body and also cut idle keep-alive connections).
                 .header_read_timeout(None)
                 .serve_connection(io, service);
-            Box::pin(run_until_drained(c, peer, shutdown, |c| c.graceful_shutdown()))
+            Box::pin(run_until_drained(c, peer, shutdown, |c| {
+                c.graceful_shutdown()
+            }))
         }
         Protocol::Http2 => {
             let c = http2::Builder::new(StreamExec {
@@ -400,7 +405,9 @@ where
             .max_header_list_size(limits.h2_max_header_list_size.saturating_mul(2))
             .max_pending_accept_reset_streams(Some(20))
             .serve_connection(io, service);
-            Box::pin(run_until_drained(c, peer, shutdown, |c| c.graceful_shutdown()))
+            Box::pin(run_until_drained(c, peer, shutdown, |c| {
+                c.graceful_shutdown()
+            }))
         }
     }
 }

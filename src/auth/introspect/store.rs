@@ -305,9 +305,15 @@ mod tests {
         let store = TokenStore::new(1000);
         store.insert(key(1), answer(1000, 5), at(1000));
         store.insert(key(2), answer(1006, 300), at(1006));
-        assert!(store.get(&key(1)).is_some(), "swept at 1000, next sweep due at 1010");
+        assert!(
+            store.get(&key(1)).is_some(),
+            "swept at 1000, next sweep due at 1010"
+        );
         store.insert(key(3), answer(1010, 300), at(1010));
-        assert!(store.get(&key(1)).is_none(), "stale since 1005, swept at 1010");
+        assert!(
+            store.get(&key(1)).is_none(),
+            "stale since 1005, swept at 1010"
+        );
         assert_eq!(store.len(), 2);
     }
 
