@@ -55,7 +55,8 @@ USER_LINE=
 [[ $EUID -eq 0 ]] && USER_LINE="user root;"
 mkdir -p "$TMP/upstream-tmp"
 fill "$HERE/upstream.conf.in" "$TMP/upstream.conf" "TMP=$TMP" "USER_LINE=$USER_LINE" \
-    "NOFILE=4096" "WORKER_CONNS=4096" "UPSTREAM_PORT=$UPSTREAM_PORT" "STATUS_PORT=$STATUS_PORT" "BODY=$BODY"
+    "NOFILE=4096" "WORKER_CONNS=4096" "UPSTREAM_PORT=$UPSTREAM_PORT" "STATUS_PORT=$STATUS_PORT" "BODY=$BODY" \
+    "BULK_FILE=$TMP/bulk.bin" # (the bulk location is not used here)
 fill "$HERE/gateway.toml.in" "$TMP/gateway.toml" "ACCESS_LOG=false" "PLAIN_PORT=$GW_PLAIN_PORT" \
     "TLS_PORT=$GW_TLS_PORT" "UPSTREAM_PORT=$UPSTREAM_PORT" "KEEPALIVE=1000"
 
