@@ -1,15 +1,15 @@
 //! Bearer-token introspection against the OAuth server (`POST /v1/introspect`,
 //! `fxa-reference.md` §1.6), behind a bounded cache.
 //!
-//! - The cache ([`store`]: sharded hash maps, lighter than moka per entry) is keyed by
-//!   HMAC-SHA256 of the token under a per-process random key, truncated to 128 bits; the raw
-//!   token is never a key, never stored, never logged. Active answers live until
+//! - The cache (moka) is keyed by HMAC-SHA256 of the token under a per-process random key;
+//!   the raw token is never a key, never stored, never logged. Active answers live until
 //!   min(`exp`, `max_ttl`); inactive ones, and tokens the endpoint refused with a 4xx, for
 //!   `negative_ttl`, so token guessing does not turn into FxA traffic. Every hit is judged on
 //!   the gateway's clock: a token past its `exp` is never served as active.
-//! - Concurrent lookups of one uncached token make one call. The call runs in its own task, so
-//!   a client that goes away never cuts it short and the breaker and back-off bookkeeping
-//!   always complete; the lookup then passes to one waiter, which may ask once more.
+//! - Concurrent lookups of one uncached token make one call (moka's `try_get_with`). The call
+//!   runs in its own task, so a client that goes away never cuts it short and the breaker and
+//!   back-off bookkeeping always complete; moka then hands the lookup to one waiter, which may
+//!   ask once more.
 //! - Failures (unreachable, timeout, 429, 5xx, garbage) are never cached and never read as
 //!   "inactive": they are [`IntrospectError::Unavailable`] (503 errno 104). After one, the
 //!   breaker answers at once for [`IntrospectSettings::breaker`], then lets one call probe.
@@ -22,7 +22,6 @@ mod answer;
 mod breaker;
 mod cache;
 mod call;
-mod store;
 
 #[cfg(test)]
 mod sizes;
@@ -34,6 +33,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::{hmac, rand};
 use http::StatusCode;
+use moka::future::Cache;
+use moka::ops::compute::Op;
 use serde_json::Value;
 use tracing::Instrument as _;
 
@@ -44,6 +45,7 @@ pub use cache::entry_ttl;
 
 use crate::auth::form_post::RawAnswer;
 use crate::auth::revocation::{Revocation, Revocations};
+use crate::auth::ttl::TtlExpiry;
 use crate::backoff::{
     Admission, BackoffGate, Caller, Gate as _, Scope, UpstreamAnswer, clamp_retry_after,
     parse_retry_after, whole_seconds_up,
@@ -52,7 +54,6 @@ use crate::clock::SharedClock;
 use crate::upstream::Upstream;
 use breaker::Breaker;
 use cache::{CacheKey, Cached};
-use store::TokenStore;
 
 /// Tokens longer than this are refused without a call: FxA's opaque tokens are 64 hex chars
 /// and its JWT access tokens are capped at 1024 (`fxa-reference.md` §1.3).
@@ -88,7 +89,7 @@ pub enum IntrospectError {
 
 /// Looks tokens up, through the cache. Build one per OAuth upstream at start-up and share it.
 pub struct Introspector {
-    cache: Arc<TokenStore>,
+    cache: Cache<CacheKey, Cached>,
     key: hmac::Key,
     fetcher: Arc<Fetcher>,
     /// What security events said; an answer they cover is asked for again.
@@ -150,8 +151,14 @@ impl Introspector {
     ) -> Self {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret).expect("the system RNG is available at startup");
+        let cache = Cache::builder()
+            .name("introspection")
+            .max_capacity(settings.capacity)
+            .expire_after(TtlExpiry)
+            .support_invalidation_closures()
+            .build();
         Introspector {
-            cache: Arc::new(TokenStore::new(settings.capacity)),
+            cache,
             revocations: None,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             fetcher: Fetcher::new(upstream, upstream_index, gate, clock, settings),
@@ -170,7 +177,7 @@ impl Introspector {
         settings: IntrospectSettings,
     ) -> Self {
         Introspector {
-            cache: Arc::clone(&old.cache),
+            cache: old.cache.clone(),
             revocations: old.revocations.clone(),
             key: old.key.clone(),
             fetcher: Fetcher::new(upstream, upstream_index, gate, clock, settings),
@@ -191,7 +198,7 @@ impl Introspector {
         }
         let key = self.cache_key(token);
         let now = self.fetcher.clock.now();
-        if let Some(cached) = self.cache.get(&key) {
+        if let Some(cached) = self.cache.get(&key).await {
             let revoked = self
                 .revocations
                 .as_deref()
@@ -201,10 +208,9 @@ impl Introspector {
             }
             if revoked {
                 // A security event covers this answer: FxA is asked again.
-                self.cache.remove(&key);
+                self.cache.invalidate(&key).await;
             } else {
-                // Only if still stale: a fresh answer another caller just stored stays.
-                self.cache.remove_if(&key, |c| !c.is_fresh(now));
+                self.drop_if_stale(key, now).await;
             }
         }
         let fetcher = Arc::clone(&self.fetcher);
@@ -216,7 +222,7 @@ impl Introspector {
                 .await
                 .unwrap_or(Err(IntrospectError::Unavailable { retry_after: None }))
         };
-        let cached = self.cache.get_or_fetch(key, now, init).await?;
+        let cached = self.cache.try_get_with(key, init).await.map_err(|e| *e)?;
         cached.serve(self.fetcher.clock.now())
     }
 
@@ -241,25 +247,27 @@ impl Introspector {
     /// event); the user's later tokens stay.
     pub fn invalidate_user(&self, uid: &str, revocation: Revocation) {
         let uid = uid.to_owned();
-        self.cache
-            .remove_all_if(|c| c.is_of(&uid) && c.covered_by(&revocation));
+        let drop = move |_: &CacheKey, c: &Cached| c.is_of(&uid) && c.covered_by(&revocation);
+        if let Err(e) = self.cache.invalidate_entries_if(drop) {
+            tracing::warn!(error = %e, "could not drop the user's introspection answers");
+        }
     }
 
     /// Forgets what is cached for `token` (after a refresh or a revocation the gateway saw).
     pub async fn invalidate(&self, token: &str) {
-        self.cache.remove(&self.cache_key(token));
+        self.cache.invalidate(&self.cache_key(token)).await;
     }
 
     /// Caches `info` for `token` as if the OAuth server had just said it (same TTL rules).
     pub async fn seed(&self, token: &str, info: TokenInfo) {
         let now = self.fetcher.clock.now();
         let cached = Cached::new(Some(Arc::new(info)), now, &self.fetcher.settings);
-        self.cache.insert(self.cache_key(token), cached, now);
+        self.cache.insert(self.cache_key(token), cached).await;
     }
 
     /// Cached answers now (approximate; for a gauge).
     pub fn cached_entries(&self) -> u64 {
-        self.cache.len()
+        self.cache.entry_count()
     }
 
     /// Whether the breaker is answering for the OAuth server (for health output).
@@ -268,10 +276,21 @@ impl Introspector {
     }
 
     fn cache_key(&self, token: &str) -> CacheKey {
-        let tag = hmac::sign(&self.key, token.as_bytes());
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&tag.as_ref()[..16]);
-        CacheKey(u128::from_be_bytes(first))
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(hmac::sign(&self.key, token.as_bytes()).as_ref());
+        CacheKey(digest)
+    }
+
+    /// Removes the entry only if it is still stale, under moka's per-key lock, so a fresh
+    /// answer another caller just stored is never thrown away.
+    async fn drop_if_stale(&self, key: CacheKey, now: SystemTime) {
+        self.cache
+            .entry(key)
+            .and_compute_with(|current| {
+                let stale = current.is_some_and(|entry| !entry.value().is_fresh(now));
+                std::future::ready(if stale { Op::Remove } else { Op::Nop })
+            })
+            .await;
     }
 }
 

@@ -1,8 +1,9 @@
 //! What the introspection cache holds and for how long.
 //!
-//! Freshness is the gateway's clock: every hit is judged against it ([`Cached::is_fresh`],
-//! [`Cached::serve`]), so a test that moves a manual clock sees expiry at once and an entry past
-//! the token's `exp` is never served as active; the store drops stale answers by it too.
+//! Freshness is decided twice: moka evicts by its own (real) clock through [`crate::auth::ttl::TtlExpiry`],
+//! which only bounds memory; every hit is then judged against the gateway's clock
+//! ([`Cached::is_fresh`], [`Cached::serve`]), so a test that moves a manual clock sees expiry at
+//! once and an entry past the token's `exp` is never served as active.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,12 +11,10 @@ use std::time::{Duration, SystemTime};
 use super::{IntrospectError, IntrospectSettings, TokenInfo};
 use crate::auth::revocation::{Revocation, Revocations};
 
-/// HMAC-SHA256 of the token under a per-process random key, truncated to its first 128 bits
-/// (RFC 2104 §5: at least half the output): never the raw token, and a dump of keys cannot be
-/// matched against a public hash of known tokens. Two tokens share a key with odds of about
-/// n²/2¹²⁹ for n cached tokens.
+/// HMAC-SHA256 of the token under a per-process random key: never the raw token, and a dump of
+/// keys cannot be matched against a public hash of known tokens.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) struct CacheKey(pub(super) u128);
+pub(super) struct CacheKey(pub(super) [u8; 32]);
 
 /// One cached answer: the token's info, or `None` when the endpoint refused the token (4xx).
 #[derive(Clone)]
@@ -23,6 +22,8 @@ pub(super) struct Cached {
     info: Option<Arc<TokenInfo>>,
     /// On the gateway's clock.
     fresh_until: SystemTime,
+    /// The same span for moka's eviction.
+    ttl: Duration,
     /// When the OAuth server was asked (gateway clock): a revocation recorded later makes the
     /// answer stale for the tokens it covers.
     seen_at: SystemTime,
@@ -55,7 +56,7 @@ pub fn entry_ttl(
 
 impl std::fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CacheKey({:04x}…)", self.0 >> 112)
+        write!(f, "CacheKey({:02x}{:02x}…)", self.0[0], self.0[1])
     }
 }
 
@@ -78,6 +79,7 @@ impl Cached {
         Cached {
             info,
             fresh_until: now.checked_add(ttl).unwrap_or(now),
+            ttl,
             seen_at: now,
         }
     }
@@ -119,11 +121,6 @@ impl Cached {
         now < self.fresh_until
     }
 
-    /// Until when the answer may be reused (gateway clock).
-    pub(super) fn fresh_until(&self) -> SystemTime {
-        self.fresh_until
-    }
-
     /// The answer for a caller at `now`: a token past its own `exp` is inactive, whatever the
     /// entry's age.
     pub(super) fn serve(&self, now: SystemTime) -> Result<Arc<TokenInfo>, IntrospectError> {
@@ -134,5 +131,13 @@ impl Cached {
             }
             Some(info) => Ok(Arc::clone(info)),
         }
+    }
+}
+
+// === impl Ttl ===
+
+impl crate::auth::ttl::Ttl for Cached {
+    fn ttl(&self) -> Duration {
+        self.ttl
     }
 }
