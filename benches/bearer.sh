@@ -33,6 +33,8 @@
 #   ROUNDS [3]   RUNS [2] per case and round   CONNS [50]
 #   QUICK=1      DURATION=3 ROUNDS=1 RUNS=1 WARMUP=1 QUIET_WAIT=10 unless set explicitly
 #   TOKENS [100000] distinct tokens for the memory part (0: skip it)
+#   PARTS ["throughput memory"] the parts to run; PARTS=memory measures only the cached tokens'
+#                 memory (valid on a busy machine: it does not depend on CPU load; ~1 min)
 #   TARGET_RATIO [0.90]  TARGET_MB [40] (issue 19)   MEM_MAX [300] s at most for loading the tokens
 #   MEM_PRELOAD   a malloc library (e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2) LD_PRELOADed
 #                 into the memory part's gateway: it only replaces C's malloc (aws-lc's), not the
@@ -63,6 +65,7 @@ ROUNDS=${ROUNDS:-3}
 RUNS=${RUNS:-2}
 CONNS=${CONNS:-50}
 TOKENS=${TOKENS:-100000}
+PARTS=${PARTS:-throughput memory}
 TARGET_RATIO=${TARGET_RATIO:-0.90}
 TARGET_MB=${TARGET_MB:-40}
 MEM_MAX=${MEM_MAX:-300}
@@ -89,6 +92,10 @@ done
 ((DURATION > 0 && ROUNDS > 0 && RUNS > 0 && CONNS > 0)) ||
     { echo "bearer.sh: DURATION, ROUNDS, RUNS and CONNS must be > 0" >&2; exit 2; }
 ((TOKENS < 4294967295)) || { echo "bearer.sh: TOKENS must be below 2^32" >&2; exit 2; }
+for p in $PARTS; do
+    [[ $p == throughput || $p == memory ]] || { echo "bearer.sh: PARTS takes throughput and/or memory (got '$p')" >&2; exit 2; }
+done
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 UPSTREAM_PORT=$BASE_PORT
 NGINX_PLAIN_PORT=$((BASE_PORT + 1))
@@ -468,8 +475,10 @@ run_case() { # round case
 
 # ---------------------------------------------------------------------------------------------
 # Part 1: throughput
+has_part throughput || ROUNDS=0
 total=$((ROUNDS * 5 * (WARMUP + RUNS * (DURATION + 1) + 1)))
-log "part 1: $ROUNDS round(s) x 5 cases x ($WARMUP s warm-up + $RUNS x $DURATION s):" \
+has_part throughput || log "part 1: skipped (PARTS=$PARTS)"
+((ROUNDS == 0)) || log "part 1: $ROUNDS round(s) x 5 cases x ($WARMUP s warm-up + $RUNS x $DURATION s):" \
     "about $((total / 60)) min $((total % 60)) s, more if runs are discarded and repeated"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2 == 1)); then order="n p t j r"; else order="r j t p n"; fi
@@ -494,7 +503,9 @@ kill -TERM "$GW_PID" 2>/dev/null || true
 # ---------------------------------------------------------------------------------------------
 # Part 2: memory for TOKENS distinct tokens
 MEM_LINE="memory: skipped (TOKENS=0)"
-if ((TOKENS > 0)); then
+if ! has_part memory; then
+    MEM_LINE="memory: skipped (PARTS=$PARTS)"
+elif ((TOKENS > 0)); then
     log "part 2: memory, $TOKENS distinct tokens through the fake OAuth server"
     wait_quiet
     if [[ -n $MEM_PRELOAD ]]; then
@@ -574,14 +585,18 @@ cp "$RESULTS" "$OUT_DIR/runs-$stamp.tsv"
     echo "load generator on core $CLIENT_CPU; discarded: runs with errors or non-2xx, the server core under ${MIN_BUSY}% busy,"
     echo "or other processes over ${MAX_FOREIGN}% of either core."
     echo
-    awk -F'\t' -v target="$TARGET_RATIO" \
-        -v labels="$(for k in $CASES; do printf '%s=%s;' "$k" "${C_LABEL[$k]}"; done)" \
-        -f "$HERE/bearer-report.awk" "$RESULTS"
-    echo "checked before part 1: $REFUSALS, and let the good token through."
-    echo "introspection calls during part 1: $INTROSPECT_PART1 (0 = both caches stayed warm; the JWT is never introspected)"
-    awk -v g="$GW_HWM" -v n="$NGINX_HWM" -v a="$AUTH_HWM" 'BEGIN {
-        printf "peak RSS (VmHWM) after part 1: fxa-gateway %.1f MB, nginx worker %.1f MB, nginx auth_request worker %.1f MB\n",
-            g / 1024, n / 1024, a / 1024 }'
+    if has_part throughput; then
+        awk -F'\t' -v target="$TARGET_RATIO" \
+            -v labels="$(for k in $CASES; do printf '%s=%s;' "$k" "${C_LABEL[$k]}"; done)" \
+            -f "$HERE/bearer-report.awk" "$RESULTS"
+        echo "checked before part 1: $REFUSALS, and let the good token through."
+        echo "introspection calls during part 1: $INTROSPECT_PART1 (0 = both caches stayed warm; the JWT is never introspected)"
+        awk -v g="$GW_HWM" -v n="$NGINX_HWM" -v a="$AUTH_HWM" 'BEGIN {
+            printf "peak RSS (VmHWM) after part 1: fxa-gateway %.1f MB, nginx worker %.1f MB, nginx auth_request worker %.1f MB\n",
+                g / 1024, n / 1024, a / 1024 }'
+    else
+        echo "part 1 (throughput): skipped (PARTS=$PARTS); checked: $REFUSALS"
+    fi
     echo
     echo "$MEM_LINE"
     echo

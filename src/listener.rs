@@ -294,6 +294,15 @@ pub async fn serve(
     }
 }
 
+/// The read and write buffer limit of an HTTP/1.1 connection. hyper's default (~410 KiB)
+/// lets each buffer of a connection that carried a large body grow that far and stay so
+/// (with `writev(false)` the write buffer copies body chunks); 64 KiB reads and writes move
+/// large bodies at about the same cost. Never below what a request head may take.
+const H1_MAX_BUF: usize = 64 * 1024;
+
+/// One client connection. Its task's own state stays small (issue 19, memory per idle
+/// connection): the TLS handshake and the HTTP connection each run boxed, as large as what they
+/// hold, rather than the task reserving room for the largest of them all along.
 async fn serve_connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
@@ -314,7 +323,7 @@ async fn serve_connection(
         idle: limits.idle_timeout,
         send: limits.send_timeout,
     };
-    match tls {
+    let connection = match tls {
         None => {
             let io = GuardedIo::new(
                 stream,
@@ -323,11 +332,15 @@ async fn serve_connection(
                 state.ids.clone(),
                 conn.in_flight.clone(),
             );
-            drive(io, Protocol::Http1, &limits, conn, state, shutdown).await
+            http(io, Protocol::Http1, &limits, conn, state, shutdown)
         }
         Some(acceptor) => {
-            let accepted =
-                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await;
+            let handshake = acceptor.accept(stream);
+            let accepted = Box::pin(tokio::time::timeout(
+                limits.tls_handshake_timeout,
+                handshake,
+            ))
+            .await;
             let tls_stream = match accepted {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -350,56 +363,59 @@ async fn serve_connection(
                 state.ids.clone(),
                 conn.in_flight.clone(),
             );
-            drive(io, protocol, &limits, conn, state, shutdown).await
+            http(io, protocol, &limits, conn, state, shutdown)
         }
-    }
+    };
+    connection.await
 }
 
-async fn drive<T>(
+/// HTTP on `io` until it closes or the drain ends, as one boxed future.
+fn http<T>(
     io: GuardedIo<T>,
     protocol: Protocol,
     limits: &Limits,
     conn: Arc<ConnInfo>,
     state: Arc<State>,
-    mut shutdown: watch::Receiver<Phase>,
-) where
+    shutdown: watch::Receiver<Phase>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
     let service = GatewayService::new(state, conn);
     let io = TokioIo::new(io);
-    let result = match protocol {
+    match protocol {
         Protocol::Http1 => {
-            let mut builder = http1::Builder::new();
-            builder
+            let c = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .writev(false)
+                .max_buf_size(H1_MAX_BUF.max(limits.max_header_bytes * 2))
                 .max_header_size(limits.max_header_bytes)
                 .max_headers(limits.max_headers)
                 // GuardedIo runs the header-read and idle deadlines (hyper's would answer
                 // without a body and also cut idle keep-alive connections).
-                .header_read_timeout(None);
-            let c = builder.serve_connection(io, service);
-            run_until_drained(c, &mut shutdown, |c| c.graceful_shutdown()).await
+                .header_read_timeout(None)
+                .serve_connection(io, service);
+            Box::pin(run_until_drained(c, peer, shutdown, |c| {
+                c.graceful_shutdown()
+            }))
         }
         Protocol::Http2 => {
-            let mut builder = http2::Builder::new(StreamExec {
+            let c = http2::Builder::new(StreamExec {
                 send_timeout: limits.send_timeout,
-            });
-            builder
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(limits.h2_max_concurrent_streams)
-                // Twice the configured limit: h2 answers a list over its own limit with a bare
-                // 431; the pipeline refuses one over the configured limit with errno JSON.
-                .max_header_list_size(limits.h2_max_header_list_size.saturating_mul(2))
-                .max_pending_accept_reset_streams(Some(20));
-            let c = builder.serve_connection(io, service);
-            run_until_drained(c, &mut shutdown, |c| c.graceful_shutdown()).await
+            })
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            // Twice the configured limit: h2 answers a list over its own limit with a bare
+            // 431; the pipeline refuses one over the configured limit with errno JSON.
+            .max_header_list_size(limits.h2_max_header_list_size.saturating_mul(2))
+            .max_pending_accept_reset_streams(Some(20))
+            .serve_connection(io, service);
+            Box::pin(run_until_drained(c, peer, shutdown, |c| {
+                c.graceful_shutdown()
+            }))
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
@@ -407,21 +423,27 @@ async fn drive<T>(
 /// drops it if it is still open when the drain time is up.
 async fn run_until_drained<C, E>(
     conn: C,
-    shutdown: &mut watch::Receiver<Phase>,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<Phase>,
     graceful: impl FnOnce(std::pin::Pin<&mut C>),
-) -> Result<(), E>
-where
+) where
     C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => return r,
-        _ = shutdown.wait_for(|p| *p >= Phase::Draining) => {}
-    }
-    graceful(conn.as_mut());
-    tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.wait_for(|p| *p == Phase::Closing) => Ok(()),
+    let result = 'run: {
+        tokio::select! {
+            r = conn.as_mut() => break 'run r,
+            _ = shutdown.wait_for(|p| *p >= Phase::Draining) => {}
+        }
+        graceful(conn.as_mut());
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = shutdown.wait_for(|p| *p == Phase::Closing) => Ok(()),
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

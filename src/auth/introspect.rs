@@ -289,9 +289,10 @@ impl Introspector {
     }
 
     fn cache_key(&self, token: &str) -> CacheKey {
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(hmac::sign(&self.key, token.as_bytes()).as_ref());
-        CacheKey(digest)
+        let tag = hmac::sign(&self.key, token.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&tag.as_ref()[..16]);
+        CacheKey(u128::from_be_bytes(first))
     }
 
     /// Removes the entry only if it is still stale, under moka's per-key lock, so a fresh

@@ -50,7 +50,7 @@ fn cached_token_stays_within_budget() {
     let own = key + value + info_alloc + strings;
     let _keep: Arc<TokenInfo> = Arc::new(info);
     for (name, bytes) in [
-        ("CacheKey (HMAC-SHA256 of the token)", key),
+        ("CacheKey (HMAC-SHA256 of the token, 128 bits)", key),
         ("Cached (moka's value)", value),
         ("TokenInfo", std::mem::size_of::<TokenInfo>()),
         ("Arc<TokenInfo> allocation (malloc)", info_alloc),
