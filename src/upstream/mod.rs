@@ -358,6 +358,9 @@ impl Upstream {
                 // One buffer per request (head and any small body), one plain write: the
                 // vectored path zeroes a 64-slot iovec array on every flush.
                 .writev(false)
+                // hyper's default (~400 KiB) lets a pooled connection's buffers grow that far
+                // under large bodies and stay there; 64 KiB still holds any sane response head.
+                .max_buf_size(UPSTREAM_MAX_BUF)
                 .handshake(Fair::new(io))
                 .await
                 .map_err(|e| Failure::Connect(error_chain(&e)))?;
@@ -476,6 +479,9 @@ struct Fair<T> {
 
 /// Read room offered without a pause before a connection task yields.
 const READ_SLICE: usize = 64 * 1024;
+
+/// The most an upstream HTTP/1.1 connection's read and write buffers may grow to.
+const UPSTREAM_MAX_BUF: usize = 64 * 1024;
 
 impl<T> Fair<T> {
     fn new(inner: T) -> Fair<T> {
