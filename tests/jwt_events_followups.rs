@@ -15,73 +15,14 @@ use serde_json::json;
 use support::TestGateway;
 use support::client::{self, TestResponse};
 use support::fake::{FakeUpstream, Reply};
-use support::fxa_jwt::{self, CLIENT_ID, FakeFxa, PASSWORD_CHANGE, SigningKey, claims, set_claims};
+use support::fxa_jwt::{self, FakeFxa, PASSWORD_CHANGE, SigningKey, claims, set_claims};
 
 const UID: &str = "0123456789abcdef0123456789abcdef";
 const UID_B: &str = "fedcba9876543210fedcba9876543210";
 const HOUR: u64 = 3600;
 
 fn config(oauth: &str, rp: &str, api: &str) -> String {
-    format!(
-        r#"
-[server]
-drain_timeout = "1s"
-
-[[listeners]]
-name = "test"
-addr = "127.0.0.1:0"
-
-[admin]
-addr = "127.0.0.1:0"
-
-[[upstreams]]
-name = "oauth"
-url = "{oauth}"
-connect_timeout = "1s"
-response_timeout = "2s"
-
-[[upstreams]]
-name = "rp"
-url = "{rp}"
-connect_timeout = "1s"
-response_timeout = "2s"
-
-[[upstreams]]
-name = "api"
-url = "{api}"
-connect_timeout = "1s"
-response_timeout = "2s"
-
-[bearer]
-oauth_upstream = "oauth"
-cache_max_ttl = "5m"
-
-[jwt]
-jwks_refetch_interval = "300ms"
-
-[refresh]
-client_id = "{CLIENT_ID}"
-
-[security_events]
-client_id = "{CLIENT_ID}"
-leeway = "60s"
-max_age = "1h"
-
-[[routes]]
-name = "webhook"
-path_prefix = "/events"
-upstream = "rp"
-methods = ["POST"]
-auth = "security-events"
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "api"
-auth = {{ policy = "bearer", scopes = ["profile"] }}
-refresh = true
-"#
-    )
+    fxa_jwt::events_config(oauth, rp, api, "2s", true, "", "")
 }
 
 struct Env {

@@ -20,8 +20,8 @@ use support::TestGateway;
 use support::client::{self, TestResponse};
 use support::fake::{FakeUpstream, Reply};
 use support::fxa_jwt::{
-    self, CLIENT_ID, DELETE_USER, FakeFxa, PASSWORD_CHANGE, PROFILE_CHANGE, SUBSCRIPTION_CHANGE,
-    SigningKey, claims, hs256_with, set_claims, unsigned,
+    self, DELETE_USER, FakeFxa, PASSWORD_CHANGE, PROFILE_CHANGE, SUBSCRIPTION_CHANGE, SigningKey,
+    claims, hs256_with, set_claims, unsigned,
 };
 
 const UID: &str = "0123456789abcdef0123456789abcdef";
@@ -29,64 +29,7 @@ const UID_B: &str = "fedcba9876543210fedcba9876543210";
 const HOUR: u64 = 3600;
 
 fn config(oauth: &str, rp: &str, api: &str, events: &str) -> String {
-    format!(
-        r#"
-[server]
-drain_timeout = "1s"
-
-[[listeners]]
-name = "test"
-addr = "127.0.0.1:0"
-
-[[upstreams]]
-name = "oauth"
-url = "{oauth}"
-connect_timeout = "1s"
-response_timeout = "1s"
-
-[[upstreams]]
-name = "rp"
-url = "{rp}"
-connect_timeout = "1s"
-response_timeout = "2s"
-
-[[upstreams]]
-name = "api"
-url = "{api}"
-connect_timeout = "1s"
-response_timeout = "2s"
-
-[bearer]
-oauth_upstream = "oauth"
-cache_max_ttl = "5m"
-
-[jwt]
-jwks_refetch_interval = "300ms"
-
-[refresh]
-client_id = "{CLIENT_ID}"
-
-[security_events]
-client_id = "{CLIENT_ID}"
-leeway = "60s"
-max_age = "1h"
-{events}
-
-[[routes]]
-name = "webhook"
-path_prefix = "/events"
-upstream = "rp"
-methods = ["POST"]
-auth = "security-events"
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "api"
-auth = {{ policy = "bearer", scopes = ["profile"] }}
-refresh = true
-"#
-    )
+    fxa_jwt::events_config(oauth, rp, api, "1s", true, events, "")
 }
 
 struct Env {

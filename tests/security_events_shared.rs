@@ -22,7 +22,7 @@ use support::TestGateway;
 use support::client::{self, TestResponse};
 use support::fake::{FakeUpstream, Reply};
 use support::fxa_jwt::{
-    self, CLIENT_ID, FakeFxa, PASSWORD_CHANGE, PROFILE_CHANGE, SigningKey, claims, set_claims,
+    self, FakeFxa, PASSWORD_CHANGE, PROFILE_CHANGE, SigningKey, claims, set_claims,
 };
 use support::redis::RedisServer;
 
@@ -33,49 +33,8 @@ const HASHING_KEY: &str = "6f1c2a9e0b7d4c3f8a5e6b1d2c9f0a7e3b4d5c6e7f8091a2b3c4d
 const ENCRYPTION_KEY: &str = "0d9c8b7a69584736251403f2e1d0c9b8a7968574635241302f1e0d9c8b7a6958";
 
 fn config(oauth: &str, rp: &str, api: &str, redis: &str) -> String {
-    format!(
-        r#"
-[server]
-drain_timeout = "1s"
-
-[[listeners]]
-name = "test"
-addr = "127.0.0.1:0"
-
-[admin]
-addr = "127.0.0.1:0"
-
-[[upstreams]]
-name = "oauth"
-url = "{oauth}"
-connect_timeout = "1s"
-response_timeout = "1s"
-
-[[upstreams]]
-name = "rp"
-url = "{rp}"
-connect_timeout = "1s"
-response_timeout = "2s"
-
-[[upstreams]]
-name = "api"
-url = "{api}"
-connect_timeout = "1s"
-response_timeout = "2s"
-
-[bearer]
-oauth_upstream = "oauth"
-cache_max_ttl = "5m"
-
-[jwt]
-jwks_refetch_interval = "300ms"
-
-[security_events]
-client_id = "{CLIENT_ID}"
-leeway = "60s"
-max_age = "1h"
-
-[redis]
+    let redis_section = format!(
+        r#"[redis]
 url = "{redis}"
 key_prefix = "fleet:"
 connect_timeout = "1s"
@@ -83,21 +42,9 @@ command_timeout = "1s"
 health_interval = "200ms"
 hashing_key = {{ file = "hash.key" }}
 encryption_key = {{ file = "enc.key" }}
-
-[[routes]]
-name = "webhook"
-path_prefix = "/events"
-upstream = "rp"
-methods = ["POST"]
-auth = "security-events"
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "api"
-auth = {{ policy = "bearer", scopes = ["profile"] }}
 "#
-    )
+    );
+    fxa_jwt::events_config(oauth, rp, api, "1s", false, "", &redis_section)
 }
 
 struct Fleet {

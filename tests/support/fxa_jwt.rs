@@ -95,6 +95,90 @@ impl SigningKey {
     }
 }
 
+/// The gateway config the security-event tests share: the fake FxA (`oauth`) as OAuth server
+/// with `oauth_timeout`, the RP's webhook (`rp`) behind `/events`, a bearer route to `api`
+/// behind `/api`; `events` goes into `[security_events]`, `extra` (more sections) at the end;
+/// `refresh` adds `[refresh]` and turns refresh on for the bearer route.
+pub fn events_config(
+    oauth: &str,
+    rp: &str,
+    api: &str,
+    oauth_timeout: &str,
+    refresh: bool,
+    events: &str,
+    extra: &str,
+) -> String {
+    let (refresh_section, refresh_route) = if refresh {
+        (
+            format!("[refresh]\nclient_id = \"{CLIENT_ID}\"\n"),
+            "refresh = true",
+        )
+    } else {
+        (String::new(), "")
+    };
+    format!(
+        r#"
+[server]
+drain_timeout = "1s"
+
+[[listeners]]
+name = "test"
+addr = "127.0.0.1:0"
+
+[admin]
+addr = "127.0.0.1:0"
+
+[[upstreams]]
+name = "oauth"
+url = "{oauth}"
+connect_timeout = "1s"
+response_timeout = "{oauth_timeout}"
+
+[[upstreams]]
+name = "rp"
+url = "{rp}"
+connect_timeout = "1s"
+response_timeout = "2s"
+
+[[upstreams]]
+name = "api"
+url = "{api}"
+connect_timeout = "1s"
+response_timeout = "2s"
+
+[bearer]
+oauth_upstream = "oauth"
+cache_max_ttl = "5m"
+
+[jwt]
+jwks_refetch_interval = "300ms"
+
+{refresh_section}
+[security_events]
+client_id = "{CLIENT_ID}"
+leeway = "60s"
+max_age = "1h"
+{events}
+
+[[routes]]
+name = "webhook"
+path_prefix = "/events"
+upstream = "rp"
+methods = ["POST"]
+auth = "security-events"
+
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "api"
+auth = {{ policy = "bearer", scopes = ["profile"] }}
+{refresh_route}
+
+{extra}
+"#
+    )
+}
+
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
