@@ -653,7 +653,7 @@ parse_h2load() {
 }
 
 RESULTS=$TMP/runs.tsv
-printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\tforeign_pct\tclient_foreign_pct\tupstream_new_conns\n' >"$RESULTS"
+printf 'round\tcase\tattempt\tkept\treason\trps\tp50_us\tp99_us\trequests\tbusy_pct\tcore_us_req\tproxy_us_req\tupstream_us_req\tclient_busy_pct\tforeign_pct\tclient_foreign_pct\tupstream_new_conns\tproxy_user_us_req\n' >"$RESULTS"
 
 
 run_case() { # round case
@@ -671,14 +671,16 @@ run_case() { # round case
         local base=$raw/r$r-$k-$attempt h2log=$SHM/r$r-$k-$attempt.h2log
         rm -f "$h2log" # h2load appends
         load_cmd "$k" "$DURATION" "$h2log"
-        local s0 c0 p0 u0 g0 s1 c1 p1 u1 g1 rc=0
+        local s0 c0 p0 u0 g0 q0 s1 c1 p1 u1 g1 q1 rc=0
         local a0 a1 newconns
         a0=$(upstream_accepts)
         s0=$(cpu_ticks "$SERVER_CPU"); c0=$(cpu_ticks "$CLIENT_CPU")
         p0=$(proc_ticks "${C_PID[$k]}"); u0=$(proc_ticks "$UPSTREAM_WORKER"); children_ticks; g0=$CHILD_TICKS
+        q0=$(proc_user_ticks "${C_PID[$k]}")
         client "$base.out" "${LOAD[@]}" || rc=$?
         s1=$(cpu_ticks "$SERVER_CPU"); c1=$(cpu_ticks "$CLIENT_CPU")
         p1=$(proc_ticks "${C_PID[$k]}"); u1=$(proc_ticks "$UPSTREAM_WORKER"); children_ticks; g1=$CHILD_TICKS
+        q1=$(proc_user_ticks "${C_PID[$k]}")
         a1=$(upstream_accepts)
         # New upstream connections during the run: ~0 when the proxy's keep-alive pool holds
         # (it was filled by the warm-up); about one per request when it does not.
@@ -698,7 +700,8 @@ run_case() { # round case
         # foreign: server-core busy time that is neither our processes (proxy, upstream) nor
         # interrupt work: someone else's process on the core (e.g. a compiler).
         # The same for the client core, less the load generator's own CPU time.
-        local busy cbusy core_us proxy_us up_us foreign cforeign reason='' ours=$(((p1 - p0) + (u1 - u0)))
+        local busy cbusy core_us proxy_us up_us foreign cforeign user_us reason='' ours=$(((p1 - p0) + (u1 - u0)))
+        user_us=$(awk -v q="$((q1 - q0))" -v n="$REQS" -v hz="$HZ" 'BEGIN {printf "%.2f\n", (n > 0 ? q * 1e6 / hz / n : 0)}')
         [[ ${C_PID[$k]} != "$UPSTREAM_WORKER" ]] || ours=$((u1 - u0))
         read -r busy cbusy core_us proxy_us up_us foreign cforeign < <(awk -v s0="$s0" -v s1="$s1" \
             -v c0="$c0" -v c1="$c1" -v p="$((p1 - p0))" -v u="$((u1 - u0))" -v o="$ours" -v g="$((g1 - g0))" \
@@ -732,9 +735,9 @@ run_case() { # round case
         else
             kept=$((kept + 1))
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$attempt" "$keep" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$k" "$attempt" "$keep" \
             "${reason:--}" "$RPS" "$P50" "$P99" "$REQS" "$busy" "$core_us" "$proxy_us" "$up_us" "$cbusy" \
-            "$foreign" "$cforeign" "$newconns" >>"$RESULTS"
+            "$foreign" "$cforeign" "$newconns" "$user_us" >>"$RESULTS"
         log "  ${C_LABEL[$k]}: $(printf '%.0f' "$RPS") rps, p50 ${P50}us, p99 ${P99}us," \
             "server core ${busy}% (${foreign}% others), client core ${cbusy}% (${cforeign}% others)," \
             "${core_us} us/req, $newconns new upstream conns$([[ $keep == 1 ]] || echo " [DISCARDED: $reason]")"

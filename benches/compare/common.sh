@@ -34,6 +34,13 @@ proc_ticks() { # pid -> utime+stime jiffies (all threads)
     awk '{printf "%.0f\n", $12 + $13}' <<<"$s"
 }
 
+proc_user_ticks() { # pid -> utime jiffies (all threads): the user-space share of proc_ticks
+    local s
+    s=$(<"/proc/$1/stat")
+    s=${s##*) }
+    awk '{printf "%.0f\n", $12}' <<<"$s"
+}
+
 upstream_accepts() { # connections the upstream has accepted so far (less this status request)
     curl -sS --max-time 2 "http://127.0.0.1:$STATUS_PORT/status" 2>/dev/null |
         awk 'NR == 3 {printf "%.0f\n", $1 - 1; found = 1} END {if (!found) print -1}'

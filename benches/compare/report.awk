@@ -7,7 +7,7 @@
 # Without cmps: fxa-gateway vs nginx as before (b c, d e, f g; c h for the access log).
 # Columns: round case attempt kept reason rps p50_us p99_us requests busy_pct core_us_req
 #          proxy_us_req upstream_us_req client_busy_pct foreign_pct client_foreign_pct
-#          upstream_new_conns
+#          upstream_new_conns proxy_user_us_req
 
 function median(list,    n, a, i, j, t) {
     n = split(list, a, " ")
@@ -31,7 +31,7 @@ NR == 1 { next }
     if ($4 != 1) next
     kept[$2]++
     add(rps, $2, $6); add(p50, $2, $7); add(p99, $2, $8); add(busy, $2, $10)
-    add(core, $2, $11); add(prox, $2, $12); add(cli, $2, $14); add(upc, $2, $17)
+    add(core, $2, $11); add(prox, $2, $12); add(cli, $2, $14); add(upc, $2, $17); add(usr, $2, $18)
     add(rrps, $2 SUBSEP $1, $6); add(rp99, $2 SUBSEP $1, $8)
     rounds[$1] = 1
 }
@@ -44,23 +44,25 @@ END {
         for (i = 1; i <= n; i++) { label[L[i]] = "(" L[i] ")"; order[++m] = L[i] }
     }
 
-    fmt = "%-42s %8s %9s %9s %6s %6s %8s %8s %7s %6s\n"
-    printf fmt, "case (medians of kept runs)", "req/s", "p50", "p99", "srv%", "cli%", "core us", "proc us", "up conn", "kept"
+    fmt = "%-42s %8s %9s %9s %6s %6s %8s %8s %7s %7s %6s\n"
+    printf fmt, "case (medians of kept runs)", "req/s", "p50", "p99", "srv%", "cli%", "core us", "proc us", "usr us", "up conn", "kept"
     for (i = 1; i <= m; i++) {
         k = order[i]
         if (!(k in kept)) {
-            printf fmt, label[k], "-", "-", "-", "-", "-", "-", "-", "-", sprintf("0/%d", total[k])
+            printf fmt, label[k], "-", "-", "-", "-", "-", "-", "-", "-", "-", sprintf("0/%d", total[k])
             continue
         }
         printf fmt, label[k], sprintf("%.0f", median(rps[k])), lat(median(p50[k])), lat(median(p99[k])),
             sprintf("%.1f", median(busy[k])), sprintf("%.1f", median(cli[k])),
-            sprintf("%.2f", median(core[k])), sprintf("%.2f", median(prox[k])), sprintf("%.0f", median(upc[k])),
+            sprintf("%.2f", median(core[k])), sprintf("%.2f", median(prox[k])),
+            (k in usr) ? sprintf("%.2f", median(usr[k])) : "-", sprintf("%.0f", median(upc[k])),
             sprintf("%d/%d", kept[k], total[k])
     }
     print ""
     print "srv% / cli%: busy share of the server core / the load generator's core during the run."
     print "core us: server-core busy time (proxy + upstream + kernel) per request; proc us: CPU time of"
-    print "the process under test alone (nginx worker or fxa-gateway; for (a) the upstream) per request."
+    print "the process under test alone (nginx worker or fxa-gateway; for (a) the upstream) per request;"
+    print "usr us: its user-space part (the rest of proc us is kernel time: TCP, epoll)."
     print "up conn: connections the upstream accepted during a run: about one per request if the proxy's"
     print "keep-alive pool did not hold; tens to hundreds are the pool refilling after the previous run"
     print "cut its in-flight requests; for (a) the load generator's own connections."
