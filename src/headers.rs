@@ -171,7 +171,9 @@ pub fn peer_header(peer: IpAddr) -> HeaderValue {
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host` and `Via`. A trusted proxy's `X-Forwarded-*` are kept and
-/// extended; anyone else's are replaced, so a caller cannot forge its address.
+/// extended; anyone else's are replaced, so a caller cannot forge its address. The standard
+/// `Forwarded` header (RFC 7239) says the same things: a trusted proxy's is passed on, anyone
+/// else's is removed (the `X-Forwarded-*` set here are the gateway's account).
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     origin: &Origin<'_>,
@@ -196,6 +198,9 @@ pub fn set_forwarding(
         Entry::Vacant(e) => {
             e.insert(peer);
         }
+    }
+    if !peer_trusted {
+        headers.remove(header::FORWARDED);
     }
     let proto = HeaderValue::from_static(if origin.tls { "https" } else { "http" });
     if peer_trusted {

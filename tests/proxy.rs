@@ -45,6 +45,7 @@ async fn forwarding_headers_are_set_and_spoofs_replaced() {
         &[
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
+            ("forwarded", "for=6.6.6.6;proto=https"),
             ("host", "gw.example:8080"),
         ],
         "",
@@ -52,6 +53,8 @@ async fn forwarding_headers_are_set_and_spoofs_replaced() {
     .await;
     let seen = fake.last_request().unwrap();
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    // RFC 7239's header says the same: a caller cannot forge it either.
+    assert_eq!(seen.header("forwarded"), None);
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("gw.example:8080"));
     assert_eq!(seen.header("via"), Some("1.1 fxa-gateway"));
@@ -68,14 +71,19 @@ async fn trusted_proxy_forwarded_for_is_extended() {
     client::send(
         "GET",
         &gw.url("/api/v1/x"),
-        &[("x-forwarded-for", "203.0.113.9")],
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=203.0.113.9"),
+        ],
         "",
     )
     .await;
+    let seen = fake.last_request().unwrap();
     assert_eq!(
-        fake.last_request().unwrap().header("x-forwarded-for"),
+        seen.header("x-forwarded-for"),
         Some("203.0.113.9, 127.0.0.1")
     );
+    assert_eq!(seen.header("forwarded"), Some("for=203.0.113.9"));
 }
 
 #[tokio::test]
