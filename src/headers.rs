@@ -55,7 +55,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // cheaper than a hashed removal for each of them.
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
         }
     }
@@ -87,6 +87,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+/// The index of `name` in [`HOP_BY_HOP`]: a `match` on the name's text (length first) rather
+/// than nine `HeaderName` comparisons per header, on every request and response.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "upgrade" => 7,
+        "transfer-encoding" => 8,
+        _ => return None,
+    })
 }
 
 /// Removes every `X-FxA-*` header.
@@ -254,6 +271,22 @@ mod tests {
         IpNet {
             addr: s.parse().unwrap(),
             prefix_len: len,
+        }
+    }
+
+    #[test]
+    fn the_hop_by_hop_match_agrees_with_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        for other in [
+            "host",
+            "te-x",
+            "connections",
+            "x-keep-alive",
+            "upgrade-insecure-requests",
+        ] {
+            assert_eq!(hop_by_hop_index(&HeaderName::from_static(other)), None);
         }
     }
 
