@@ -4,7 +4,7 @@
 //!
 //! Lua numbers are doubles: times are written with `%.0f` (exact up to 2^53 µs, the year 2255).
 
-use redis::{Script, Value};
+use redis::{Script, ScriptInvocation, Value};
 
 use super::crypto::{hex, unhex};
 use super::{Kind, Store};
@@ -382,19 +382,10 @@ impl Store {
         lease_ms: u64,
         skip_grant: bool,
     ) -> Option<RefreshClaim> {
-        let script = &self.scripts.refresh_claim;
-        let [grant, reauth, lease] = self.refresh_keys(rt);
+        let skip = if skip_grant { "1" } else { "0" };
         let reply: Vec<Value> = self
-            .run(Kind::Refresh, |mut c| async move {
-                script
-                    .key(grant)
-                    .key(reauth)
-                    .key(lease)
-                    .arg(lease_ms.max(1))
-                    .arg(if skip_grant { "1" } else { "0" })
-                    .arg(&self.origin)
-                    .invoke_async(&mut c)
-                    .await
+            .refresh_script(&self.scripts.refresh_claim, rt, |call| {
+                call.arg(lease_ms.max(1)).arg(skip);
             })
             .await?;
         parse_claim(&reply)
@@ -408,20 +399,9 @@ impl Store {
         expires_in_ms: u64,
         reuse_ms: u64,
     ) -> Option<()> {
-        let script = &self.scripts.refresh_grant;
-        let [grant, reauth, lease] = self.refresh_keys(rt);
         let _: i64 = self
-            .run(Kind::Refresh, |mut c| async move {
-                script
-                    .key(grant)
-                    .key(reauth)
-                    .key(lease)
-                    .arg(sealed)
-                    .arg(expires_in_ms)
-                    .arg(reuse_ms.max(1))
-                    .arg(&self.origin)
-                    .invoke_async(&mut c)
-                    .await
+            .refresh_script(&self.scripts.refresh_grant, rt, |call| {
+                call.arg(sealed).arg(expires_in_ms).arg(reuse_ms.max(1));
             })
             .await?;
         Some(())
@@ -429,21 +409,32 @@ impl Store {
 
     /// Tells the fleet the refresh token is dead (for `ttl_ms`) and gives up the lease.
     pub async fn refresh_reauth(&self, rt: &str, ttl_ms: u64) -> Option<()> {
-        let script = &self.scripts.refresh_reauth;
-        let [grant, reauth, lease] = self.refresh_keys(rt);
         let _: i64 = self
-            .run(Kind::Refresh, |mut c| async move {
-                script
-                    .key(grant)
-                    .key(reauth)
-                    .key(lease)
-                    .arg(ttl_ms.max(1))
-                    .arg(&self.origin)
-                    .invoke_async(&mut c)
-                    .await
+            .refresh_script(&self.scripts.refresh_reauth, rt, |call| {
+                call.arg(ttl_ms.max(1));
             })
             .await?;
         Some(())
+    }
+
+    /// Runs a refresh script on `rt`'s keys (grant, re-auth answer, lease): its own arguments
+    /// from `args`, then this replica's origin, which every refresh script takes last.
+    async fn refresh_script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        rt: &str,
+        args: impl FnOnce(&mut ScriptInvocation<'_>),
+    ) -> Option<T> {
+        let mut call = script.prepare_invoke();
+        for key in self.refresh_keys(rt) {
+            call.key(key);
+        }
+        args(&mut call);
+        call.arg(&self.origin);
+        self.run(Kind::Refresh, |mut c| async move {
+            call.invoke_async(&mut c).await
+        })
+        .await
     }
 
     /// Gives up a refresh lease without a result (the call failed): the next replica may try.
