@@ -325,13 +325,8 @@ impl http_body::Body for TrackedBody {
 }
 
 /// The request body sent upstream: the client's body streamed with a size cap, or bytes the
-/// gateway holds (a replayable buffered body, or nothing).
-///
-/// The stream is boxed: a request carries its body inline, and every pooled HTTP/1.1 upstream
-/// connection's request channel (hyper's dispatch channel, a tokio list of 32-slot blocks) has
-/// a block or two of whole requests. With the stream inline, a slot was 376 bytes and a block
-/// 11.8 KiB; boxed, 40 bytes of body and 8.7 KiB. One allocation per streamed body (bodies
-/// too large to buffer), none for the common empty or buffered ones.
+/// gateway holds (a replayable buffered body, or nothing). Kept small (see
+/// [`LimitedIncoming`]): requests to upstreams are held and moved whole.
 pub enum UpstreamBody {
     Empty,
     Full(Option<Bytes>),
@@ -410,8 +405,9 @@ impl BodyWatch {
 /// Its state is boxed, so that a request to an upstream stays small inline: a request carries
 /// its body, and each pooled HTTP/1.1 upstream connection keeps one or two blocks of 32 whole
 /// requests in its request channel (hyper's dispatch channel, a tokio list). Inline, the body
-/// was 120 bytes and a block 11.5 KiB (a 12 KiB allocation); boxed, 40 and 8.8 KiB (10 KiB),
-/// for one small allocation per request (`body::sizes` prints the figures).
+/// was 120 bytes and a block about 11.5 KiB (a 12 KiB allocation); boxed, 40 bytes and about
+/// 8.8 KiB (10 KiB), for one small allocation per streamed request, which is most requests
+/// (`body::sizes` prints the figures).
 pub struct LimitedIncoming(Box<Limited>);
 
 struct Limited {
