@@ -22,6 +22,7 @@ mod answer;
 mod breaker;
 mod cache;
 mod call;
+mod intern;
 
 #[cfg(test)]
 mod sizes;
@@ -42,6 +43,7 @@ pub use answer::{
     MILLIS_THRESHOLD, MalformedAnswer, TokenInfo, epoch_time, parse_answer, scope_field,
 };
 pub use cache::entry_ttl;
+pub use intern::SharedStr;
 
 use crate::auth::form_post::RawAnswer;
 use crate::auth::revocation::{Revocation, Revocations};
