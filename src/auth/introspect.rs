@@ -28,6 +28,8 @@ mod intern;
 mod sizes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compact;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
