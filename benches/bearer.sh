@@ -36,6 +36,8 @@
 #   PARTS ["throughput memory"] the parts to run; PARTS=memory measures only the cached tokens'
 #                 memory (valid on a busy machine: it does not depend on CPU load; ~1 min)
 #   TARGET_RATIO [0.90]  TARGET_MB [40] (issue 19)   MEM_MAX [300] s at most for loading the tokens
+#   MEM_USERS [one]  each: every token of the memory part is of its own user (the fake OAuth
+#                 server answers its own `sub`), the worst case for the cache's sharing
 #   MEM_PRELOAD   a malloc library (e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2) LD_PRELOADed
 #                 into the memory part's gateway: it only replaces C's malloc (aws-lc's), not the
 #                 gateway's Rust allocations (mimalloc, its global allocator)
@@ -70,6 +72,7 @@ TARGET_RATIO=${TARGET_RATIO:-0.90}
 TARGET_MB=${TARGET_MB:-40}
 MEM_MAX=${MEM_MAX:-300}
 MEM_PRELOAD=${MEM_PRELOAD:-}
+MEM_USERS=${MEM_USERS:-one}
 MIN_BUSY=${MIN_BUSY:-95}
 MAX_FOREIGN=${MAX_FOREIGN:-5}
 QUIET_MAX=${QUIET_MAX:-10}
@@ -96,6 +99,7 @@ for p in $PARTS; do
     [[ $p == throughput || $p == memory ]] || { echo "bearer.sh: PARTS takes throughput and/or memory (got '$p')" >&2; exit 2; }
 done
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
+[[ $MEM_USERS == one || $MEM_USERS == each ]] || { echo "bearer.sh: MEM_USERS takes one or each (got '$MEM_USERS')" >&2; exit 2; }
 
 UPSTREAM_PORT=$BASE_PORT
 NGINX_PLAIN_PORT=$((BASE_PORT + 1))
@@ -528,6 +532,8 @@ elif ((TOKENS > 0)); then
     RSS0=$(status_kb "$GWM_PID" VmRSS); HWM0=$(status_kb "$GWM_PID" VmHWM); I0=$(introspections)
     log "  before: VmRSS $RSS0 kB, VmHWM $HWM0 kB"
     PREFIX=a$(hex 28 | cut -c2-)
+    # compare/bearer-oauth.js.in: tokens that start with "eac4" are each of their own user.
+    [[ $MEM_USERS == each ]] && PREFIX=eac4$(hex 26)
     T0=$SECONDS
     TOKENS_SENT=0
     # The script stops sending after TOKENS answers and creates DONE; then SIGINT makes wrk
@@ -558,10 +564,11 @@ elif ((TOKENS > 0)); then
     kill -0 "$GWM_PID" 2>/dev/null || die "fxa-gateway (memory) died (log: $TMP/gateway-mem.out)"
     MEM_LINE=$(awk -v r0="$RSS0" -v r1="$RSS1" -v h0="$HWM0" -v h1="$HWM1" -v n="$MEM_REQS" -v t="$TARGET_MB" \
         -v calls="$MEM_CALLS" -v sent="$MEM_SENT" -v errs="$MEM_ERRS" -v bad="$MEM_NON2XX" -v rps="$MEM_RPS" \
-        -v hit="$HIT_CALLS" -v alloc="$ALLOCATOR" 'BEGIN {
+        -v hit="$HIT_CALLS" -v alloc="$ALLOCATOR" \
+        -v users="$([[ $MEM_USERS == each ]] && echo "as many users" || echo "one user")" 'BEGIN {
         d = (r1 - r0) / 1024
-        printf "memory, %d distinct tokens (%d sent, %d answered, %d errors, %d non-2xx; %.0f req/s):\n", \
-            calls, sent, n, errs, bad, rps
+        printf "memory, %d distinct tokens of %s (%d sent, %d answered, %d errors, %d non-2xx; %.0f req/s):\n", \
+            calls, users, sent, n, errs, bad, rps
         printf "  VmRSS %.1f MB -> %.1f MB: %+.1f MB (%.0f bytes per token)  target < %d MB extra: %s\n", \
             r0 / 1024, r1 / 1024, d, (calls > 0 ? (r1 - r0) * 1024 / calls : 0), t, \
             (d < t && calls > 0 && errs == 0 && bad == 0 ? "met" : "MISSED")

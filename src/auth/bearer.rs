@@ -124,7 +124,7 @@ fn outcome(info: &TokenInfo, identity_headers: bool) -> AuthOutcome {
         authorization: None,
         upstream_headers,
         identity,
-        client_id: info.client_id.clone(),
+        client_id: info.client_id.as_deref().map(str::to_owned),
         ..AuthOutcome::default()
     }
 }

@@ -22,13 +22,18 @@ mod answer;
 mod breaker;
 mod cache;
 mod call;
+mod intern;
 
 #[cfg(test)]
 mod sizes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compact;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::{hmac, rand};
@@ -42,6 +47,7 @@ pub use answer::{
     MILLIS_THRESHOLD, MalformedAnswer, TokenInfo, epoch_time, parse_answer, scope_field,
 };
 pub use cache::entry_ttl;
+pub use intern::SharedStr;
 
 use crate::auth::form_post::RawAnswer;
 use crate::auth::revocation::{Revocation, Revocations};
@@ -94,6 +100,20 @@ pub struct Introspector {
     fetcher: Arc<Fetcher>,
     /// What security events said; an answer they cover is asked for again.
     revocations: Option<Arc<dyn Revocations>>,
+    /// Answers a security event dropped that may still be in the cache (shared with the
+    /// introspectors the cache is carried over to).
+    dropped: Arc<Dropped>,
+}
+
+/// The keys of answers [`Introspector::invalidate_user`] dropped, until they are out of the
+/// cache: a lookup that finds its key here does not use what is cached. This is what moka's
+/// invalidation closures would do, without their per-entry cost (a write-order queue node in
+/// every entry).
+#[derive(Default)]
+struct Dropped {
+    keys: Mutex<HashSet<CacheKey>>,
+    /// Whether `keys` may hold any: lookups skip the lock when not.
+    any: AtomicBool,
 }
 
 /// Everything a cache miss needs, owned by the spawned call.
@@ -155,11 +175,11 @@ impl Introspector {
             .name("introspection")
             .max_capacity(settings.capacity)
             .expire_after(TtlExpiry)
-            .support_invalidation_closures()
             .build();
         Introspector {
             cache,
             revocations: None,
+            dropped: Arc::default(),
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             fetcher: Fetcher::new(upstream, upstream_index, gate, clock, settings),
         }
@@ -179,6 +199,7 @@ impl Introspector {
         Introspector {
             cache: old.cache.clone(),
             revocations: old.revocations.clone(),
+            dropped: Arc::clone(&old.dropped),
             key: old.key.clone(),
             fetcher: Fetcher::new(upstream, upstream_index, gate, clock, settings),
         }
@@ -203,11 +224,14 @@ impl Introspector {
         }
         let key = self.cache_key(token);
         let now = self.fetcher.clock.now();
+        // Taken whether or not the answer is still there: what is cached from now on is newer.
+        let dropped = self.dropped.take(&key);
         if let Some(cached) = self.cache.get(&key).await {
-            let revoked = self
-                .revocations
-                .as_deref()
-                .is_some_and(|r| cached.revoked_by(r, now));
+            let revoked = dropped
+                || self
+                    .revocations
+                    .as_deref()
+                    .is_some_and(|r| cached.revoked_by(r, now));
             if cached.is_fresh(now) && !revoked {
                 return cached.serve(now);
             }
@@ -249,13 +273,30 @@ impl Introspector {
     }
 
     /// Drops every cached answer about a token of `uid` that `revocation` covers (a security
-    /// event); the user's later tokens stay.
+    /// event); the user's later tokens stay. From the return on, no lookup uses them (they are
+    /// marked dropped); a task then removes them from the cache. One pass over the cache.
     pub fn invalidate_user(&self, uid: &str, revocation: Revocation) {
-        let uid = uid.to_owned();
-        let drop = move |_: &CacheKey, c: &Cached| c.is_of(&uid) && c.covered_by(&revocation);
-        if let Err(e) = self.cache.invalidate_entries_if(drop) {
-            tracing::warn!(error = %e, "could not drop the user's introspection answers");
+        let keys: Vec<CacheKey> = self
+            .cache
+            .iter()
+            .filter(|(_, c)| c.is_of(uid) && c.covered_by(&revocation))
+            .map(|(key, _)| *key)
+            .collect();
+        if keys.is_empty() {
+            return;
         }
+        self.dropped.add(&keys);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Outside the runtime (never in the gateway): the marks alone keep them unused.
+            return;
+        };
+        let (cache, dropped) = (self.cache.clone(), Arc::clone(&self.dropped));
+        runtime.spawn(async move {
+            for key in keys {
+                cache.invalidate(&key).await;
+                dropped.take(&key);
+            }
+        });
     }
 
     /// Forgets what is cached for `token` (after a refresh or a revocation the gateway saw).
@@ -314,6 +355,29 @@ impl std::fmt::Debug for Introspector {
             .field("upstream", &self.fetcher.upstream.name)
             .field("settings", &self.fetcher.settings)
             .finish_non_exhaustive()
+    }
+}
+
+// === impl Dropped ===
+
+impl Dropped {
+    fn add(&self, keys: &[CacheKey]) {
+        let mut held = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        held.extend(keys.iter().copied());
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Whether `key` was marked dropped (the mark is removed).
+    fn take(&self, key: &CacheKey) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut held = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = held.remove(key);
+        if held.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+        taken
     }
 }
 

@@ -26,7 +26,7 @@ use moka::future::Cache;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use super::introspect::{IntrospectError, Introspector, TokenInfo, epoch_time};
+use super::introspect::{IntrospectError, Introspector, SharedStr, TokenInfo, epoch_time};
 use super::jose::{self, JoseError};
 use super::jwks::Jwks;
 use super::revocation::Revocation;
@@ -207,7 +207,7 @@ impl Verified {
         match answer {
             Ok(info) if info.is_active_access_token() => {
                 if let Some(sub) = &info.sub {
-                    *self.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(sub.clone());
+                    *self.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(sub.to_string());
                 }
             }
             Ok(_) | Err(IntrospectError::Refused) => r.revoked = true,
@@ -406,10 +406,10 @@ impl LocalVerifier {
         let lifetime = exp.duration_since(iat).unwrap_or_default();
         let info = TokenInfo {
             active: true,
-            sub: Some(sub.to_owned()),
-            client_id: Some(client_id.to_owned()),
-            scope: scope.to_owned(),
-            token_type: Some("access_token".to_owned()),
+            sub: Some(SharedStr::interned(sub)),
+            client_id: Some(SharedStr::interned(client_id)),
+            scope: SharedStr::interned(scope),
+            token_type: Some(SharedStr::interned("access_token")),
             exp: Some(exp),
             iat: Some(iat),
         };

@@ -37,7 +37,7 @@ use tracing::Instrument as _;
 pub use answer::{NewToken, TokenAnswer, judge};
 use call::TokenCall;
 
-use super::introspect::{Introspector, TokenInfo};
+use super::introspect::{Introspector, SharedStr, TokenInfo};
 use super::revocation::Revocations;
 use super::ttl::{Ttl, TtlExpiry};
 use crate::backoff::BackoffGate;
@@ -337,7 +337,7 @@ impl Refresher {
         let known_sub = self.known_user(old_key, refresh_key, old.info).await;
         let users: Vec<String> = old
             .info
-            .and_then(|i| i.sub.clone())
+            .and_then(|i| i.sub.as_deref().map(str::to_owned))
             .into_iter()
             .chain(known_sub.clone())
             .collect();
@@ -477,7 +477,7 @@ impl Refresher {
             return None;
         }
         info.filter(|i| i.active)
-            .and_then(|i| i.sub.clone())
+            .and_then(|i| i.sub.as_deref().map(str::to_owned))
             .or(lineage.sub)
     }
 
@@ -494,10 +494,10 @@ impl Refresher {
             // covers the seed as it would FxA's own answer asked for then.
             let info = TokenInfo {
                 active: true,
-                sub: Some(sub.clone()),
-                client_id: Some(self.call.client_id.clone()),
-                scope: grant.granted_scope.clone(),
-                token_type: Some("access_token".to_owned()),
+                sub: Some(SharedStr::interned(sub)),
+                client_id: Some(SharedStr::interned(&self.call.client_id)),
+                scope: SharedStr::interned(&grant.granted_scope),
+                token_type: Some(SharedStr::interned("access_token")),
                 exp: Some(grant.expires_at),
                 iat: Some(grant.asked_at),
             };

@@ -97,11 +97,14 @@ impl TokenSource {
             return Ok(TokenInfo::inactive_shared());
         }
         let now = self.clock.now();
-        let covered = [verified.info.sub.clone(), verified.learnt_uid()]
-            .into_iter()
-            .flatten()
-            .filter_map(|uid| self.revocations.get(&uid, now))
-            .any(|r| r.covers(verified.info.iat));
+        let covered = [
+            verified.info.sub.as_deref().map(str::to_owned),
+            verified.learnt_uid(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|uid| self.revocations.get(&uid, now))
+        .any(|r| r.covers(verified.info.iat));
         if covered {
             // FxA's word: for a short-lived JWT (never stored) that is `active: false`.
             let info = self.introspect(token).await?;

@@ -11,18 +11,22 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+use super::intern::SharedStr;
+
 /// What the OAuth server said about a token. Holds no token and no secret: `sub` is the account
-/// id (or a pairwise id), `client_id` a public identifier, so deriving `Debug` is safe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// id (or a pairwise id), `client_id` a public identifier, so deriving `Debug` is safe. The
+/// strings are shared ([`SharedStr`]): an answer read here holds the process's one copy of
+/// each value (a user's tokens share its `sub`, every token the few scopes and client ids).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenInfo {
     pub active: bool,
     /// Account uid (hex) or PPID.
-    pub sub: Option<String>,
-    pub client_id: Option<String>,
+    pub sub: Option<SharedStr>,
+    pub client_id: Option<SharedStr>,
     /// Raw, space-separated; the scope module parses and bounds it.
-    pub scope: String,
+    pub scope: SharedStr,
     /// FxA: `access_token` or `refresh_token`; RFC 7662 servers may send e.g. `bearer`.
-    pub token_type: Option<String>,
+    pub token_type: Option<SharedStr>,
     pub exp: Option<SystemTime>,
     pub iat: Option<SystemTime>,
 }
@@ -49,7 +53,7 @@ impl TokenInfo {
             active: false,
             sub: None,
             client_id: None,
-            scope: String::new(),
+            scope: SharedStr::from(""),
             token_type: None,
             exp: None,
             iat: None,
@@ -95,7 +99,7 @@ pub fn parse_answer(body: &[u8]) -> Result<TokenInfo, MalformedAnswer> {
         active,
         sub: string_field(fields, "sub"),
         client_id: string_field(fields, "client_id"),
-        scope: scope_field(fields),
+        scope: SharedStr::interned(&scope_field(fields)),
         token_type: string_field(fields, "token_type"),
         exp: fields.get("exp").and_then(epoch_time),
         iat: fields.get("iat").and_then(epoch_time),
@@ -129,8 +133,11 @@ pub fn epoch_time(value: &Value) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(since_epoch)
 }
 
-fn string_field(fields: &Map<String, Value>, name: &str) -> Option<String> {
-    fields.get(name).and_then(Value::as_str).map(str::to_owned)
+fn string_field(fields: &Map<String, Value>, name: &str) -> Option<SharedStr> {
+    fields
+        .get(name)
+        .and_then(Value::as_str)
+        .map(SharedStr::interned)
 }
 
 /// RFC 7662 and FxA send a space-separated string; an array of strings (as `/v1/verify` uses)

@@ -5,9 +5,10 @@
 //! ([`Cached::is_fresh`], [`Cached::serve`]), so a test that moves a manual clock sees expiry at
 //! once and an entry past the token's `exp` is never served as active.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
+use super::intern::Interner;
 use super::{IntrospectError, IntrospectSettings, TokenInfo};
 use crate::auth::revocation::{Revocation, Revocations};
 
@@ -18,17 +19,32 @@ use crate::auth::revocation::{Revocation, Revocations};
 pub(super) struct CacheKey(pub(super) u128);
 
 /// One cached answer: the token's info, or `None` when the endpoint refused the token (4xx).
+///
+/// Compact, because there is one per cached token (issue 19): what the answer says apart from
+/// its times is shared by every token with the same description (see [`ABOUT`]), and the times
+/// are nanoseconds since the epoch ([`Stamp`]). 40 bytes; moka keeps it in its entry.
 #[derive(Clone)]
 pub(super) struct Cached {
-    info: Option<Arc<TokenInfo>>,
-    /// On the gateway's clock.
-    fresh_until: SystemTime,
-    /// The same span for moka's eviction.
-    ttl: Duration,
+    /// The answer without `exp` and `iat`.
+    about: Option<Arc<TokenInfo>>,
+    exp: Stamp,
+    iat: Stamp,
+    /// On the gateway's clock. moka evicts the entry `fresh_until - seen_at` after it was
+    /// stored: the answer's own TTL, plus the time the call took (memory only: every hit is
+    /// judged by `fresh_until`).
+    fresh_until: Stamp,
     /// When the OAuth server was asked (gateway clock): a revocation recorded later makes the
     /// answer stale for the tokens it covers.
-    seen_at: SystemTime,
+    seen_at: Stamp,
 }
+
+/// A point in time as nanoseconds since the Unix epoch, or none. Exact from 1970 to 2554;
+/// earlier times read as 1970 and later ones as 2554, which no token's validity depends on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64);
+
+/// The descriptions ([`TokenInfo`] less `exp` and `iat`) of the cached tokens, each held once.
+static ABOUT: LazyLock<Interner<TokenInfo>> = LazyLock::new(Interner::new);
 
 /// How long an answer may be reused, from `now` (pure, so it is tested without moka):
 /// - active with `exp` in the future: until `exp`, at most `max_ttl` (the revocation window:
@@ -70,44 +86,54 @@ impl Cached {
         settings: &IntrospectSettings,
     ) -> Self {
         let ttl = entry_ttl(info.as_deref(), now, settings);
-        let info = info.map(|info| {
+        let (exp, iat) = info
+            .as_ref()
+            .filter(|info| info.active)
+            .map_or((None, None), |info| (info.exp, info.iat));
+        let about = info.map(|info| {
             if info.active {
-                info
+                let about = TokenInfo {
+                    exp: None,
+                    iat: None,
+                    ..Arc::unwrap_or_clone(info)
+                };
+                ABOUT.intern(&about, || Arc::new(about.clone()))
             } else {
                 TokenInfo::inactive_shared()
             }
         });
         Cached {
-            info,
-            fresh_until: now.checked_add(ttl).unwrap_or(now),
-            ttl,
-            seen_at: now,
+            about,
+            exp: Stamp::from_time(exp),
+            iat: Stamp::from_time(iat),
+            fresh_until: Stamp::at(now.checked_add(ttl).unwrap_or(now)),
+            seen_at: Stamp::at(now),
         }
     }
 
     /// The same answer, asked for at `at` (the start of the call).
     pub(super) fn asked_at(mut self, at: SystemTime) -> Self {
-        self.seen_at = at.min(self.seen_at);
+        self.seen_at = self.seen_at.min(Stamp::at(at));
         self
     }
 
     /// Whether the answer is about a token of `uid`.
     pub(super) fn is_of(&self, uid: &str) -> bool {
-        self.info
+        self.about
             .as_ref()
             .is_some_and(|i| i.sub.as_deref() == Some(uid))
     }
 
     /// Whether `revocation` covers the token this answer is about (refusals: no).
     pub(super) fn covered_by(&self, revocation: &Revocation) -> bool {
-        self.info
+        self.about
             .as_ref()
-            .is_some_and(|i| i.active && revocation.covers(i.iat))
+            .is_some_and(|i| i.active && revocation.covers(self.iat.time()))
     }
 
     /// Whether a revocation makes this answer unusable from memory.
     pub(super) fn revoked_by(&self, revocations: &dyn Revocations, now: SystemTime) -> bool {
-        let Some(info) = self.info.as_ref().filter(|i| i.active) else {
+        let Some(info) = self.about.as_ref().filter(|i| i.active) else {
             return false;
         };
         let Some(sub) = info.sub.as_deref() else {
@@ -115,23 +141,74 @@ impl Cached {
         };
         revocations
             .get(sub, now)
-            .is_some_and(|r| r.invalidates(info.iat, self.seen_at))
+            .is_some_and(|r| r.invalidates(self.iat.time(), self.seen_at.as_time()))
     }
 
     pub(super) fn is_fresh(&self, now: SystemTime) -> bool {
-        now < self.fresh_until
+        Stamp::at(now) < self.fresh_until
     }
 
     /// The answer for a caller at `now`: a token past its own `exp` is inactive, whatever the
     /// entry's age.
     pub(super) fn serve(&self, now: SystemTime) -> Result<Arc<TokenInfo>, IntrospectError> {
-        match &self.info {
-            None => Err(IntrospectError::Refused),
-            Some(info) if info.active && info.is_expired_at(now) => {
-                Ok(TokenInfo::inactive_shared())
-            }
-            Some(info) => Ok(Arc::clone(info)),
+        let about = match &self.about {
+            None => return Err(IntrospectError::Refused),
+            Some(about) if !about.active => return Ok(Arc::clone(about)),
+            Some(about) => about,
+        };
+        let (exp, iat) = (self.exp.time(), self.iat.time());
+        if exp.is_some_and(|exp| exp <= now) {
+            return Ok(TokenInfo::inactive_shared());
         }
+        if exp.is_none() && iat.is_none() {
+            return Ok(Arc::clone(about));
+        }
+        Ok(Arc::new(TokenInfo {
+            exp,
+            iat,
+            ..TokenInfo::clone(about)
+        }))
+    }
+}
+
+// === impl Stamp ===
+
+impl Stamp {
+    const NONE: Stamp = Stamp(u64::MAX);
+
+    fn at(time: SystemTime) -> Stamp {
+        let nanos = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX).min(u64::MAX - 1))
+    }
+
+    fn from_time(time: Option<SystemTime>) -> Stamp {
+        time.map_or(Stamp::NONE, Stamp::at)
+    }
+
+    fn as_time(self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
+
+    fn time(self) -> Option<SystemTime> {
+        (self != Stamp::NONE).then(|| self.as_time())
+    }
+
+    fn min(self, other: Stamp) -> Stamp {
+        Stamp(self.0.min(other.0))
+    }
+}
+
+impl PartialOrd for Stamp {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Stamp {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
     }
 }
 
@@ -139,6 +216,6 @@ impl Cached {
 
 impl crate::auth::ttl::Ttl for Cached {
     fn ttl(&self) -> Duration {
-        self.ttl
+        Duration::from_nanos(self.fresh_until.0.saturating_sub(self.seen_at.0))
     }
 }
