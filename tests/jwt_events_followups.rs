@@ -16,6 +16,7 @@ use support::TestGateway;
 use support::client::{self, TestResponse};
 use support::fake::{FakeUpstream, Reply};
 use support::fxa_jwt::{self, FakeFxa, PASSWORD_CHANGE, SigningKey, claims, set_claims};
+use support::replicas::series;
 
 const UID: &str = "0123456789abcdef0123456789abcdef";
 const UID_B: &str = "fedcba9876543210fedcba9876543210";
@@ -275,12 +276,4 @@ async fn local_jwt_and_security_event_metrics_are_exported_without_ids() {
     for id in [UID, UID_B, "pc-metrics-1", &good, &long, &"ab".repeat(32)] {
         assert!(!text.contains(id), "{id} in the metrics:\n{text}");
     }
-}
-
-fn series(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }

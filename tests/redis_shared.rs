@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::client::{self, TestResponse};
 use support::fake::{FakeUpstream, Reply};
 use support::redis::RedisServer;
+use support::replicas::{heartbeat, metrics, series, wait_redis_status};
 use support::{TestGateway, config_with};
 
 const HASHING_KEY: &str = "6f1c2a9e0b7d4c3f8a5e6b1d2c9f0a7e3b4d5c6e7f8091a2b3c4d5e6f708192a";
@@ -75,40 +76,6 @@ async fn fleet(n: usize, toml: &str, dir: &Path) -> Vec<TestGateway> {
         wait_redis_status(gw, "ok").await;
     }
     gateways
-}
-
-async fn heartbeat(gw: &TestGateway) -> (u16, Value) {
-    let resp = client::get(&gw.admin_url("/__heartbeat__")).await;
-    (resp.status_u16(), resp.json())
-}
-
-/// Waits until the replica reports Redis as `status` ("ok": reachable and subscribed).
-async fn wait_redis_status(gw: &TestGateway, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = heartbeat(gw).await;
-        if body["redis"]["status"] == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis never became {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    client::get(&gw.admin_url("/metrics")).await.text()
-}
-
-/// The value of one series in the metrics text, 0 when absent.
-fn series(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Requests the gateways forwarded (the heartbeat's `HEAD /` probes are not counted).

@@ -25,6 +25,7 @@ use support::fxa_jwt::{
     self, FakeFxa, PASSWORD_CHANGE, PROFILE_CHANGE, SigningKey, claims, set_claims,
 };
 use support::redis::RedisServer;
+use support::replicas::{heartbeat, metrics, series, wait_redis_status};
 
 const UID: &str = "0123456789abcdef0123456789abcdef";
 const UID_B: &str = "fedcba9876543210fedcba9876543210";
@@ -152,37 +153,6 @@ async fn api(gw: &TestGateway, token: &str) -> TestResponse {
         Bytes::new(),
     )
     .await
-}
-
-async fn heartbeat(gw: &TestGateway) -> Value {
-    client::get(&gw.admin_url("/__heartbeat__")).await.json()
-}
-
-async fn wait_redis_status(gw: &TestGateway, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = heartbeat(gw).await;
-        if body["redis"]["status"] == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis never became {status}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    client::get(&gw.admin_url("/metrics")).await.text()
-}
-
-fn series(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 const REMOTE: &str = "fxa_gateway_revocations_applied_total{source=\"remote\"}";
@@ -349,7 +319,7 @@ async fn with_redis_down_each_replica_decides_alone_counts_it_and_catches_up_aft
             format!("fxa_gateway_redis_fallbacks_total{{state=\"{state}\",outcome=\"local\"}}");
         assert!(series(&text, &line) >= 1.0, "{state}: {text}");
     }
-    let body = heartbeat(a).await;
+    let (_, body) = heartbeat(a).await;
     assert_eq!(body["redis"]["status"], "degraded", "{body}");
 
     // Redis is back (empty): A writes what it recorded meanwhile and B applies it.

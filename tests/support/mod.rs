@@ -12,6 +12,7 @@ pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod reloading;
+pub mod replicas;
 
 use std::net::SocketAddr;
 use std::path::Path;
