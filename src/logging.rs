@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Response};
-use serde_json::{Map, Value, json};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -238,8 +237,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut fields = FieldMap(Map::new());
+        let mut fields = Fields(Vec::with_capacity(16));
         event.record(&mut fields);
+        fields.settle();
         let kind = if meta.target() == "access" {
             "request.summary"
         } else {
@@ -249,41 +249,113 @@ where
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let line = json!({
-            "Timestamp": nanos,
-            "Type": kind,
-            "Logger": "fxa-gateway",
-            "Hostname": self.hostname,
-            "EnvVersion": "2.0",
-            "Severity": severity(meta.level()),
-            "Pid": self.pid,
-            "Fields": Value::Object(fields.0),
-        });
-        writeln!(writer, "{line}")
+        // Serialised straight from the fields (no `serde_json::Value` tree): keys in the order
+        // a JSON object map gives them (sorted), as before.
+        let line = Line {
+            env_version: "2.0",
+            fields: &fields,
+            hostname: &self.hostname,
+            logger: "fxa-gateway",
+            pid: self.pid,
+            severity: severity(meta.level()),
+            timestamp: nanos,
+            kind,
+        };
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writer.write_str(&text)?;
+        writer.write_char('\n')
     }
 }
 
-struct FieldMap(Map<String, Value>);
+/// One MozLog line, its keys in sorted order.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    #[serde(rename = "EnvVersion")]
+    env_version: &'a str,
+    #[serde(rename = "Fields")]
+    fields: &'a Fields,
+    #[serde(rename = "Hostname")]
+    hostname: &'a str,
+    #[serde(rename = "Logger")]
+    logger: &'a str,
+    #[serde(rename = "Pid")]
+    pid: u32,
+    #[serde(rename = "Severity")]
+    severity: u8,
+    #[serde(rename = "Timestamp")]
+    timestamp: u64,
+    #[serde(rename = "Type")]
+    kind: &'a str,
+}
 
-impl Visit for FieldMap {
+/// An event's fields: a later value of a name replaces an earlier one, and they are written
+/// sorted by name (as a JSON object map keeps them).
+struct Fields(Vec<(&'static str, FieldValue)>);
+
+enum FieldValue {
+    Str(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: FieldValue) {
+        self.0.push((field.name(), value));
+    }
+
+    /// Sorted by name, the last value of each name kept.
+    fn settle(&mut self) {
+        // Stable: values of one name stay in the order they came.
+        self.0.sort_by_key(|(name, _)| *name);
+        let mut i = self.0.len();
+        while i > 1 {
+            i -= 1;
+            if self.0[i - 1].0 == self.0[i].0 {
+                self.0.remove(i - 1);
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            match value {
+                FieldValue::Str(v) => map.serialize_entry(name, v)?,
+                FieldValue::U64(v) => map.serialize_entry(name, v)?,
+                FieldValue::I64(v) => map.serialize_entry(name, v)?,
+                // Non-finite floats are written as null, as `serde_json::Value` does.
+                FieldValue::F64(v) if v.is_finite() => map.serialize_entry(name, v)?,
+                FieldValue::F64(_) => map.serialize_entry(name, &())?,
+                FieldValue::Bool(v) => map.serialize_entry(name, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), json!(format!("{value:?}")));
+        self.put(field, FieldValue::Str(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), json!(value));
+        self.put(field, FieldValue::Str(value.to_owned()));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), json!(value));
+        self.put(field, FieldValue::U64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), json!(value));
+        self.put(field, FieldValue::I64(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), json!(value));
+        self.put(field, FieldValue::F64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), json!(value));
+        self.put(field, FieldValue::Bool(value));
     }
 }
 
@@ -302,6 +374,44 @@ mod tests {
 
     fn written(out: &Arc<Mutex<Vec<u8>>>) -> String {
         String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn mozlog_lines_carry_every_field_typed_and_sorted() {
+        let (sink, out) = sink();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(sink.clone())
+            .event_format(MozLog::new())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                status = 503u64,
+                method = "GET",
+                ok = false,
+                ratio = 0.5f64,
+                skew = -3i64,
+                odd = f64::NAN,
+                quote = "a \"b\"\n",
+                "upstream trouble"
+            );
+        });
+        let text = written(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(
+                r#""Fields":{"message":"upstream trouble","method":"GET","odd":null,"ok":false,"quote":"a \"b\"\n","ratio":0.5,"skew":-3,"status":503},"Hostname":"#
+            ),
+            "{text}"
+        );
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["Severity"], 4);
+        assert_eq!(line["EnvVersion"], "2.0");
+        assert_eq!(line["Logger"], "fxa-gateway");
+        assert!(line["Timestamp"].as_u64().unwrap() > 0);
+        assert!(
+            text.starts_with(r#"{"EnvVersion":"2.0","Fields":"#),
+            "{text}"
+        );
     }
 
     #[test]
